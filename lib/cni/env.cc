@@ -1,0 +1,112 @@
+#include "cni/env.h"
+
+#include <cstdlib>
+
+namespace podsteer {
+
+namespace {
+
+Error envError(const std::string& var, const std::string& why) {
+  return makeError(ErrorCode::kInvalidEnv, var + ": " + why);
+}
+
+bool isIdChar(char c, bool first) {
+  if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
+  return !first && (c == '_' || c == '.' || c == '-');
+}
+
+struct Requirement {
+  bool containerId, netns, ifname, path;
+};
+
+// Which variables each command needs (same table as the reference plugins' skel).
+std::optional<Requirement> requirementsFor(const std::string& command) {
+  if (command == "ADD" || command == "CHECK") return Requirement{true, true, true, true};
+  if (command == "DEL") return Requirement{true, false, true, true};
+  if (command == "GC" || command == "STATUS" || command == "VERSION") return Requirement{false, false, false, false};
+  return std::nullopt;
+}
+
+} // namespace
+
+EnvLookup processEnv() {
+  return [](const char* name) -> std::optional<std::string> {
+    const char* v = std::getenv(name);
+    if (v == nullptr) return std::nullopt;
+    return std::string(v);
+  };
+}
+
+Status validateContainerId(const std::string& id) {
+  if (id.empty()) return envError("CNI_CONTAINERID", "must not be empty");
+  if (id.size() > kMaxContainerIdLength)
+    return envError("CNI_CONTAINERID", "longer than " + std::to_string(kMaxContainerIdLength) + " characters");
+  for (size_t i = 0; i < id.size(); ++i)
+    if (!isIdChar(id[i], i == 0))
+      return envError("CNI_CONTAINERID", "must match [A-Za-z0-9][A-Za-z0-9_.-]*");
+  return Status::success();
+}
+
+Status validateIfname(const std::string& ifname) {
+  if (ifname.empty()) return envError("CNI_IFNAME", "must not be empty");
+  if (ifname.size() > kMaxIfnameLength)
+    return envError("CNI_IFNAME", "longer than " + std::to_string(kMaxIfnameLength) + " characters");
+  if (ifname == "." || ifname == "..") return envError("CNI_IFNAME", "must not be '.' or '..'");
+  for (char c : ifname) {
+    if (c == '/' || c == ':' || c <= ' ' || c == 0x7f)
+      return envError("CNI_IFNAME", "contains '/', ':', whitespace or a control character");
+  }
+  return Status::success();
+}
+
+Result<std::map<std::string, std::string>> parseCniArgs(const std::string& text) {
+  std::map<std::string, std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(';', start);
+    std::string pair = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (!pair.empty()) {
+      size_t eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0)
+        return envError("CNI_ARGS", "invalid pair '" + pair.substr(0, 64) + "' (want KEY=VALUE)");
+      out[pair.substr(0, eq)] = pair.substr(eq + 1);
+    }
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
+  CniEnv env;
+  env.command = getenv("CNI_COMMAND").value_or("");
+  std::optional<Requirement> req;
+  if (requireCommand) {
+    if (env.command.empty()) return envError("CNI_COMMAND", "not set");
+    req = requirementsFor(env.command);
+    if (!req) return envError("CNI_COMMAND", "unknown command '" + env.command.substr(0, 32) + "'");
+  } else {
+    req = Requirement{false, false, false, false};
+  }
+  env.containerId = getenv("CNI_CONTAINERID").value_or("");
+  env.netns = getenv("CNI_NETNS").value_or("");
+  env.ifname = getenv("CNI_IFNAME").value_or("");
+  env.path = getenv("CNI_PATH").value_or("");
+
+  if (req->containerId && env.containerId.empty()) return envError("CNI_CONTAINERID", "not set");
+  if (!env.containerId.empty())
+    if (auto s = validateContainerId(env.containerId); !s) return s.error();
+  if (req->netns && env.netns.empty()) return envError("CNI_NETNS", "not set");
+  if (!env.netns.empty() && env.netns[0] != '/') return envError("CNI_NETNS", "must be an absolute path");
+  if (req->ifname && env.ifname.empty()) return envError("CNI_IFNAME", "not set");
+  if (!env.ifname.empty())
+    if (auto s = validateIfname(env.ifname); !s) return s.error();
+  if (req->path && env.path.empty()) return envError("CNI_PATH", "not set");
+
+  auto args = parseCniArgs(getenv("CNI_ARGS").value_or(""));
+  if (!args) return args.error();
+  env.args = std::move(*args);
+  return env;
+}
+
+} // namespace podsteer

@@ -1,0 +1,277 @@
+#include "commands/commands.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "cni/result.h"
+#include "cni/version.h"
+#include "config/netconf.h"
+#include "config/pod.h"
+#include "nl/netns.h"
+#include "nl/nft_socket.h"
+#include "nl/nft_table.h"
+#include "plan/plan.h"
+#include "plan/render.h"
+#include "state/lock.h"
+#include "state/record.h"
+#include "util/digest.h"
+#include "util/log.h"
+
+namespace podsteer {
+
+namespace {
+
+using state::AttachmentRecord;
+using state::RecordStore;
+
+// The version an error object is written in: the request's, when we can tell it.
+std::string requestVersion(const std::string& stdinText) {
+  if (stdinText.size() > kMaxStdinBytes || !checkJsonBounds(stdinText).ok()) return std::string(kLatestVersion);
+  auto j = nlohmann::json::parse(stdinText, nullptr, false);
+  if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
+    std::string v = j["cniVersion"].get<std::string>();
+    if (isSupportedVersion(v)) return v;
+  }
+  return std::string(kLatestVersion);
+}
+
+CommandOutput failure(const Error& e, const std::string& cniVersion) {
+  logError("error " + std::to_string(e.codeValue()) + ": " + e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
+  return {1, errorToJson(e, cniVersion).dump() + "\n"};
+}
+
+// Identifies a namespace file so a recorded path is only trusted while it still names
+// the same namespace (a /proc/PID path can be reused by another pod after the PID is).
+std::string netnsIdentity(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return {};
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+std::string planText(const plan::Plan& p) { return p.podTable ? plan::renderTable(*p.podTable) : ""; }
+
+// Removes what one recorded attachment programmed in its pod netns. `netnsPath` is the
+// runtime's CNI_NETNS when given, else the recorded one (then only if it is still the
+// same namespace). A namespace that is gone has nothing left to remove.
+Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity) {
+  if (netnsPath.empty()) return Status::success();
+  auto ns = nl::openNetns(netnsPath);
+  if (!ns) return ns.error();
+  if (ns->state == nl::NetnsState::kGone) {
+    logDebug("netns " + netnsPath + " is gone; nothing to remove there");
+    return Status::success();
+  }
+  if (!expectedIdentity.empty() && netnsIdentity(ns->fd.get()) != expectedIdentity) {
+    logWarn("netns " + netnsPath + " now names another namespace; left untouched");
+    return Status::success();
+  }
+  auto sock = nl::NftSocket::openIn(ns->fd.get());
+  if (!sock) return sock.error();
+  nl::NftBatch batch;
+  nl::batchDeleteTable(batch, "inet", plan::kTableName);
+  return sock->commit(batch);
+}
+
+struct Invocation {
+  CniEnv env;
+  NetConf conf;
+};
+
+CommandOutput cmdAdd(const Invocation& inv) {
+  const auto& [env, conf] = inv;
+  if (!conf.prevResult)
+    return failure(makeError(ErrorCode::kInvalidConfig,
+                             "prevResult: missing; podsteer is a chained plugin and must follow the plugin that "
+                             "creates the pod's interface"),
+                   conf.cniVersion);
+  PodInfo pod = podFromInvocation(env, conf);
+  auto plan = plan::buildPlan(conf, pod);
+  if (!plan) return failure(plan.error(), conf.cniVersion);
+
+  auto ns = nl::openNetns(env.netns);
+  if (!ns) return failure(ns.error(), conf.cniVersion);
+  if (ns->state != nl::NetnsState::kOpen)
+    return failure(makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env.netns + " does not exist"), conf.cniVersion);
+
+  auto lock = state::NodeLock::acquire(conf.stateDir);
+  if (!lock) return failure(lock.error(), conf.cniVersion);
+  RecordStore store(conf.stateDir);
+  auto previous = store.read(conf.name, env.containerId, env.ifname);
+
+  AttachmentRecord rec;
+  rec.network = conf.name;
+  rec.containerId = env.containerId;
+  rec.ifname = env.ifname;
+  rec.netns = env.netns;
+  rec.netnsIdentity = netnsIdentity(ns->fd.get());
+  rec.podNamespace = pod.podNamespace;
+  rec.podName = pod.podName;
+  rec.cniVersion = conf.cniVersion;
+  rec.annotations = pod.annotations;
+  for (const auto& ip : pod.ips) rec.ips.push_back(ip.addressString() + "/" + std::to_string(ip.prefixLen));
+  rec.config = conf.stableJson;
+  rec.configDigest = digestHex(conf.stableJson.dump());
+  rec.podTable = planText(*plan);
+  rec.planDigest = digestHex(rec.podTable);
+  rec.updatedAt = state::nowUtc();
+
+  // The record goes first: if we die after the kernel change, DEL still knows about it.
+  if (auto s = store.write(rec); !s) return failure(s.error(), conf.cniVersion);
+
+  auto restoreRecord = [&]() {
+    if (previous && *previous) (void)store.write(**previous);
+    else (void)store.remove(conf.name, env.containerId, env.ifname);
+  };
+  auto sock = nl::NftSocket::openIn(ns->fd.get());
+  if (!sock) {
+    restoreRecord();
+    return failure(sock.error(), conf.cniVersion);
+  }
+  nl::NftBatch batch;
+  if (plan->podTable) nl::batchReplaceTable(batch, *plan->podTable);
+  else nl::batchDeleteTable(batch, "inet", plan::kTableName);
+  if (auto s = sock->commit(batch); !s) {
+    restoreRecord();
+    return failure(s.error(), conf.cniVersion);
+  }
+  logInfo(plan->podTable ? "capture programmed (" + std::to_string(batch.size()) + " nftables operations)"
+                         : "nothing to program: " + plan->reason);
+  return {0, passThroughResult(*conf.prevResult, conf.cniVersion).dump() + "\n"};
+}
+
+CommandOutput cmdDel(const Invocation& inv) {
+  const auto& [env, conf] = inv;
+  auto lock = state::NodeLock::acquire(conf.stateDir);
+  if (!lock) return failure(lock.error(), conf.cniVersion);
+  RecordStore store(conf.stateDir);
+  auto rec = store.read(conf.name, env.containerId, env.ifname);
+  if (!rec) logWarn(rec.error().msg + "; removing it");
+
+  Status s;
+  if (!env.netns.empty()) {
+    s = cleanupPodNetns(env.netns, "");
+  } else if (rec && *rec) {
+    s = cleanupPodNetns((*rec)->netns, (*rec)->netnsIdentity);
+  }
+  if (!s) return failure(s.error(), conf.cniVersion);
+  if (auto r = store.remove(conf.name, env.containerId, env.ifname); !r) return failure(r.error(), conf.cniVersion);
+  logInfo("attachment removed");
+  return {0, ""};
+}
+
+CommandOutput cmdCheck(const Invocation& inv) {
+  const auto& [env, conf] = inv;
+  if (!conf.prevResult)
+    return failure(makeError(ErrorCode::kInvalidConfig, "prevResult: missing; CHECK needs the previous result"),
+                   conf.cniVersion);
+  PodInfo pod = podFromInvocation(env, conf);
+  auto plan = plan::buildPlan(conf, pod);
+  if (!plan) return failure(plan.error(), conf.cniVersion);
+  auto ns = nl::openNetns(env.netns);
+  if (!ns) return failure(ns.error(), conf.cniVersion);
+  if (ns->state != nl::NetnsState::kOpen)
+    return failure(makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env.netns + " does not exist"), conf.cniVersion);
+
+  RecordStore store(conf.stateDir);
+  auto rec = store.read(conf.name, env.containerId, env.ifname);
+  if (!rec) return failure(rec.error(), conf.cniVersion);
+  if (!*rec && plan->podTable)
+    return failure(makeError(ErrorCode::kUnknownContainer,
+                             "no podsteer record for container " + env.containerId + " interface " + env.ifname +
+                                 " in network " + conf.name,
+                             "ADD was not run, or the record under stateDir was removed"),
+                   conf.cniVersion);
+
+  auto sock = nl::NftSocket::openIn(ns->fd.get());
+  if (!sock) return failure(sock.error(), conf.cniVersion);
+  std::vector<std::string> diffs;
+  if (plan->podTable) {
+    auto d = nl::diffTable(*sock, *plan->podTable);
+    if (!d) return failure(d.error(), conf.cniVersion);
+    diffs = *d;
+  } else {
+    auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
+    if (!exists) return failure(exists.error(), conf.cniVersion);
+    if (*exists) diffs.push_back("table inet podsteer: present, but " + plan->reason);
+  }
+  if (!diffs.empty()) {
+    std::string details;
+    for (const auto& d : diffs) details += (details.empty() ? "" : "; ") + d;
+    return failure(makeError(ErrorCode::kCheckFailed, "pod netns " + env.netns + ": " + diffs.front(), details),
+                   conf.cniVersion);
+  }
+  return {0, ""};
+}
+
+CommandOutput cmdGc(const Invocation& inv) {
+  const auto& conf = inv.conf;
+  auto lock = state::NodeLock::acquire(conf.stateDir);
+  if (!lock) return failure(lock.error(), conf.cniVersion);
+  RecordStore store(conf.stateDir);
+  std::vector<std::string> problems;
+  size_t removed = 0;
+  std::optional<Error> firstError;
+  for (const auto& rec : store.list(conf.name, &problems)) {
+    std::string key = rec.containerId + "/" + rec.ifname;
+    if (std::find(conf.validAttachments.begin(), conf.validAttachments.end(), key) != conf.validAttachments.end())
+      continue;
+    // One stale attachment that cannot be cleaned must not keep the others around.
+    if (auto s = cleanupPodNetns(rec.netns, rec.netnsIdentity); !s) {
+      logWarn("GC " + key + ": " + s.error().msg);
+      if (!firstError) firstError = s.error();
+      continue;
+    }
+    if (auto s = store.remove(rec.network, rec.containerId, rec.ifname); !s) {
+      if (!firstError) firstError = s.error();
+      continue;
+    }
+    ++removed;
+  }
+  for (const auto& p : problems) logWarn("GC: " + p);
+  logInfo("GC removed " + std::to_string(removed) + " stale attachment(s)");
+  if (firstError) return failure(*firstError, conf.cniVersion);
+  return {0, ""};
+}
+
+CommandOutput cmdStatus(const Invocation& inv) {
+  const auto& conf = inv.conf;
+  if (auto s = state::ensureDirectory(conf.stateDir); !s)
+    return failure(makeError(ErrorCode::kPluginNotAvailable, "stateDir unusable: " + s.error().msg), conf.cniVersion);
+  auto sock = nl::NftSocket::open();
+  if (!sock)
+    return failure(makeError(ErrorCode::kPluginNotAvailable, "nftables unavailable: " + sock.error().msg),
+                   conf.cniVersion);
+  if (auto t = nl::tableExists(*sock, "inet", plan::kTableName); !t)
+    return failure(makeError(ErrorCode::kPluginNotAvailable, "nftables unavailable: " + t.error().msg),
+                   conf.cniVersion);
+  return {0, ""};
+}
+
+} // namespace
+
+CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinText) {
+  auto env = readCniEnv(getenv);
+  if (!env) return failure(env.error(), requestVersion(stdinText));
+  if (env->command == "VERSION") {
+    return {0, versionInfo(requestVersion(stdinText)).dump() + "\n"};
+  }
+  auto mode = env->command == "DEL" ? ParseMode::kLenient : ParseMode::kStrict;
+  auto conf = parseNetConf(stdinText, mode);
+  if (!conf) return failure(conf.error(), requestVersion(stdinText));
+  Logger::instance().configure(conf->logLevel, conf->logFile,
+                               env->command + " " + conf->name + " " + env->containerId +
+                                   (env->ifname.empty() ? "" : "/" + env->ifname));
+  for (const auto& w : conf->warnings) logWarn(w);
+  if (auto s = checkCommandAllowed(env->command, conf->cniVersion); !s) return failure(s.error(), conf->cniVersion);
+
+  Invocation inv{std::move(*env), std::move(*conf)};
+  const std::string& cmd = inv.env.command;
+  if (cmd == "ADD") return cmdAdd(inv);
+  if (cmd == "DEL") return cmdDel(inv);
+  if (cmd == "CHECK") return cmdCheck(inv);
+  if (cmd == "GC") return cmdGc(inv);
+  return cmdStatus(inv);
+}
+
+} // namespace podsteer

@@ -1,0 +1,20 @@
+#pragma once
+
+#include <string>
+
+#include "cni/env.h"
+
+namespace podsteer {
+
+struct CommandOutput {
+  int exitCode = 0;
+  std::string out; // what goes to stdout: the CNI result or error object, or tool output
+};
+
+// Runs one CNI command (CNI_COMMAND from `getenv`) with the given stdin.
+CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinText);
+
+// `podsteer explain`: the same input as ADD; prints what ADD would program; touches nothing.
+CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText);
+
+} // namespace podsteer

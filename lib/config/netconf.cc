@@ -1,0 +1,232 @@
+#include "config/netconf.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "cni/version.h"
+#include "config/fields.h"
+#include "util/strings.h"
+
+namespace podsteer {
+
+namespace {
+
+constexpr std::array<const char*, 21> kKnownTopLevel = {
+    "cniVersion", "name",         "type",          "capabilities", "runtimeConfig",  "prevResult",
+    "args",       "logLevel",     "logFile",       "stateDir",     "excludeNamespaces", "redirect",
+    "hairpin",    "routingDomains", "egressPortPool", "firewall",  "markMask",       "cni.dev/valid-attachments",
+    "cni.dev/attachments", "disableCheck", "disableGC"};
+
+constexpr std::array<const char*, 11> kKnownRedirect = {
+    "inboundPort",          "outboundPort",         "proxyUID",           "proxyGID",
+    "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
+    "excludeOutboundCIDRs", "dnsPort",              "egressGateway"};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+// Unknown fields are ignored (runtimes add their own), but one that looks like a
+// misspelling of ours is worth a warning: it silently changes nothing otherwise.
+template <size_t N>
+void warnMisspelled(const nlohmann::json& obj, const std::array<const char*, N>& known, const std::string& prefix,
+                    std::vector<std::string>& warnings) {
+  for (const auto& [key, _] : obj.items()) {
+    if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) != known.end()) continue;
+    for (const char* k : known) {
+      std::string lk = lower(k), lkey = lower(key);
+      if (lk == lkey || (lk.size() > 4 && editDistance(lk, lkey) <= 2)) {
+        warnings.push_back(prefix + key + ": unknown field ignored; did you mean \"" + k + "\"?");
+        break;
+      }
+    }
+  }
+}
+
+Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
+  const std::string p = "redirect";
+  if (!j.is_object()) return fieldError(p, "must be an object");
+  warnMisspelled(j, kKnownRedirect, p + ".", warnings);
+  if (auto s = readPortField(j, p, "inboundPort", r.inboundPort); !s) return s;
+  if (auto s = readPortField(j, p, "outboundPort", r.outboundPort); !s) return s;
+  if (auto s = readIdField(j, p, "proxyUID", r.proxyUid); !s) return s;
+  if (auto s = readIdField(j, p, "proxyGID", r.proxyGid); !s) return s;
+  if (auto s = readPortListField(j, p, "includeInboundPorts", r.includeInboundPorts); !s) return s;
+  if (auto s = readPortListField(j, p, "excludeInboundPorts", r.excludeInboundPorts); !s) return s;
+  if (auto s = readPortListField(j, p, "excludeOutboundPorts", r.excludeOutboundPorts); !s) return s;
+  if (auto s = readCidrListField(j, p, "includeOutboundCIDRs", r.includeOutboundCidrs); !s) return s;
+  if (auto s = readCidrListField(j, p, "excludeOutboundCIDRs", r.excludeOutboundCidrs); !s) return s;
+  if (r.excludeOutboundPorts.all) return fieldError(p + ".excludeOutboundPorts", "\"*\" is not allowed here");
+  if (r.excludeInboundPorts.all) return fieldError(p + ".excludeInboundPorts", "\"*\" is not allowed here");
+  if (r.excludeOutboundCidrs.all) return fieldError(p + ".excludeOutboundCIDRs", "\"*\" is not allowed here");
+  if (j.contains("dnsPort") && !j["dnsPort"].is_null()) {
+    uint16_t port = 0;
+    if (auto s = readPortField(j, p, "dnsPort", port); !s) return s;
+    r.dnsPort = port;
+  }
+  if (j.contains("egressGateway"))
+    warnings.push_back("redirect.egressGateway: not supported by this podsteer version; ignored");
+  if (r.inboundPort == r.outboundPort)
+    return fieldError(p + ".outboundPort", "must differ from redirect.inboundPort");
+  return Status::success();
+}
+
+Status parseAnnotations(const nlohmann::json& root, NetConf& conf) {
+  auto rc = root.find("runtimeConfig");
+  if (rc == root.end() || rc->is_null()) return Status::success();
+  if (!rc->is_object()) return fieldError("runtimeConfig", "must be an object");
+  auto ann = rc->find(kAnnotationsCapability);
+  if (ann == rc->end() || ann->is_null()) return Status::success();
+  const std::string path = std::string("runtimeConfig.") + kAnnotationsCapability;
+  if (!ann->is_object()) return fieldError(path, "must be an object of strings");
+  for (const auto& [key, value] : ann->items()) {
+    if (!value.is_string()) {
+      // Only our own annotations must be well-formed; others are not ours to judge.
+      if (key.rfind("podsteer.io/", 0) == 0 || key.rfind("traffic.sidecar.istio.io/", 0) == 0 ||
+          key == "sidecar.istio.io/inject")
+        return fieldError(path + "[\"" + key + "\"]", "must be a string");
+      continue;
+    }
+    conf.annotations[key] = value.get<std::string>();
+  }
+  return Status::success();
+}
+
+Status parseStdinArgs(const nlohmann::json& root, NetConf& conf) {
+  auto args = root.find("args");
+  if (args == root.end() || args->is_null()) return Status::success();
+  if (!args->is_object()) return fieldError("args", "must be an object");
+  // The conventional place is args.cni; accept top-level string values too.
+  for (const auto* obj : {&*args, args->contains("cni") ? &(*args)["cni"] : nullptr}) {
+    if (obj == nullptr || !obj->is_object()) continue;
+    for (const auto& [key, value] : obj->items())
+      if (value.is_string()) conf.stdinArgs[key] = value.get<std::string>();
+  }
+  return Status::success();
+}
+
+Status parseValidAttachments(const nlohmann::json& root, NetConf& conf) {
+  auto va = root.find("cni.dev/valid-attachments");
+  if (va == root.end() || va->is_null()) return Status::success();
+  const std::string path = "cni.dev/valid-attachments";
+  if (!va->is_array()) return fieldError(path, "must be a list");
+  for (size_t i = 0; i < va->size(); ++i) {
+    const auto& item = (*va)[i];
+    std::string ip = path + "[" + std::to_string(i) + "]";
+    if (!item.is_object() || !item.contains("containerID") || !item["containerID"].is_string() ||
+        !item.contains("ifname") || !item["ifname"].is_string())
+      return fieldError(ip, "must be an object with string containerID and ifname");
+    conf.validAttachments.push_back(item["containerID"].get<std::string>() + "/" + item["ifname"].get<std::string>());
+  }
+  return Status::success();
+}
+
+Status parsePrevResult(const nlohmann::json& root, NetConf& conf) {
+  auto pr = root.find("prevResult");
+  if (pr == root.end() || pr->is_null()) return Status::success();
+  if (!pr->is_object()) return fieldError("prevResult", "must be an object");
+  if (pr->contains("ips")) {
+    const auto& ips = (*pr)["ips"];
+    if (!ips.is_array()) return fieldError("prevResult.ips", "must be a list");
+    for (size_t i = 0; i < ips.size(); ++i) {
+      std::string path = "prevResult.ips[" + std::to_string(i) + "]";
+      if (!ips[i].is_object()) return fieldError(path, "must be an object");
+      auto addr = ips[i].find("address");
+      if (addr == ips[i].end() || !addr->is_string())
+        return fieldError(path + ".address", "missing or not a string");
+      if (!parseInterfaceAddress(addr->get<std::string>()))
+        return fieldError(path + ".address", "invalid address " + quoteForMessage(addr->get<std::string>()));
+    }
+  }
+  conf.prevResult = *pr;
+  return Status::success();
+}
+
+} // namespace
+
+Status checkJsonBounds(const std::string& text) {
+  if (text.size() > kMaxStdinBytes)
+    return makeError(ErrorCode::kDecode, "stdin: larger than " + std::to_string(kMaxStdinBytes) + " bytes");
+  // nlohmann's DOM is recursive on destruction; refuse deep nesting before parsing.
+  int depth = 0;
+  bool inString = false, escaped = false;
+  for (char c : text) {
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') inString = false;
+      continue;
+    }
+    if (c == '"') inString = true;
+    else if (c == '{' || c == '[') {
+      if (++depth > kMaxJsonDepth)
+        return makeError(ErrorCode::kDecode, "stdin: JSON nested deeper than " + std::to_string(kMaxJsonDepth));
+    } else if (c == '}' || c == ']') --depth;
+  }
+  return Status::success();
+}
+
+Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
+  if (auto s = checkJsonBounds(stdinText); !s) return s.error();
+  nlohmann::json root = nlohmann::json::parse(stdinText, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded())
+    return makeError(ErrorCode::kDecode, "stdin: not valid JSON", "the network configuration could not be decoded");
+  if (!root.is_object()) return makeError(ErrorCode::kDecode, "stdin: the network configuration must be a JSON object");
+
+  NetConf conf;
+  auto v = root.find("cniVersion");
+  if (v == root.end() || !v->is_string())
+    return makeError(ErrorCode::kIncompatibleVersion, "cniVersion: missing or not a string");
+  conf.cniVersion = v->get<std::string>();
+  if (!isSupportedVersion(conf.cniVersion))
+    return makeError(ErrorCode::kIncompatibleVersion,
+                     "cniVersion: unsupported version " + quoteForMessage(conf.cniVersion),
+                     "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
+
+  std::vector<std::string>& warnings = conf.warnings;
+  warnMisspelled(root, kKnownTopLevel, "", warnings);
+
+  if (auto s = readNetworkName(root, conf.name); !s) return s.error();
+  if (auto s = readStringField(root, "", "type", conf.type); !s) return s.error();
+  if (auto s = readStringField(root, "", "logFile", conf.logFile); !s) return s.error();
+  if (!conf.logFile.empty() && conf.logFile[0] != '/') return fieldError("logFile", "must be an absolute path").error();
+  if (auto s = readLogLevel(root, conf.logLevel); !s) return s.error();
+  if (auto s = readStringField(root, "", "stateDir", conf.stateDir); !s) return s.error();
+  if (conf.stateDir.empty() || conf.stateDir[0] != '/' || conf.stateDir.find("/../") != std::string::npos ||
+      conf.stateDir.ends_with("/.."))
+    return fieldError("stateDir", "must be an absolute path without '..'").error();
+
+  auto strict = [&](Status s) -> Status { return mode == ParseMode::kStrict ? s : Status::success(); };
+  if (auto s = strict(readGlobList(root, "excludeNamespaces", conf.excludeNamespaces)); !s) return s.error();
+  if (auto r = root.find("redirect"); r != root.end() && !r->is_null()) {
+    RedirectConfig redirect;
+    auto s = parseRedirect(*r, redirect, warnings);
+    if (s) conf.redirect = redirect;
+    else if (mode == ParseMode::kStrict) return s.error();
+  }
+  if (auto s = strict(parsePrevResult(root, conf)); !s) return s.error();
+  if (auto s = strict(parseAnnotations(root, conf)); !s) return s.error();
+  if (auto s = parseStdinArgs(root, conf); !s && mode == ParseMode::kStrict) return s.error();
+  if (auto s = parseValidAttachments(root, conf); !s) return s.error();
+
+  conf.stableJson = root;
+  for (const char* k : {"prevResult", "runtimeConfig", "args", "cni.dev/valid-attachments", "cni.dev/attachments"})
+    conf.stableJson.erase(k);
+  return conf;
+}
+
+} // namespace podsteer

@@ -1,0 +1,80 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cni/error.h"
+#include "config/cidr.h"
+#include "config/ports.h"
+
+namespace podsteer {
+
+// A CIDR list where "*" means every address of both families.
+struct CidrList {
+  bool all = false;
+  std::vector<Cidr> cidrs;
+  bool operator==(const CidrList&) const = default;
+};
+
+// The `redirect` block: Istio-style transparent-proxy capture.
+struct RedirectConfig {
+  uint16_t inboundPort = 15006;
+  uint16_t outboundPort = 15001;
+  uint32_t proxyUid = 1337;
+  uint32_t proxyGid = 1337;
+  PortList includeInboundPorts{.all = true, .ranges = {}};
+  PortList excludeInboundPorts{.all = false, .ranges = {{15008, 15008}, {22, 22}, {15090, 15090},
+                                                         {15021, 15021}, {15020, 15020}}};
+  PortList excludeOutboundPorts;
+  CidrList includeOutboundCidrs{.all = true, .cidrs = {}};
+  CidrList excludeOutboundCidrs;
+  std::optional<uint16_t> dnsPort;
+  bool operator==(const RedirectConfig&) const = default;
+};
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
+
+inline constexpr const char* kAnnotationsCapability = "io.kubernetes.cri.pod-annotations";
+inline constexpr const char* kDefaultStateDir = "/run/podsteer";
+
+// The conflist entry podsteer receives on stdin, validated.
+struct NetConf {
+  std::string cniVersion;
+  std::string name;
+  std::string type;
+  LogLevel logLevel = LogLevel::kInfo;
+  std::string logFile;
+  std::string stateDir = kDefaultStateDir;
+  std::vector<std::string> excludeNamespaces;
+  std::optional<RedirectConfig> redirect;
+
+  std::optional<nlohmann::json> prevResult;
+  std::map<std::string, std::string> annotations; // runtimeConfig[io.kubernetes.cri.pod-annotations]
+  std::map<std::string, std::string> stdinArgs;   // args.cni.* (K8S_POD_NAMESPACE, ...) given on stdin
+  std::vector<std::string> validAttachments;      // GC: "containerID/ifname" keys
+  std::vector<std::string> warnings;              // e.g. misspelled known-looking fields
+
+  // The entry without per-invocation parts (prevResult, runtimeConfig, args): its digest
+  // identifies the config an attachment was programmed from.
+  nlohmann::json stableJson;
+};
+
+// Which validation applies: DEL must clean up even when the capability blocks are broken.
+enum class ParseMode { kStrict, kLenient };
+
+// Parses stdin text. Errors: 6 (not JSON / too large / too deep), 1 (cniVersion), 7 (fields,
+// message starts with the field's JSON path).
+Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode = ParseMode::kStrict);
+
+// Validates the JSON text's shape before a full parse: size and nesting depth.
+Status checkJsonBounds(const std::string& text);
+
+inline constexpr size_t kMaxStdinBytes = 1 << 20;
+inline constexpr int kMaxJsonDepth = 32;
+
+} // namespace podsteer

@@ -1,0 +1,48 @@
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cni/env.h"
+#include "config/cidr.h"
+#include "config/netconf.h"
+
+namespace podsteer {
+
+// Who the attachment is for: identity from the runtime, addresses from prevResult.
+struct PodInfo {
+  std::string containerId;
+  std::string ifname;
+  std::string netns;
+  std::string podNamespace; // K8S_POD_NAMESPACE (may be empty when run by hand)
+  std::string podName;      // K8S_POD_NAME
+  std::map<std::string, std::string> annotations;
+  std::vector<Cidr> ips; // the pod's interface addresses from prevResult.ips
+
+  bool hasFamily(Family f) const;
+};
+
+PodInfo podFromInvocation(const CniEnv& env, const NetConf& conf);
+
+// Annotation names podsteer reads.
+inline constexpr const char* kAnnRedirect = "podsteer.io/redirect";
+inline constexpr const char* kAnnIstioInject = "sidecar.istio.io/inject";
+inline constexpr const char* kAnnIncludeOutboundIPRanges = "traffic.sidecar.istio.io/includeOutboundIPRanges";
+inline constexpr const char* kAnnExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
+inline constexpr const char* kAnnIncludeInboundPorts = "traffic.sidecar.istio.io/includeInboundPorts";
+inline constexpr const char* kAnnExcludeInboundPorts = "traffic.sidecar.istio.io/excludeInboundPorts";
+inline constexpr const char* kAnnExcludeOutboundPorts = "traffic.sidecar.istio.io/excludeOutboundPorts";
+
+// The capture settings for this pod: the config's redirect block with the pod's
+// annotations applied, or nullopt when capture is off for the pod. Include lists in
+// annotations replace the config's; exclude lists are added to it, so a pod owner can
+// narrow capture but never un-exclude what the operator excluded (e.g. the proxy's ports).
+Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& base,
+                                                        const std::map<std::string, std::string>& annotations);
+
+// True when `value` matches one of the globs (fnmatch syntax: *, ?, [..]).
+bool matchesAnyGlob(const std::string& value, const std::vector<std::string>& globs);
+
+} // namespace podsteer

@@ -1,0 +1,57 @@
+#pragma once
+
+// RAII for every C handle podsteer touches: a unique_ptr with a stateless deleter.
+
+#include <unistd.h>
+
+#include <memory>
+#include <utility>
+
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/table.h>
+
+namespace podsteer::nl {
+
+template <auto Fn> struct CDeleter {
+  template <typename T> void operator()(T* p) const {
+    if (p != nullptr) Fn(p);
+  }
+};
+
+using MnlSocketPtr = std::unique_ptr<mnl_socket, CDeleter<mnl_socket_close>>;
+using TablePtr = std::unique_ptr<nftnl_table, CDeleter<nftnl_table_free>>;
+using ChainPtr = std::unique_ptr<nftnl_chain, CDeleter<nftnl_chain_free>>;
+using RulePtr = std::unique_ptr<nftnl_rule, CDeleter<nftnl_rule_free>>;
+using ExprPtr = std::unique_ptr<nftnl_expr, CDeleter<nftnl_expr_free>>;
+
+// A file descriptor closed on scope exit.
+class UniqueFd {
+public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+private:
+  int fd_ = -1;
+};
+
+} // namespace podsteer::nl

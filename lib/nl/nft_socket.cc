@@ -1,0 +1,215 @@
+#include "nl/nft_socket.h"
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include <libnftnl/common.h>
+
+#include "nl/netns.h"
+
+namespace podsteer::nl {
+
+namespace {
+
+constexpr size_t kMsgScratch = 16384;
+constexpr size_t kRecvBuffer = 1 << 16;
+
+Error kernelError(const std::string& what, int err, const std::string& extack) {
+  std::string msg = "nftables: " + what + ": " + std::strerror(err);
+  if (!extack.empty()) msg += " (" + extack + ")";
+  return makeError(ErrorCode::kNetlink, msg);
+}
+
+void appendMsg(std::vector<char>& out, const nlmsghdr* nlh) {
+  const char* p = reinterpret_cast<const char*>(nlh);
+  out.insert(out.end(), p, p + NLMSG_ALIGN(nlh->nlmsg_len));
+}
+
+// The kernel's extended-ack text (NLMSGERR_ATTR_MSG), when it sent one.
+std::string extackMessage(const nlmsghdr* nlh) {
+  if (!(nlh->nlmsg_flags & NLM_F_ACK_TLVS)) return {};
+  const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+  size_t offset = sizeof(nlmsgerr);
+  if (!(nlh->nlmsg_flags & NLM_F_CAPPED)) offset += err->msg.nlmsg_len - sizeof(nlmsghdr);
+  const char* base = static_cast<const char*>(mnl_nlmsg_get_payload(nlh)) + offset;
+  const char* end = reinterpret_cast<const char*>(nlh) + nlh->nlmsg_len;
+  for (const nlattr* a = reinterpret_cast<const nlattr*>(base);
+       reinterpret_cast<const char*>(a) + sizeof(nlattr) <= end && a->nla_len >= sizeof(nlattr) &&
+       reinterpret_cast<const char*>(a) + a->nla_len <= end;
+       a = reinterpret_cast<const nlattr*>(reinterpret_cast<const char*>(a) + NLA_ALIGN(a->nla_len))) {
+    if ((a->nla_type & NLA_TYPE_MASK) == NLMSGERR_ATTR_MSG)
+      return std::string(reinterpret_cast<const char*>(a) + NLA_HDRLEN, a->nla_len - NLA_HDRLEN - 1);
+  }
+  return {};
+}
+
+} // namespace
+
+void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what) {
+  std::vector<char> scratch(kMsgScratch);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.data(), type, family, flags | NLM_F_ACK, 0);
+  build(nlh);
+  Op op;
+  op.what = std::move(what);
+  appendMsg(op.msg, nlh);
+  ops_.push_back(std::move(op));
+}
+
+Result<NftSocket> NftSocket::open() {
+  MnlSocketPtr s(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
+  if (!s) return makeError(ErrorCode::kNetlink, std::string("nftables: open netlink socket: ") + std::strerror(errno));
+  if (mnl_socket_bind(s.get(), 0, MNL_SOCKET_AUTOPID) < 0)
+    return makeError(ErrorCode::kNetlink, std::string("nftables: bind netlink socket: ") + std::strerror(errno));
+  int one = 1;
+  // Capped acks keep the receive queue small for big batches; extended acks carry the
+  // kernel's own explanation of a refusal.
+  mnl_socket_setsockopt(s.get(), NETLINK_CAP_ACK, &one, sizeof(one));
+  mnl_socket_setsockopt(s.get(), NETLINK_EXT_ACK, &one, sizeof(one));
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  setsockopt(mnl_socket_get_fd(s.get()), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  uint32_t portId = mnl_socket_get_portid(s.get());
+  return NftSocket(std::move(s), portId);
+}
+
+Result<NftSocket> NftSocket::openIn(int netnsFd) {
+  NetnsGuard guard(netnsFd);
+  if (!guard.status()) return guard.status().error();
+  return open();
+}
+
+Status NftSocket::commit(const NftBatch& batch) {
+  if (batch.empty()) return Status::success();
+  std::vector<char> buf;
+  std::vector<char> scratch(kMsgScratch);
+  std::map<uint32_t, const NftBatch::Op*> bySeq;
+
+  const uint32_t beginSeq = ++seq_;
+  appendMsg(buf, nftnl_batch_begin(scratch.data(), beginSeq));
+  for (const auto& op : batch.ops_) {
+    size_t at = buf.size();
+    buf.insert(buf.end(), op.msg.begin(), op.msg.end());
+    auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data() + at);
+    nlh->nlmsg_seq = ++seq_;
+    bySeq[nlh->nlmsg_seq] = &op;
+  }
+  appendMsg(buf, nftnl_batch_end(scratch.data(), ++seq_));
+
+  int fd = mnl_socket_get_fd(sock_.get());
+  // A batch is one datagram; make sure the socket may send it whole.
+  int sndbuf = static_cast<int>(buf.size()) + 4096;
+  if (buf.size() > 128 * 1024) setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
+  if (mnl_socket_sendto(sock_.get(), buf.data(), buf.size()) < 0)
+    return makeError(ErrorCode::kNetlink, std::string("nftables: send batch: ") + std::strerror(errno));
+
+  // Every message carries NLM_F_ACK: wait for one answer per message. The kernel
+  // processes the batch inside sendmsg, so the answers are already queued.
+  size_t pending = bySeq.size();
+  std::optional<Error> first;
+  uint32_t firstSeq = UINT32_MAX;
+  std::vector<char> rbuf(kRecvBuffer);
+  while (pending > 0) {
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf.data(), rbuf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (first) break;
+      return makeError(ErrorCode::kNetlink, std::string("nftables: receive acknowledgements: ") + std::strerror(errno));
+    }
+    int len = static_cast<int>(n);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rbuf.data()); mnl_nlmsg_ok(nlh, len);
+         nlh = mnl_nlmsg_next(nlh, &len)) {
+      if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+      const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+      int code = -err->error;
+      if (nlh->nlmsg_seq == beginSeq) {
+        // The batch as a whole was refused (e.g. EPERM): no per-message answers follow.
+        return kernelError("begin transaction", code, extackMessage(nlh));
+      }
+      auto it = bySeq.find(nlh->nlmsg_seq);
+      if (it == bySeq.end()) continue;
+      --pending;
+      if (code == 0 || code == it->second->ignoreErrno) continue;
+      if (nlh->nlmsg_seq < firstSeq) {
+        firstSeq = nlh->nlmsg_seq;
+        first = kernelError(it->second->what, code, extackMessage(nlh));
+      }
+    }
+  }
+  if (first) return *first;
+  return Status::success();
+}
+
+Status NftSocket::dump(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
+                       const MessageHandler& onMessage, const std::string& what) {
+  std::vector<char> scratch(kMsgScratch);
+  uint32_t seq = ++seq_;
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.data(), type, family, NLM_F_DUMP, seq);
+  build(nlh);
+  if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0)
+    return kernelError(what, errno, "");
+  std::vector<char> rbuf(kRecvBuffer);
+  struct Ctx {
+    const MessageHandler* handler;
+  } ctx{&onMessage};
+  auto cb = [](const nlmsghdr* m, void* data) -> int {
+    (*static_cast<Ctx*>(data)->handler)(m);
+    return MNL_CB_OK;
+  };
+  while (true) {
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf.data(), rbuf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return kernelError(what, errno, "");
+    }
+    int r = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), seq, portId_, cb, &ctx);
+    if (r < 0) {
+      // The table may be gone or in transition: ENOENT means "nothing to list".
+      if (errno == ENOENT) return Status::success();
+      if (errno == EINTR) continue;
+      return kernelError(what, errno, "");
+    }
+    if (r == MNL_CB_STOP) return Status::success();
+  }
+}
+
+Status NftSocket::get(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
+                      const MessageHandler& onMessage, bool& found, const std::string& what) {
+  std::vector<char> scratch(kMsgScratch);
+  uint32_t seq = ++seq_;
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.data(), type, family, NLM_F_ACK, seq);
+  build(nlh);
+  if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return kernelError(what, errno, "");
+  std::vector<char> rbuf(kRecvBuffer);
+  found = false;
+  while (true) {
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf.data(), rbuf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return kernelError(what, errno, "");
+    }
+    int len = static_cast<int>(n);
+    for (auto* m = reinterpret_cast<const nlmsghdr*>(rbuf.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+      if (m->nlmsg_seq != seq) continue;
+      if (m->nlmsg_type == NLMSG_ERROR) {
+        int code = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+        if (code == 0) return Status::success();
+        if (code == ENOENT) {
+          found = false;
+          return Status::success();
+        }
+        return kernelError(what, code, extackMessage(m));
+      }
+      found = true;
+      onMessage(m);
+    }
+  }
+}
+
+} // namespace podsteer::nl

@@ -1,0 +1,68 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cni/error.h"
+#include "nl/handles.h"
+
+struct nlmsghdr;
+
+namespace podsteer::nl {
+
+// One nftables transaction: every message between BATCH_BEGIN and BATCH_END is applied
+// atomically by the kernel, or none is. Each message remembers what it does, so a kernel
+// error is reported with the operation that caused it.
+class NftBatch {
+public:
+  using PayloadBuilder = std::function<void(nlmsghdr*)>;
+
+  // Appends one message: `type` is NFT_MSG_*, `what` a human description ("add rule ...").
+  void add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what);
+  bool empty() const { return ops_.empty(); }
+  size_t size() const { return ops_.size(); }
+
+private:
+  friend class NftSocket;
+  struct Op {
+    std::string what;
+    std::vector<char> msg; // one netlink message, seq filled in at send time
+    int ignoreErrno = 0;   // an errno that means "already in the wanted state"
+  };
+  std::vector<Op> ops_;
+
+public:
+  // The last added op succeeds when the kernel answers `err` (e.g. ENOENT on delete).
+  void tolerateLast(int err) { ops_.back().ignoreErrno = err; }
+};
+
+// An nfnetlink socket bound in the namespace it was created in.
+class NftSocket {
+public:
+  // Opens a socket in the calling thread's current netns.
+  static Result<NftSocket> open();
+  // Opens a socket in `netnsFd` and returns to the caller's netns.
+  static Result<NftSocket> openIn(int netnsFd);
+
+  // Sends the batch and waits for every acknowledgement. The first kernel error is
+  // returned (code 100) naming the operation; the kernel has then applied nothing.
+  Status commit(const NftBatch& batch);
+
+  // A dump request (NLM_F_DUMP); `onMessage` gets each reply message.
+  using MessageHandler = std::function<void(const nlmsghdr*)>;
+  Status dump(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
+              const MessageHandler& onMessage, const std::string& what);
+  // A single GET request; ENOENT is reported through `found` (false), not as an error.
+  Status get(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build, const MessageHandler& onMessage,
+             bool& found, const std::string& what);
+
+private:
+  explicit NftSocket(MnlSocketPtr s, uint32_t portId) : sock_(std::move(s)), portId_(portId) {}
+  MnlSocketPtr sock_;
+  uint32_t portId_ = 0;
+  uint32_t seq_ = 0;
+};
+
+} // namespace podsteer::nl

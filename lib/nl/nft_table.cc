@@ -1,0 +1,186 @@
+#include "nl/nft_table.h"
+
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+
+#include <map>
+
+#include "nl/nft_encode.h"
+#include "plan/render.h"
+
+namespace podsteer::nl {
+
+namespace {
+
+std::string tableLabel(const plan::Table& t) { return "table " + t.family + " " + t.name; }
+
+struct ObservedChain {
+  ChainPtr chain;
+  std::vector<std::vector<std::string>> rules; // in handle order (the kernel lists in order)
+};
+
+struct SequenceDiff {
+  bool missing; // true: desired[index] has no counterpart; false: observed[index] is extra
+  size_t index;
+};
+
+// Longest-common-subsequence alignment of desired and observed rules, so one deleted
+// or inserted rule is reported as exactly that, not as every rule after it changing.
+std::vector<SequenceDiff> diffRuleSequences(const std::vector<std::vector<std::string>>& want,
+                                            const std::vector<std::vector<std::string>>& have) {
+  const size_t n = want.size(), m = have.size();
+  std::vector<std::vector<uint32_t>> lcs(n + 1, std::vector<uint32_t>(m + 1, 0));
+  for (size_t i = n; i-- > 0;)
+    for (size_t j = m; j-- > 0;)
+      lcs[i][j] = want[i] == have[j] ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
+  std::vector<SequenceDiff> out;
+  size_t i = 0, j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && want[i] == have[j]) {
+      ++i;
+      ++j;
+    } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
+      out.push_back({false, j++});
+    } else {
+      out.push_back({true, i++});
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+void batchReplaceTable(NftBatch& batch, const plan::Table& desired) {
+  const uint16_t fam = familyNumber(desired.family);
+  TablePtr table = encodeTable(desired);
+  const std::string label = tableLabel(desired);
+  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE,
+            [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + label);
+  batch.add(NFT_MSG_DELTABLE, fam, 0, [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); },
+            "flush " + label);
+  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE | NLM_F_EXCL,
+            [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "create " + label);
+  for (const auto& c : desired.chains) {
+    ChainPtr chain = encodeChain(desired, c);
+    std::string what = "add chain " + desired.family + " " + desired.name + " " + c.name;
+    if (c.base) what += " { " + plan::renderChainHeader(c) + " }";
+    batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE | NLM_F_EXCL,
+              [&](nlmsghdr* n) { nftnl_chain_nlmsg_build_payload(n, chain.get()); }, what);
+  }
+  for (const auto& c : desired.chains) {
+    for (const auto& r : c.rules) {
+      RulePtr rule = encodeRule(desired, c, r);
+      batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND,
+                [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, rule.get()); },
+                "add rule " + desired.family + " " + desired.name + " " + c.name + " " + plan::renderRule(r));
+    }
+  }
+}
+
+void batchDeleteTable(NftBatch& batch, const std::string& family, const std::string& name) {
+  plan::Table t;
+  t.family = family;
+  t.name = name;
+  TablePtr table = encodeTable(t);
+  batch.add(NFT_MSG_DELTABLE, familyNumber(family), 0,
+            [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "delete " + tableLabel(t));
+  batch.tolerateLast(ENOENT);
+}
+
+Result<bool> tableExists(NftSocket& sock, const std::string& family, const std::string& name) {
+  plan::Table t;
+  t.family = family;
+  t.name = name;
+  TablePtr table = encodeTable(t);
+  bool found = false;
+  auto s = sock.get(
+      NFT_MSG_GETTABLE, familyNumber(family), [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); },
+      [](const nlmsghdr*) {}, found, "get " + tableLabel(t));
+  if (!s) return s.error();
+  return found;
+}
+
+Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& desired) {
+  std::vector<std::string> diffs;
+  const std::string label = tableLabel(desired);
+  auto exists = tableExists(sock, desired.family, desired.name);
+  if (!exists) return exists.error();
+  if (!*exists) {
+    diffs.push_back(label + ": missing");
+    return diffs;
+  }
+  const uint16_t fam = familyNumber(desired.family);
+
+  std::map<std::string, ObservedChain> observed;
+  TablePtr tableFilter = encodeTable(desired);
+  auto s = sock.dump(
+      NFT_MSG_GETCHAIN, fam,
+      [&](nlmsghdr* n) {
+        ChainPtr filter(nftnl_chain_alloc());
+        nftnl_chain_set_str(filter.get(), NFTNL_CHAIN_TABLE, desired.name.c_str());
+        nftnl_chain_nlmsg_build_payload(n, filter.get());
+      },
+      [&](const nlmsghdr* m) {
+        ChainPtr c(nftnl_chain_alloc());
+        if (nftnl_chain_nlmsg_parse(m, c.get()) < 0) return;
+        if (desired.name != nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) return;
+        std::string name = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME);
+        observed[name].chain = std::move(c);
+      },
+      "list chains of " + label);
+  if (!s) return s.error();
+
+  s = sock.dump(
+      NFT_MSG_GETRULE, fam,
+      [&](nlmsghdr* n) {
+        RulePtr filter(nftnl_rule_alloc());
+        nftnl_rule_set_str(filter.get(), NFTNL_RULE_TABLE, desired.name.c_str());
+        nftnl_rule_nlmsg_build_payload(n, filter.get());
+      },
+      [&](const nlmsghdr* m) {
+        RulePtr r(nftnl_rule_alloc());
+        if (nftnl_rule_nlmsg_parse(m, r.get()) < 0) return;
+        if (desired.name != nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) return;
+        std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+        observed[chain].rules.push_back(ruleExpressions(r.get()));
+      },
+      "list rules of " + label);
+  if (!s) return s.error();
+
+  for (const auto& c : desired.chains) {
+    const std::string chainLabel = label + " chain " + c.name;
+    auto it = observed.find(c.name);
+    if (it == observed.end() || !it->second.chain) {
+      diffs.push_back(chainLabel + ": missing");
+      continue;
+    }
+    const nftnl_chain* kc = it->second.chain.get();
+    if (c.base) {
+      bool hooked = nftnl_chain_is_set(kc, NFTNL_CHAIN_HOOKNUM);
+      ChainPtr want = encodeChain(desired, c);
+      bool same = hooked &&
+                  nftnl_chain_get_u32(kc, NFTNL_CHAIN_HOOKNUM) == nftnl_chain_get_u32(want.get(), NFTNL_CHAIN_HOOKNUM) &&
+                  nftnl_chain_get_s32(kc, NFTNL_CHAIN_PRIO) == c.base->priority &&
+                  std::string(nftnl_chain_get_str(kc, NFTNL_CHAIN_TYPE)) == c.base->type &&
+                  nftnl_chain_get_u32(kc, NFTNL_CHAIN_POLICY) == (c.base->policyAccept ? NF_ACCEPT : NF_DROP);
+      if (!same) diffs.push_back(chainLabel + ": hook, type, priority or policy differs (want " +
+                                 plan::renderChainHeader(c) + ")");
+    }
+    std::vector<std::vector<std::string>> want;
+    for (const auto& r : c.rules) want.push_back(ruleExpressions(encodeRule(desired, c, r).get()));
+    for (const auto& d : diffRuleSequences(want, it->second.rules)) {
+      if (d.missing)
+        diffs.push_back(chainLabel + ": rule " + std::to_string(d.index + 1) + " `" +
+                        plan::renderRule(c.rules[d.index]) + "` missing");
+      else
+        diffs.push_back(chainLabel + ": unexpected rule at position " + std::to_string(d.index + 1) + " (" +
+                        (it->second.rules[d.index].empty() ? "empty" : it->second.rules[d.index].front()) + " ...)");
+    }
+    observed.erase(it);
+  }
+  for (const auto& [name, oc] : observed)
+    if (oc.chain) diffs.push_back(label + ": unexpected chain " + name);
+  return diffs;
+}
+
+} // namespace podsteer::nl

@@ -1,0 +1,151 @@
+#pragma once
+
+// The plan's vocabulary: a small, pure model of the nftables objects podsteer programs.
+// One Plan renders two ways: as `nft` text (explain, logs, golden tests) and, in lib/nl,
+// as netlink messages. Nothing here knows about netlink.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/cidr.h"
+#include "config/ports.h"
+
+namespace podsteer::plan {
+
+enum class Field : uint8_t {
+  kL4Proto,  // meta l4proto
+  kOifName,  // oifname
+  kIifName,  // iifname
+  kSkUid,    // meta skuid
+  kSkGid,    // meta skgid
+  kIpSaddr,  // ip saddr / ip6 saddr (by the CIDR's family)
+  kIpDaddr,  // ip daddr / ip6 daddr
+  kTcpDport, // tcp dport
+  kUdpDport, // udp dport
+};
+
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kProtoUdp = 17;
+
+struct Match {
+  Field field = Field::kL4Proto;
+  bool negate = false;
+  uint32_t number = 0; // l4proto, uid, gid
+  std::string name;    // interface name
+  Cidr cidr;           // addresses
+  PortRange ports;     // ports
+
+  bool operator==(const Match&) const = default;
+};
+
+enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect };
+
+struct Statement {
+  StatementKind kind = StatementKind::kAccept;
+  std::string target; // jump target chain
+  uint16_t port = 0;  // redirect port
+
+  bool operator==(const Statement&) const = default;
+};
+
+struct Rule {
+  std::vector<Match> matches;
+  Statement statement;
+
+  bool operator==(const Rule&) const = default;
+};
+
+struct BaseChain {
+  std::string type; // "nat", "filter"
+  std::string hook; // "prerouting", "output", ...
+  int priority = 0;
+  bool policyAccept = true;
+
+  bool operator==(const BaseChain&) const = default;
+};
+
+struct Chain {
+  std::string name;
+  std::optional<BaseChain> base;
+  std::vector<Rule> rules;
+
+  bool operator==(const Chain&) const = default;
+};
+
+inline constexpr const char* kTableName = "podsteer";
+
+struct Table {
+  std::string family = "inet";
+  std::string name = kTableName;
+  std::vector<Chain> chains;
+
+  bool operator==(const Table&) const = default;
+  const Chain* findChain(const std::string& n) const {
+    for (const auto& c : chains)
+      if (c.name == n) return &c;
+    return nullptr;
+  }
+};
+
+// Small builders that keep the plan code readable.
+inline Match makeMatch(Field f, bool negate) {
+  Match m;
+  m.field = f;
+  m.negate = negate;
+  return m;
+}
+inline Match l4proto(uint8_t proto) {
+  Match m = makeMatch(Field::kL4Proto, false);
+  m.number = proto;
+  return m;
+}
+inline Match oifname(std::string n, bool negate = false) {
+  Match m = makeMatch(Field::kOifName, negate);
+  m.name = std::move(n);
+  return m;
+}
+inline Match skuid(uint32_t uid, bool negate = false) {
+  Match m = makeMatch(Field::kSkUid, negate);
+  m.number = uid;
+  return m;
+}
+inline Match skgid(uint32_t gid, bool negate = false) {
+  Match m = makeMatch(Field::kSkGid, negate);
+  m.number = gid;
+  return m;
+}
+inline Match saddr(const Cidr& c, bool negate = false) {
+  Match m = makeMatch(Field::kIpSaddr, negate);
+  m.cidr = c;
+  return m;
+}
+inline Match daddr(const Cidr& c, bool negate = false) {
+  Match m = makeMatch(Field::kIpDaddr, negate);
+  m.cidr = c;
+  return m;
+}
+inline Match tcpDport(PortRange r, bool negate = false) {
+  Match m = makeMatch(Field::kTcpDport, negate);
+  m.ports = r;
+  return m;
+}
+inline Match udpDport(PortRange r, bool negate = false) {
+  Match m = makeMatch(Field::kUdpDport, negate);
+  m.ports = r;
+  return m;
+}
+
+inline Statement makeStatement(StatementKind kind, std::string target = {}, uint16_t port = 0) {
+  Statement s;
+  s.kind = kind;
+  s.target = std::move(target);
+  s.port = port;
+  return s;
+}
+inline Statement returnStmt() { return makeStatement(StatementKind::kReturn); }
+inline Statement jumpStmt(std::string chain) { return makeStatement(StatementKind::kJump, std::move(chain)); }
+inline Statement redirectStmt(uint16_t port) { return makeStatement(StatementKind::kRedirect, {}, port); }
+
+} // namespace podsteer::plan

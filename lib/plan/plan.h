@@ -1,0 +1,23 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "config/netconf.h"
+#include "config/pod.h"
+#include "plan/ir.h"
+
+namespace podsteer::plan {
+
+// Everything podsteer programs for one attachment. Today: the pod netns table.
+struct Plan {
+  std::optional<Table> podTable; // nullopt: nothing in the pod netns (capture off)
+  std::string reason;            // why a capability is off for this pod, for logs and explain
+
+  bool operator==(const Plan& o) const { return podTable == o.podTable; }
+};
+
+// Pure: (config, pod) -> Plan. Fails only on bad per-pod input (annotations: code 7).
+Result<Plan> buildPlan(const NetConf& conf, const PodInfo& pod);
+
+} // namespace podsteer::plan

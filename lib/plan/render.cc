@@ -1,0 +1,77 @@
+#include "plan/render.h"
+
+namespace podsteer::plan {
+
+namespace {
+
+std::string op(bool negate) { return negate ? "!= " : ""; }
+
+std::string protoName(uint32_t p) {
+  if (p == kProtoTcp) return "tcp";
+  if (p == kProtoUdp) return "udp";
+  return std::to_string(p);
+}
+
+std::string addrKeyword(const Cidr& c) { return c.family == Family::kIpv4 ? "ip" : "ip6"; }
+
+std::string priorityName(const BaseChain& b) {
+  if (b.type == "nat" && b.priority == -100) return "dstnat";
+  if (b.type == "nat" && b.priority == 100) return "srcnat";
+  if (b.type == "filter" && b.priority == 0) return "filter";
+  return std::to_string(b.priority);
+}
+
+} // namespace
+
+std::string renderMatch(const Match& m) {
+  switch (m.field) {
+  case Field::kL4Proto: return "meta l4proto " + op(m.negate) + protoName(m.number);
+  case Field::kOifName: return "oifname " + op(m.negate) + "\"" + m.name + "\"";
+  case Field::kIifName: return "iifname " + op(m.negate) + "\"" + m.name + "\"";
+  case Field::kSkUid: return "meta skuid " + op(m.negate) + std::to_string(m.number);
+  case Field::kSkGid: return "meta skgid " + op(m.negate) + std::to_string(m.number);
+  case Field::kIpSaddr: return addrKeyword(m.cidr) + " saddr " + op(m.negate) + m.cidr.toString();
+  case Field::kIpDaddr: return addrKeyword(m.cidr) + " daddr " + op(m.negate) + m.cidr.toString();
+  case Field::kTcpDport: return "tcp dport " + op(m.negate) + m.ports.toString();
+  case Field::kUdpDport: return "udp dport " + op(m.negate) + m.ports.toString();
+  }
+  return "?";
+}
+
+std::string renderStatement(const Statement& s) {
+  switch (s.kind) {
+  case StatementKind::kReturn: return "return";
+  case StatementKind::kAccept: return "accept";
+  case StatementKind::kDrop: return "drop";
+  case StatementKind::kJump: return "jump " + s.target;
+  case StatementKind::kRedirect: return "redirect to :" + std::to_string(s.port);
+  }
+  return "?";
+}
+
+std::string renderRule(const Rule& r) {
+  std::string out;
+  for (const auto& m : r.matches) out += renderMatch(m) + " ";
+  return out + renderStatement(r.statement);
+}
+
+std::string renderChainHeader(const Chain& c) {
+  if (!c.base) return "";
+  return "type " + c.base->type + " hook " + c.base->hook + " priority " + priorityName(*c.base) + "; policy " +
+         (c.base->policyAccept ? "accept" : "drop") + ";";
+}
+
+std::string renderTable(const Table& t) {
+  std::string out = "table " + t.family + " " + t.name + " {\n";
+  for (size_t i = 0; i < t.chains.size(); ++i) {
+    const auto& c = t.chains[i];
+    if (i > 0) out += "\n";
+    out += "\tchain " + c.name + " {\n";
+    if (c.base) out += "\t\t" + renderChainHeader(c) + "\n";
+    for (const auto& r : c.rules) out += "\t\t" + renderRule(r) + "\n";
+    out += "\t}\n";
+  }
+  return out + "}\n";
+}
+
+} // namespace podsteer::plan

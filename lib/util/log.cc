@@ -1,0 +1,67 @@
+#include "util/log.h"
+
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+namespace podsteer {
+
+namespace {
+const char* levelName(LogLevel l) {
+  switch (l) {
+  case LogLevel::kDebug: return "debug";
+  case LogLevel::kInfo: return "info";
+  case LogLevel::kWarn: return "warn";
+  case LogLevel::kError: return "error";
+  }
+  return "?";
+}
+
+void writeAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+} // namespace
+
+Logger& Logger::instance() {
+  static Logger logger;
+  return logger;
+}
+
+void Logger::configure(LogLevel level, const std::string& file, const std::string& context) {
+  level_ = level;
+  file_ = file;
+  context_ = context;
+}
+
+void Logger::log(LogLevel level, const std::string& msg) {
+  if (level < level_) return;
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  tm t{};
+  gmtime_r(&ts.tv_sec, &t);
+  char stamp[64];
+  std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900, t.tm_mon + 1,
+                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000);
+  std::string line = std::string(stamp) + " podsteer[" + std::to_string(getpid()) + "] " + levelName(level) + " " +
+                     (context_.empty() ? "" : context_ + ": ") + msg + "\n";
+  bool toFile = false;
+  if (!file_.empty()) {
+    // O_APPEND keeps concurrent plugin invocations' lines whole.
+    int fd = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+    if (fd >= 0) {
+      writeAll(fd, line);
+      ::close(fd);
+      toFile = true;
+    }
+  }
+  if (!toFile || level >= LogLevel::kError) writeAll(STDERR_FILENO, line);
+}
+
+} // namespace podsteer

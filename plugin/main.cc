@@ -1,0 +1,63 @@
+// podsteer: a chained CNI plugin. With CNI_COMMAND set it speaks the CNI protocol;
+// without it, it is a small tool for people (version, explain).
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "commands/commands.h"
+#include "config/netconf.h"
+
+namespace {
+
+// Reads stdin up to one byte past the limit, so an oversized input is refused (by the
+// config parser, as code 6) without reading gigabytes first.
+std::string readStdin() {
+  std::string data;
+  char buf[65536];
+  while (data.size() <= podsteer::kMaxStdinBytes) {
+    ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (n == 0) break;
+    data.append(buf, static_cast<size_t>(n));
+  }
+  return data;
+}
+
+int usage() {
+  std::fputs("usage: podsteer <command>\n"
+             "  As a CNI plugin: set CNI_COMMAND (ADD, DEL, CHECK, GC, STATUS, VERSION) and pass the\n"
+             "  network configuration on stdin.\n"
+             "  version   print podsteer's version and the CNI versions it supports\n"
+             "  explain   read the same environment and stdin as ADD; print the nftables ruleset\n"
+             "            it would program, in nft syntax; change nothing\n",
+             stderr);
+  return 2;
+}
+
+int emit(const podsteer::CommandOutput& out) {
+  std::fwrite(out.out.data(), 1, out.out.size(), stdout);
+  std::fflush(stdout);
+  return out.exitCode;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto env = podsteer::processEnv();
+  if (env("CNI_COMMAND")) return emit(podsteer::runCniCommand(env, readStdin()));
+  if (argc < 2) return usage();
+  std::string cmd = argv[1];
+  if (cmd == "version" || cmd == "--version") {
+    std::printf("podsteer %s (CNI 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)\n", PODSTEER_VERSION);
+    return 0;
+  }
+  if (cmd == "explain") return emit(podsteer::runExplain(env, readStdin()));
+  return usage();
+}
