@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "cni/result.h"
+#include "commands/host.h"
+#include "state/host_users.h"
 #include "cni/version.h"
 #include "config/netconf.h"
 #include "config/pod.h"
@@ -116,24 +118,33 @@ CommandOutput cmdAdd(const Invocation& inv) {
   rec.planDigest = digestHex(rec.podTable);
   rec.updatedAt = state::nowUtc();
 
+  rec.host = membershipToJson(plan->host);
+  const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
+  const plan::HostMembership before =
+      previous && *previous ? membershipFromJson((*previous)->host) : plan::HostMembership{};
+
   // The record goes first: if we die after the kernel change, DEL still knows about it.
   if (auto s = store.write(rec); !s) return failure(s.error(), conf.cniVersion);
 
-  auto restoreRecord = [&]() {
-    if (previous && *previous) (void)store.write(**previous);
-    else (void)store.remove(conf.name, env.containerId, env.ifname);
-  };
   auto sock = nl::NftSocket::openIn(ns->fd.get());
   if (!sock) {
-    restoreRecord();
+    if (previous && *previous) (void)store.write(**previous);
+    else (void)store.remove(conf.name, env.containerId, env.ifname);
     return failure(sock.error(), conf.cniVersion);
   }
   nl::NftBatch batch;
   if (plan->podTable) nl::batchReplaceTable(batch, *plan->podTable);
   else nl::batchDeleteTable(batch, "inet", plan::kTableName);
-  if (auto s = sock->commit(batch); !s) {
-    restoreRecord();
-    return failure(s.error(), conf.cniVersion);
+  Status applied = sock->commit(batch);
+  if (applied) applied = applyHostMembership(conf.stateDir, userKey, plan->host, before, conf.routingDomains);
+  if (!applied) {
+    // Nothing half-applied: undo this attachment everywhere; the runtime's DEL then has
+    // nothing left to do.
+    for (const plan::HostMembership* m : {static_cast<const plan::HostMembership*>(&plan->host), &before})
+      if (auto s = removeHostMembership(conf.stateDir, userKey, *m); !s) logWarn("rollback: " + s.error().msg);
+    if (auto s = cleanupPodNetns(env.netns, ""); !s) logWarn("rollback: " + s.error().msg);
+    (void)store.remove(conf.name, env.containerId, env.ifname);
+    return failure(applied.error(), conf.cniVersion);
   }
   logInfo(plan->podTable ? "capture programmed (" + std::to_string(batch.size()) + " nftables operations)"
                          : "nothing to program: " + plan->reason);
@@ -155,6 +166,11 @@ CommandOutput cmdDel(const Invocation& inv) {
     s = cleanupPodNetns((*rec)->netns, (*rec)->netnsIdentity);
   }
   if (!s) return failure(s.error(), conf.cniVersion);
+  if (rec && *rec) {
+    const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
+    if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->host)); !h)
+      return failure(h.error(), conf.cniVersion);
+  }
   if (auto r = store.remove(conf.name, env.containerId, env.ifname); !r) return failure(r.error(), conf.cniVersion);
   logInfo("attachment removed");
   return {0, ""};
@@ -176,7 +192,7 @@ CommandOutput cmdCheck(const Invocation& inv) {
   RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
   if (!rec) return failure(rec.error(), conf.cniVersion);
-  if (!*rec && plan->podTable)
+  if (!*rec && (plan->podTable || !plan->host.empty()))
     return failure(makeError(ErrorCode::kUnknownContainer,
                              "no podsteer record for container " + env.containerId + " interface " + env.ifname +
                                  " in network " + conf.name,
@@ -195,10 +211,15 @@ CommandOutput cmdCheck(const Invocation& inv) {
     if (!exists) return failure(exists.error(), conf.cniVersion);
     if (*exists) diffs.push_back("table inet podsteer: present, but " + plan->reason);
   }
+  {
+    auto host = checkHostMembership(conf.stateDir, plan->host);
+    if (!host) return failure(host.error(), conf.cniVersion);
+    diffs.insert(diffs.end(), host->begin(), host->end());
+  }
   if (!diffs.empty()) {
     std::string details;
     for (const auto& d : diffs) details += (details.empty() ? "" : "; ") + d;
-    return failure(makeError(ErrorCode::kCheckFailed, "pod netns " + env.netns + ": " + diffs.front(), details),
+    return failure(makeError(ErrorCode::kCheckFailed, "CHECK: " + diffs.front(), details),
                    conf.cniVersion);
   }
   return {0, ""};
@@ -218,6 +239,12 @@ CommandOutput cmdGc(const Invocation& inv) {
       continue;
     // One stale attachment that cannot be cleaned must not keep the others around.
     if (auto s = cleanupPodNetns(rec.netns, rec.netnsIdentity); !s) {
+      logWarn("GC " + key + ": " + s.error().msg);
+      if (!firstError) firstError = s.error();
+      continue;
+    }
+    const std::string userKey = state::HostUsers::userKey(rec.network, rec.containerId, rec.ifname);
+    if (auto s = removeHostMembership(conf.stateDir, userKey, membershipFromJson(rec.host)); !s) {
       logWarn("GC " + key + ": " + s.error().msg);
       if (!firstError) firstError = s.error();
       continue;

@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "cni/version.h"
+#include "config/domains.h"
 #include "config/fields.h"
 #include "util/strings.h"
 
@@ -216,6 +217,21 @@ Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
     RedirectConfig redirect;
     auto s = parseRedirect(*r, redirect, warnings);
     if (s) conf.redirect = redirect;
+    else if (mode == ParseMode::kStrict) return s.error();
+  }
+  if (auto h = root.find("hairpin"); h != root.end() && !h->is_null()) {
+    if (!h->is_boolean()) {
+      if (mode == ParseMode::kStrict) return fieldError("hairpin", "must be true or false").error();
+    } else {
+      conf.hairpin = h->get<bool>();
+    }
+  }
+  if (auto s = strict(readMarkField(root, "", "markMask", conf.markMask)); !s) return s.error();
+  if (conf.markMask == 0 && mode == ParseMode::kStrict) return fieldError("markMask", "must not be 0").error();
+  {
+    std::vector<RoutingDomain> domains;
+    auto s = parseRoutingDomains(root, conf.markMask, domains);
+    if (s) conf.routingDomains = std::move(domains);
     else if (mode == ParseMode::kStrict) return s.error();
   }
   if (auto s = strict(parsePrevResult(root, conf)); !s) return s.error();

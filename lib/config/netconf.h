@@ -37,6 +37,37 @@ struct RedirectConfig {
   bool operator==(const RedirectConfig&) const = default;
 };
 
+// One route of a routing domain's table.
+struct DomainRoute {
+  Cidr dst;
+  std::optional<Cidr> gw; // host address
+  std::string dev;        // may be empty when gw is on-link via the main table
+  bool operator==(const DomainRoute&) const = default;
+};
+
+enum class DomainMatch { kMark, kSource };
+
+// A routing domain: a policy-routing table selected by the pod's source (a VRF).
+struct RoutingDomain {
+  std::string name;
+  uint32_t table = 0;
+  uint32_t priority = 0;
+  uint32_t mark = 0;
+  DomainMatch match = DomainMatch::kMark;
+  std::vector<DomainRoute> routes;
+  std::vector<Cidr> sourcePrefixes;
+  std::optional<Cidr> snatAddress; // host address
+  std::vector<std::string> namespaces;
+  std::vector<std::string> pods;
+  uint32_t markMask = 0;   // the config's markMask, which the domain's mark lives in
+  nlohmann::json source;   // the entry as configured: host state keeps it to rebuild shared objects
+  bool operator==(const RoutingDomain&) const = default;
+};
+
+// Default: bits 12-13. Avoids kube-proxy's 0x4000 (masquerade) and 0x8000 (drop),
+// Calico's default 0xffff0000 and Cilium's 0x0f00 range.
+inline constexpr uint32_t kDefaultMarkMask = 0x3000;
+
 enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 inline constexpr const char* kAnnotationsCapability = "io.kubernetes.cri.pod-annotations";
@@ -52,6 +83,9 @@ struct NetConf {
   std::string stateDir = kDefaultStateDir;
   std::vector<std::string> excludeNamespaces;
   std::optional<RedirectConfig> redirect;
+  bool hairpin = false;
+  uint32_t markMask = kDefaultMarkMask;
+  std::vector<RoutingDomain> routingDomains;
 
   std::optional<nlohmann::json> prevResult;
   std::map<std::string, std::string> annotations; // runtimeConfig[io.kubernetes.cri.pod-annotations]

@@ -11,6 +11,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/set.h>
 #include <libnftnl/table.h>
 
 namespace podsteer::nl {
@@ -25,6 +26,7 @@ using MnlSocketPtr = std::unique_ptr<mnl_socket, CDeleter<mnl_socket_close>>;
 using TablePtr = std::unique_ptr<nftnl_table, CDeleter<nftnl_table_free>>;
 using ChainPtr = std::unique_ptr<nftnl_chain, CDeleter<nftnl_chain_free>>;
 using RulePtr = std::unique_ptr<nftnl_rule, CDeleter<nftnl_rule_free>>;
+using SetPtr = std::unique_ptr<nftnl_set, CDeleter<nftnl_set_free>>;
 using ExprPtr = std::unique_ptr<nftnl_expr, CDeleter<nftnl_expr_free>>;
 
 // A file descriptor closed on scope exit.

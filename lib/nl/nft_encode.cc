@@ -4,6 +4,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_nat.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <net/if.h>
 
 #include <cstring>
@@ -106,6 +107,51 @@ void encodePorts(nftnl_rule* r, const Match& m, uint8_t proto) {
   }
 }
 
+void lookup(nftnl_rule* r, const std::string& set, uint32_t sreg) {
+  auto* e = expr("lookup");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+  nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);
+  add(r, e);
+}
+
+void payloadLoadInto(nftnl_rule* r, uint32_t dreg, uint32_t offset, uint32_t len) {
+  auto* e = expr("payload");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+  add(r, e);
+}
+
+void encodeSetLookup(nftnl_rule* r, const Match& m) {
+  bool v4 = m.cidr.family == Family::kIpv4;
+  requireNfproto(r, m.cidr.family);
+  uint32_t len = v4 ? 4 : 16;
+  uint32_t saddrOff = v4 ? 12 : 8, daddrOff = v4 ? 16 : 24;
+  if (m.field == Field::kSaddrInSet) {
+    payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, saddrOff, len);
+    lookup(r, m.name, NFT_REG_1);
+    return;
+  }
+  // A concatenation lives in consecutive 32-bit registers, each field padded to 4 bytes.
+  // Register numbers are written the way the kernel dumps them (a 32-bit register that
+  // starts a 128-bit one is reported by the legacy number), so CHECK compares like with like.
+  payloadLoadInto(r, NFT_REG_1, saddrOff, len);
+  payloadLoadInto(r, v4 ? static_cast<uint32_t>(NFT_REG32_01) : static_cast<uint32_t>(NFT_REG_2), daddrOff, len);
+  lookup(r, m.name, NFT_REG_1);
+}
+
+void encodeCtStatusDnat(nftnl_rule* r) {
+  auto* ct = expr("ct");
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  add(r, ct);
+  uint32_t mask = IPS_DST_NAT, zero = 0;
+  bitwiseMask(r, reinterpret_cast<const uint8_t*>(&mask), 4);
+  cmp(r, NFT_CMP_NEQ, &zero, 4);
+}
+
 void encodeMatch(nftnl_rule* r, const Match& m) {
   uint32_t op = m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ;
   switch (m.field) {
@@ -134,6 +180,9 @@ void encodeMatch(nftnl_rule* r, const Match& m) {
   case Field::kIpDaddr: encodeAddress(r, m); return;
   case Field::kTcpDport: encodePorts(r, m, plan::kProtoTcp); return;
   case Field::kUdpDport: encodePorts(r, m, plan::kProtoUdp); return;
+  case Field::kSaddrInSet:
+  case Field::kSaddrDaddrInSet: encodeSetLookup(r, m); return;
+  case Field::kCtStatusDnat: encodeCtStatusDnat(r); return;
   }
 }
 
@@ -164,6 +213,38 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
     add(r, redir);
     return;
   }
+  case plan::StatementKind::kMarkSet: {
+    // mark = (mark & ~mask) ^ value: only the bits of the mask change.
+    metaLoad(r, NFT_META_MARK);
+    auto* bw = expr("bitwise");
+    uint32_t keep = ~s.markMask, value = s.mark;
+    nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
+    nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, 4);
+    nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &keep, 4);
+    nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &value, 4);
+    add(r, bw);
+    auto* set = expr("meta");
+    nftnl_expr_set_u32(set, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+    nftnl_expr_set_u32(set, NFTNL_EXPR_META_SREG, NFT_REG_1);
+    add(r, set);
+    return;
+  }
+  case plan::StatementKind::kSnat: {
+    auto* imm = expr("immediate");
+    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
+    add(r, imm);
+    auto* nat = expr("nat");
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, s.address.family == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS);
+    add(r, nat);
+    return;
+  }
+  case plan::StatementKind::kMasquerade: add(r, expr("masq")); return;
   }
 }
 
@@ -202,6 +283,49 @@ ChainPtr encodeChain(const plan::Table& t, const plan::Chain& c) {
     nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_POLICY, c.base->policyAccept ? NF_ACCEPT : NF_DROP);
   }
   return chain;
+}
+
+SetPtr encodeSet(const plan::Table& t, const plan::Set& s) {
+  SetPtr set(nftnl_set_alloc());
+  // nft's datatype numbers: ipv4_addr 7, ipv6_addr 8; a concatenation shifts each by 6 bits.
+  constexpr uint32_t kTypeIpv4 = 7, kTypeIpv6 = 8, kTypeBits = 6;
+  uint32_t type = 0, len = 0;
+  switch (s.key) {
+  case plan::SetKey::kIpv4: type = kTypeIpv4, len = 4; break;
+  case plan::SetKey::kIpv6: type = kTypeIpv6, len = 16; break;
+  case plan::SetKey::kIpv4Pair: type = (kTypeIpv4 << kTypeBits) | kTypeIpv4, len = 8; break;
+  case plan::SetKey::kIpv6Pair: type = (kTypeIpv6 << kTypeBits) | kTypeIpv6, len = 32; break;
+  }
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(t.family));
+  nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, t.name.c_str());
+  nftnl_set_set_str(set.get(), NFTNL_SET_NAME, s.name.c_str());
+  nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_TYPE, type);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_LEN, len);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, 0);
+  // The kernel requires a transaction-local ID on every new set.
+  static uint32_t nextId = 0;
+  nftnl_set_set_u32(set.get(), NFTNL_SET_ID, ++nextId);
+  return set;
+}
+
+SetPtr encodeElements(const plan::Table& t, const std::string& setName, const std::vector<plan::HostElement>& elems) {
+  SetPtr set(nftnl_set_alloc());
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(t.family));
+  nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, t.name.c_str());
+  nftnl_set_set_str(set.get(), NFTNL_SET_NAME, setName.c_str());
+  for (const auto& e : elems) {
+    if (e.set != setName) continue;
+    uint8_t key[32] = {};
+    uint32_t len = 0;
+    for (const auto& p : e.parts) {
+      std::memcpy(key + len, p.addr.data(), p.addrLen());
+      len += static_cast<uint32_t>(p.addrLen());
+    }
+    nftnl_set_elem* el = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, len);
+    nftnl_set_elem_add(set.get(), el);
+  }
+  return set;
 }
 
 RulePtr encodeRule(const plan::Table& t, const plan::Chain& c, const plan::Rule& r) {

@@ -135,7 +135,7 @@ Status NftSocket::commit(const NftBatch& batch) {
       auto it = bySeq.find(nlh->nlmsg_seq);
       if (it == bySeq.end()) continue;
       --pending;
-      if (code == 0 || code == it->second->ignoreErrno) continue;
+      if (code == 0) continue;
       if (nlh->nlmsg_seq < firstSeq) {
         firstSeq = nlh->nlmsg_seq;
         first = kernelError(it->second->what, code, extackMessage(nlh));

@@ -29,13 +29,8 @@ private:
   struct Op {
     std::string what;
     std::vector<char> msg; // one netlink message, seq filled in at send time
-    int ignoreErrno = 0;   // an errno that means "already in the wanted state"
   };
   std::vector<Op> ops_;
-
-public:
-  // The last added op succeeds when the kernel answers `err` (e.g. ENOENT on delete).
-  void tolerateLast(int err) { ops_.back().ignoreErrno = err; }
 };
 
 // An nfnetlink socket bound in the namespace it was created in.

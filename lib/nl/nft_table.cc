@@ -4,6 +4,7 @@
 #include <linux/netfilter/nf_tables.h>
 
 #include <map>
+#include <set>
 
 #include "nl/nft_encode.h"
 #include "plan/render.h"
@@ -82,9 +83,11 @@ void batchDeleteTable(NftBatch& batch, const std::string& family, const std::str
   t.family = family;
   t.name = name;
   TablePtr table = encodeTable(t);
+  // "add" first: deleting a table that is already gone must not abort the transaction.
+  batch.add(NFT_MSG_NEWTABLE, familyNumber(family), NLM_F_CREATE,
+            [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + tableLabel(t));
   batch.add(NFT_MSG_DELTABLE, familyNumber(family), 0,
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "delete " + tableLabel(t));
-  batch.tolerateLast(ENOENT);
 }
 
 Result<bool> tableExists(NftSocket& sock, const std::string& family, const std::string& name) {
@@ -181,6 +184,114 @@ Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& d
   for (const auto& [name, oc] : observed)
     if (oc.chain) diffs.push_back(label + ": unexpected chain " + name);
   return diffs;
+}
+
+} // namespace podsteer::nl
+
+namespace podsteer::nl {
+
+namespace {
+
+std::set<std::string> setNamesOf(const std::vector<plan::HostElement>& elems) {
+  std::set<std::string> names;
+  for (const auto& e : elems) names.insert(e.set);
+  return names;
+}
+
+void batchElements(NftBatch& batch, uint16_t type, uint16_t flags, const plan::Table& table,
+                   const std::vector<plan::HostElement>& elems, const std::string& verb) {
+  for (const auto& name : setNamesOf(elems)) {
+    SetPtr set = encodeElements(table, name, elems);
+    std::string keys;
+    for (const auto& e : elems)
+      if (e.set == name) keys += (keys.empty() ? "" : ", ") + e.keyText();
+    batch.add(type, familyNumber(table.family), flags,
+              [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, set.get()); },
+              verb + " element " + table.family + " " + table.name + " " + name + " { " + keys + " }");
+  }
+}
+
+} // namespace
+
+void batchEnsureBase(NftBatch& batch, const plan::Table& base) {
+  const uint16_t fam = familyNumber(base.family);
+  TablePtr table = encodeTable(base);
+  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE,
+            [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + tableLabel(base));
+  for (const auto& s : base.sets) {
+    SetPtr set = encodeSet(base, s);
+    batch.add(NFT_MSG_NEWSET, fam, NLM_F_CREATE, [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
+              "add set " + base.family + " " + base.name + " " + s.name + " { type " + plan::setKeyType(s.key) + " }");
+  }
+  for (const auto& c : base.chains) {
+    ChainPtr chain = encodeChain(base, c);
+    std::string label = base.family + " " + base.name + " " + c.name;
+    batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE, [&](nlmsghdr* n) { nftnl_chain_nlmsg_build_payload(n, chain.get()); },
+              "add chain " + label);
+    RulePtr flush(nftnl_rule_alloc());
+    nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, fam);
+    nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, base.name.c_str());
+    nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, c.name.c_str());
+    batch.add(NFT_MSG_DELRULE, fam, 0, [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, flush.get()); },
+              "flush chain " + label);
+  }
+  for (const auto& c : base.chains) {
+    for (const auto& r : c.rules) {
+      RulePtr rule = encodeRule(base, c, r);
+      batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND,
+                [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, rule.get()); },
+                "add rule " + base.family + " " + base.name + " " + c.name + " " + plan::renderRule(r));
+    }
+  }
+}
+
+void batchAddElements(NftBatch& batch, const plan::Table& table, const std::vector<plan::HostElement>& elems) {
+  batchElements(batch, NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, elems, "add");
+}
+
+void batchDeleteElements(NftBatch& batch, const plan::Table& table, const std::vector<plan::HostElement>& elems) {
+  batchElements(batch, NFT_MSG_NEWSETELEM, NLM_F_CREATE, table, elems, "add");
+  batchElements(batch, NFT_MSG_DELSETELEM, 0, table, elems, "delete");
+}
+
+void batchDeleteSet(NftBatch& batch, const plan::Table& table, const std::string& name) {
+  SetPtr set(nftnl_set_alloc());
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(table.family));
+  nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table.name.c_str());
+  nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name.c_str());
+  batch.add(NFT_MSG_DELSET, familyNumber(table.family), 0,
+            [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
+            "delete set " + table.family + " " + table.name + " " + name);
+}
+
+Result<std::vector<std::string>> listSets(NftSocket& sock, const std::string& family, const std::string& table) {
+  std::vector<std::string> names;
+  auto s = sock.dump(
+      NFT_MSG_GETSET, familyNumber(family),
+      [&](nlmsghdr* n) {
+        SetPtr filter(nftnl_set_alloc());
+        nftnl_set_set_str(filter.get(), NFTNL_SET_TABLE, table.c_str());
+        nftnl_set_nlmsg_build_payload(n, filter.get());
+      },
+      [&](const nlmsghdr* m) {
+        SetPtr set(nftnl_set_alloc());
+        if (nftnl_set_nlmsg_parse(m, set.get()) < 0) return;
+        if (table != nftnl_set_get_str(set.get(), NFTNL_SET_TABLE)) return;
+        names.push_back(nftnl_set_get_str(set.get(), NFTNL_SET_NAME));
+      },
+      "list sets of table " + family + " " + table);
+  if (!s) return s.error();
+  return names;
+}
+
+Result<bool> elementExists(NftSocket& sock, const plan::Table& table, const plan::HostElement& elem) {
+  SetPtr set = encodeElements(table, elem.set, {elem});
+  bool found = false;
+  auto s = sock.get(NFT_MSG_GETSETELEM, familyNumber(table.family),
+                    [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, set.get()); }, [](const nlmsghdr*) {},
+                    found, "get element " + elem.set + " { " + elem.keyText() + " }");
+  if (!s) return s.error();
+  return found;
 }
 
 } // namespace podsteer::nl

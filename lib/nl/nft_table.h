@@ -6,6 +6,7 @@
 
 #include "cni/error.h"
 #include "nl/nft_socket.h"
+#include "plan/host.h"
 #include "plan/ir.h"
 
 namespace podsteer::nl {
@@ -22,5 +23,22 @@ Result<bool> tableExists(NftSocket& sock, const std::string& family, const std::
 // Compares the kernel's table with `desired`. Returns one line per difference (empty:
 // identical), naming the table, chain and rule ("chain outbound: rule 3 `...` missing").
 Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& desired);
+
+} // namespace podsteer::nl
+
+namespace podsteer::nl {
+
+// Host tables: the shared part is rebuilt whole (sets created if missing, base chains
+// flushed and refilled) in the same batch as the pod's own elements, so the per-ADD cost
+// depends on the number of domains, never on the number of pods.
+void batchEnsureBase(NftBatch& batch, const plan::Table& base);
+// Element changes. Deleting uses "add, then delete" so an element that is already gone
+// does not abort the transaction.
+void batchAddElements(NftBatch& batch, const plan::Table& table, const std::vector<plan::HostElement>& elems);
+void batchDeleteElements(NftBatch& batch, const plan::Table& table, const std::vector<plan::HostElement>& elems);
+void batchDeleteSet(NftBatch& batch, const plan::Table& table, const std::string& set);
+// Names of the sets in a table (empty when the table does not exist).
+Result<std::vector<std::string>> listSets(NftSocket& sock, const std::string& family, const std::string& table);
+Result<bool> elementExists(NftSocket& sock, const plan::Table& table, const plan::HostElement& elem);
 
 } // namespace podsteer::nl

@@ -24,6 +24,9 @@ enum class Field : uint8_t {
   kIpDaddr,  // ip daddr / ip6 daddr
   kTcpDport, // tcp dport
   kUdpDport, // udp dport
+  kSaddrInSet,      // ip saddr @name / ip6 saddr @name (family from cidr.family)
+  kSaddrDaddrInSet, // ip saddr . ip daddr @name
+  kCtStatusDnat,    // ct status dnat
 };
 
 inline constexpr uint8_t kProtoTcp = 6;
@@ -33,19 +36,22 @@ struct Match {
   Field field = Field::kL4Proto;
   bool negate = false;
   uint32_t number = 0; // l4proto, uid, gid
-  std::string name;    // interface name
+  std::string name;    // interface name, or set name
   Cidr cidr;           // addresses
   PortRange ports;     // ports
 
   bool operator==(const Match&) const = default;
 };
 
-enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect };
+enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade };
 
 struct Statement {
   StatementKind kind = StatementKind::kAccept;
   std::string target; // jump target chain
   uint16_t port = 0;  // redirect port
+  uint32_t mark = 0;  // kMarkSet: mark = (mark & ~markMask) | mark
+  uint32_t markMask = 0;
+  Cidr address;       // kSnat: the source address (a host prefix)
 
   bool operator==(const Statement&) const = default;
 };
@@ -74,11 +80,21 @@ struct Chain {
   bool operator==(const Chain&) const = default;
 };
 
+enum class SetKey : uint8_t { kIpv4, kIpv6, kIpv4Pair, kIpv6Pair };
+
+// A named set whose elements belong to pods (one element per pod address).
+struct Set {
+  std::string name;
+  SetKey key = SetKey::kIpv4;
+  bool operator==(const Set&) const = default;
+};
+
 inline constexpr const char* kTableName = "podsteer";
 
 struct Table {
   std::string family = "inet";
   std::string name = kTableName;
+  std::vector<Set> sets;
   std::vector<Chain> chains;
 
   bool operator==(const Table&) const = default;
@@ -137,6 +153,20 @@ inline Match udpDport(PortRange r, bool negate = false) {
   return m;
 }
 
+inline Match saddrInSet(std::string set, Family f) {
+  Match m = makeMatch(Field::kSaddrInSet, false);
+  m.name = std::move(set);
+  m.cidr.family = f;
+  return m;
+}
+inline Match saddrDaddrInSet(std::string set, Family f) {
+  Match m = makeMatch(Field::kSaddrDaddrInSet, false);
+  m.name = std::move(set);
+  m.cidr.family = f;
+  return m;
+}
+inline Match ctStatusDnat() { return makeMatch(Field::kCtStatusDnat, false); }
+
 inline Statement makeStatement(StatementKind kind, std::string target = {}, uint16_t port = 0) {
   Statement s;
   s.kind = kind;
@@ -147,5 +177,17 @@ inline Statement makeStatement(StatementKind kind, std::string target = {}, uint
 inline Statement returnStmt() { return makeStatement(StatementKind::kReturn); }
 inline Statement jumpStmt(std::string chain) { return makeStatement(StatementKind::kJump, std::move(chain)); }
 inline Statement redirectStmt(uint16_t port) { return makeStatement(StatementKind::kRedirect, {}, port); }
+inline Statement markSetStmt(uint32_t mark, uint32_t mask) {
+  Statement s = makeStatement(StatementKind::kMarkSet);
+  s.mark = mark;
+  s.markMask = mask;
+  return s;
+}
+inline Statement snatStmt(const Cidr& address) {
+  Statement s = makeStatement(StatementKind::kSnat);
+  s.address = address;
+  return s;
+}
+inline Statement masqueradeStmt() { return makeStatement(StatementKind::kMasquerade); }
 
 } // namespace podsteer::plan

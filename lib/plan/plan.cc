@@ -10,6 +10,9 @@ Result<Plan> buildPlan(const NetConf& conf, const PodInfo& pod) {
     plan.reason = "namespace " + pod.podNamespace + " is in excludeNamespaces";
     return plan;
   }
+  auto domain = selectDomain(conf, pod);
+  if (!domain) return domain.error();
+  plan.host = buildMembership(conf, pod, *domain);
   if (!conf.redirect) {
     plan.reason = "no redirect block in the config";
     return plan;

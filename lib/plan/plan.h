@@ -5,6 +5,7 @@
 
 #include "config/netconf.h"
 #include "config/pod.h"
+#include "plan/host.h"
 #include "plan/ir.h"
 
 namespace podsteer::plan {
@@ -12,9 +13,13 @@ namespace podsteer::plan {
 // Everything podsteer programs for one attachment. Today: the pod netns table.
 struct Plan {
   std::optional<Table> podTable; // nullopt: nothing in the pod netns (capture off)
+  HostMembership host;           // what the pod takes part in on the host
   std::string reason;            // why a capability is off for this pod, for logs and explain
 
-  bool operator==(const Plan& o) const { return podTable == o.podTable; }
+  bool operator==(const Plan& o) const {
+    return podTable == o.podTable && host.domain == o.host.domain && host.hairpin == o.host.hairpin &&
+           host.elements == o.host.elements && host.rules == o.host.rules;
+  }
 };
 
 // Pure: (config, pod) -> Plan. Fails only on bad per-pod input (annotations: code 7).

@@ -1,5 +1,7 @@
 #include "plan/render.h"
 
+#include <cstdio>
+
 namespace podsteer::plan {
 
 namespace {
@@ -14,10 +16,25 @@ std::string protoName(uint32_t p) {
 
 std::string addrKeyword(const Cidr& c) { return c.family == Family::kIpv4 ? "ip" : "ip6"; }
 
+} // namespace
+
+std::string setKeyType(SetKey k) {
+  switch (k) {
+  case SetKey::kIpv4: return "ipv4_addr";
+  case SetKey::kIpv6: return "ipv6_addr";
+  case SetKey::kIpv4Pair: return "ipv4_addr . ipv4_addr";
+  case SetKey::kIpv6Pair: return "ipv6_addr . ipv6_addr";
+  }
+  return "?";
+}
+
+namespace {
+
 std::string priorityName(const BaseChain& b) {
   if (b.type == "nat" && b.priority == -100) return "dstnat";
   if (b.type == "nat" && b.priority == 100) return "srcnat";
   if (b.type == "filter" && b.priority == 0) return "filter";
+  if (b.type == "filter" && b.priority == -150) return "mangle";
   return std::to_string(b.priority);
 }
 
@@ -34,6 +51,12 @@ std::string renderMatch(const Match& m) {
   case Field::kIpDaddr: return addrKeyword(m.cidr) + " daddr " + op(m.negate) + m.cidr.toString();
   case Field::kTcpDport: return "tcp dport " + op(m.negate) + m.ports.toString();
   case Field::kUdpDport: return "udp dport " + op(m.negate) + m.ports.toString();
+  case Field::kSaddrInSet: return (m.cidr.family == Family::kIpv4 ? "ip" : "ip6") + std::string(" saddr @") + m.name;
+  case Field::kSaddrDaddrInSet: {
+    std::string k = m.cidr.family == Family::kIpv4 ? "ip" : "ip6";
+    return k + " saddr . " + k + " daddr @" + m.name;
+  }
+  case Field::kCtStatusDnat: return "ct status dnat";
   }
   return "?";
 }
@@ -45,6 +68,14 @@ std::string renderStatement(const Statement& s) {
   case StatementKind::kDrop: return "drop";
   case StatementKind::kJump: return "jump " + s.target;
   case StatementKind::kRedirect: return "redirect to :" + std::to_string(s.port);
+  case StatementKind::kMarkSet: {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "meta mark set meta mark & 0x%08x | 0x%08x", ~s.markMask, s.mark);
+    return buf;
+  }
+  case StatementKind::kSnat:
+    return std::string("snat ") + (s.address.family == Family::kIpv4 ? "ip" : "ip6") + " to " + s.address.addressString();
+  case StatementKind::kMasquerade: return "masquerade";
   }
   return "?";
 }
@@ -63,6 +94,7 @@ std::string renderChainHeader(const Chain& c) {
 
 std::string renderTable(const Table& t) {
   std::string out = "table " + t.family + " " + t.name + " {\n";
+  for (const auto& s : t.sets) out += "\tset " + s.name + " {\n\t\ttype " + setKeyType(s.key) + "\n\t}\n\n";
   for (size_t i = 0; i < t.chains.size(); ++i) {
     const auto& c = t.chains[i];
     if (i > 0) out += "\n";

@@ -12,5 +12,6 @@ std::string renderStatement(const Statement& s);
 std::string renderRule(const Rule& r);
 std::string renderChainHeader(const Chain& c); // "type nat hook output priority dstnat; policy accept;"
 std::string renderTable(const Table& t);
+std::string setKeyType(SetKey k);
 
 } // namespace podsteer::plan

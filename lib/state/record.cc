@@ -56,7 +56,7 @@ nlohmann::json AttachmentRecord::toJson() const {
           {"ifname", ifname},       {"netns", netns}, {"netnsIdentity", netnsIdentity},           {"podNamespace", podNamespace},
           {"podName", podName},     {"cniVersion", cniVersion}, {"annotations", annotations},
           {"ips", ips},             {"config", config},         {"configDigest", configDigest},
-          {"podTable", podTable},   {"planDigest", planDigest}, {"updatedAt", updatedAt}};
+          {"podTable", podTable},   {"planDigest", planDigest}, {"host", host}, {"updatedAt", updatedAt}};
 }
 
 std::optional<AttachmentRecord> AttachmentRecord::fromJson(const nlohmann::json& j) {
@@ -77,6 +77,7 @@ std::optional<AttachmentRecord> AttachmentRecord::fromJson(const nlohmann::json&
     r.configDigest = j.value("configDigest", "");
     r.podTable = j.value("podTable", "");
     r.planDigest = j.value("planDigest", "");
+    r.host = j.value("host", nlohmann::json::object());
     r.updatedAt = j.value("updatedAt", "");
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;

@@ -28,6 +28,7 @@ struct AttachmentRecord {
   std::string configDigest;
   std::string podTable;     // the pod netns table as nft text ("" when nothing is programmed)
   std::string planDigest;
+  nlohmann::json host = nlohmann::json::object(); // the host membership (domain, hairpin, elements, rules)
   std::string updatedAt;
 
   nlohmann::json toJson() const;

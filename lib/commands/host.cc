@@ -1,0 +1,223 @@
+#include "commands/host.h"
+
+#include <algorithm>
+#include <set>
+
+#include "config/domains.h"
+#include "nl/nft_socket.h"
+#include "nl/nft_table.h"
+#include "nl/route.h"
+#include "state/host_users.h"
+#include "util/log.h"
+
+namespace podsteer {
+
+namespace {
+
+const char* kHairpinResource = "hairpin";
+std::string domainResource(const std::string& name) { return "domain-" + name; }
+
+std::set<std::string> resourcesOf(const plan::HostMembership& m) {
+  std::set<std::string> out;
+  if (m.hairpin) out.insert(kHairpinResource);
+  if (!m.domain.empty()) out.insert(domainResource(m.domain));
+  return out;
+}
+
+std::optional<RoutingDomain> domainFromState(const state::HostUsers& users, const std::string& resource) {
+  auto cfg = users.readConfig(resource);
+  if (!cfg || !cfg->contains("source") || !cfg->contains("markMask")) return std::nullopt;
+  auto d = parseRoutingDomain((*cfg)["source"], "host state " + resource, (*cfg)["markMask"].get<uint32_t>());
+  if (!d) return std::nullopt;
+  return *d;
+}
+
+// The shared objects for the resources in use now.
+plan::HostBase currentBase(const state::HostUsers& users) {
+  std::vector<RoutingDomain> domains;
+  bool hairpin = false;
+  for (const auto& r : users.activeResources()) {
+    if (r == kHairpinResource) hairpin = true;
+    else if (r.rfind("domain-", 0) == 0) {
+      if (auto d = domainFromState(users, r)) domains.push_back(*d);
+      else logWarn("host state " + r + ": configuration unreadable; its shared objects are not rebuilt");
+    }
+  }
+  return plan::buildHostBase(domains, hairpin);
+}
+
+plan::Table hostTableShell() { return plan::Table{}; }
+
+std::vector<plan::HostElement> minus(const std::vector<plan::HostElement>& a, const std::vector<plan::HostElement>& b) {
+  std::vector<plan::HostElement> out;
+  for (const auto& e : a)
+    if (std::find(b.begin(), b.end(), e) == b.end()) out.push_back(e);
+  return out;
+}
+
+// One nftables transaction that leaves the host table matching `base`, with `remove`
+// elements gone and `add` elements present.
+Status commitHostTable(const plan::HostBase& base, const std::vector<plan::HostElement>& remove,
+                       const std::vector<plan::HostElement>& add) {
+  auto sock = nl::NftSocket::open();
+  if (!sock) return sock.error();
+  nl::NftBatch batch;
+  const plan::Table shell = hostTableShell();
+  if (!base.table) {
+    nl::batchDeleteTable(batch, shell.family, shell.name);
+    return sock->commit(batch);
+  }
+  nl::batchEnsureBase(batch, *base.table);
+  std::set<std::string> wanted;
+  for (const auto& s : base.table->sets) wanted.insert(s.name);
+  std::vector<plan::HostElement> removable;
+  for (const auto& e : remove)
+    if (wanted.count(e.set)) removable.push_back(e);
+  if (!removable.empty()) nl::batchDeleteElements(batch, shell, removable);
+  if (!add.empty()) nl::batchAddElements(batch, shell, add);
+  auto existing = nl::listSets(*sock, shell.family, shell.name);
+  if (!existing) return existing.error();
+  for (const auto& name : *existing)
+    if (!wanted.count(name)) nl::batchDeleteSet(batch, shell, name);
+  return sock->commit(batch);
+}
+
+// Removes the ip rules and routes of a domain nobody uses any more, then its state.
+Status retireResource(nl::RouteSocket& rs, const state::HostUsers& users, const std::string& resource) {
+  if (users.inUse(resource)) return Status::success();
+  if (resource != kHairpinResource) {
+    if (auto d = domainFromState(users, resource)) {
+      plan::HostBase gone = plan::buildHostBase({*d}, false);
+      for (const auto& r : gone.rules)
+        if (auto s = rs.deleteRule(r); !s) return s;
+      for (const auto& r : gone.routes)
+        if (auto s = rs.deleteRoute(r); !s) return s;
+    }
+  }
+  users.forget(resource);
+  return Status::success();
+}
+
+} // namespace
+
+nlohmann::json membershipToJson(const plan::HostMembership& m) {
+  nlohmann::json elements = nlohmann::json::array(), rules = nlohmann::json::array();
+  for (const auto& e : m.elements) elements.push_back(e.toJson());
+  for (const auto& r : m.rules) rules.push_back(r.toJson());
+  return {{"domain", m.domain}, {"hairpin", m.hairpin}, {"elements", elements}, {"rules", rules}};
+}
+
+plan::HostMembership membershipFromJson(const nlohmann::json& j) {
+  plan::HostMembership m;
+  if (!j.is_object()) return m;
+  m.domain = j.value("domain", "");
+  m.hairpin = j.value("hairpin", false);
+  if (j.contains("elements") && j["elements"].is_array())
+    for (const auto& e : j["elements"])
+      if (auto el = plan::HostElement::fromJson(e)) m.elements.push_back(*el);
+  if (j.contains("rules") && j["rules"].is_array())
+    for (const auto& r : j["rules"])
+      if (auto rule = plan::IpRule::fromJson(r)) m.rules.push_back(*rule);
+  return m;
+}
+
+Status applyHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& now,
+                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains) {
+  if (now.empty() && before.empty()) return Status::success();
+  state::HostUsers users(stateDir);
+  const auto had = resourcesOf(before), has = resourcesOf(now);
+  // Users first (like records): a command killed after this is undone by DEL.
+  for (const auto& r : has)
+    if (auto s = users.add(r, userKey); !s) return s;
+  if (!now.domain.empty()) {
+    auto d = std::find_if(domains.begin(), domains.end(), [&](const auto& x) { return x.name == now.domain; });
+    if (d != domains.end())
+      if (auto s = users.writeConfig(domainResource(d->name), {{"source", d->source}, {"markMask", d->markMask}}); !s)
+        return s;
+  }
+  for (const auto& r : had)
+    if (!has.count(r))
+      if (auto s = users.remove(r, userKey); !s) return s;
+
+  plan::HostBase base = currentBase(users);
+  if (auto s = commitHostTable(base, minus(before.elements, now.elements), now.elements); !s) return s;
+
+  auto rs = nl::RouteSocket::open();
+  if (!rs) return rs.error();
+  for (const auto& r : base.rules)
+    if (auto s = rs->addRule(r); !s) return s;
+  for (const auto& r : base.routes)
+    if (auto s = rs->addRoute(r); !s) return s;
+  for (const auto& r : before.rules)
+    if (std::find(now.rules.begin(), now.rules.end(), r) == now.rules.end())
+      if (auto s = rs->deleteRule(r); !s) return s;
+  for (const auto& r : now.rules)
+    if (auto s = rs->addRule(r); !s) return s;
+  for (const auto& r : had)
+    if (!has.count(r))
+      if (auto s = retireResource(*rs, users, r); !s) return s;
+  return Status::success();
+}
+
+Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had) {
+  if (had.empty()) return Status::success();
+  state::HostUsers users(stateDir);
+  const auto resources = resourcesOf(had);
+  for (const auto& r : resources)
+    if (auto s = users.remove(r, userKey); !s) return s;
+  plan::HostBase base = currentBase(users);
+  if (auto s = commitHostTable(base, had.elements, {}); !s) return s;
+  auto rs = nl::RouteSocket::open();
+  if (!rs) return rs.error();
+  for (const auto& r : had.rules)
+    if (auto s = rs->deleteRule(r); !s) return s;
+  for (const auto& r : resources)
+    if (auto s = retireResource(*rs, users, r); !s) return s;
+  return Status::success();
+}
+
+Result<std::vector<std::string>> checkHostMembership(const std::string& stateDir, const plan::HostMembership& m) {
+  std::vector<std::string> diffs;
+  if (m.empty()) return diffs;
+  state::HostUsers users(stateDir);
+  for (const auto& r : resourcesOf(m))
+    if (!users.inUse(r)) diffs.push_back("host state: resource " + r + " has no users");
+  plan::HostBase base = currentBase(users);
+  auto sock = nl::NftSocket::open();
+  if (!sock) return sock.error();
+  if (base.table) {
+    auto d = nl::diffTable(*sock, *base.table);
+    if (!d) return d.error();
+    for (const auto& x : *d) diffs.push_back("host " + x);
+  }
+  const plan::Table shell = hostTableShell();
+  for (const auto& e : m.elements) {
+    auto found = nl::elementExists(*sock, shell, e);
+    if (!found) return found.error();
+    if (!*found) diffs.push_back("host table inet podsteer: element " + e.keyText() + " missing from set " + e.set);
+  }
+  auto rs = nl::RouteSocket::open();
+  if (!rs) return rs.error();
+  std::vector<plan::IpRule> rules = m.rules;
+  std::vector<plan::IpRoute> routes;
+  if (!m.domain.empty()) {
+    if (auto d = domainFromState(users, domainResource(m.domain))) {
+      plan::HostBase own = plan::buildHostBase({*d}, false);
+      rules.insert(rules.end(), own.rules.begin(), own.rules.end());
+      routes = own.routes;
+    }
+  }
+  for (const auto& r : rules) {
+    auto has = rs->hasRule(r);
+    if (!has) return has.error();
+    if (!*has) diffs.push_back("host: rule `" + r.text() + "` missing");
+  }
+  for (const auto& r : routes) {
+    auto has = rs->hasRoute(r);
+    if (!has) return has.error();
+    if (!*has) diffs.push_back("host: route `" + r.text() + "` missing");
+  }
+  return diffs;
+}
+
+} // namespace podsteer

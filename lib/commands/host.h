@@ -1,0 +1,30 @@
+#pragma once
+
+// The host side of ADD, DEL, CHECK and GC: shared objects reference-counted through
+// state::HostUsers, per-pod objects from the attachment's membership. All of it runs
+// under the node lock, in the namespace the plugin was started in (the node's).
+
+#include <string>
+#include <vector>
+
+#include "cni/error.h"
+#include "config/netconf.h"
+#include "plan/host.h"
+
+namespace podsteer {
+
+// Makes the host match `now` for this attachment (`before`: what it had, on a repeated
+// ADD). On failure the caller undoes with removeHostMembership.
+Status applyHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& now,
+                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains);
+
+// Removes everything this attachment added, and shared objects nobody uses any more.
+Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had);
+
+// Differences between the host and what this attachment should have there.
+Result<std::vector<std::string>> checkHostMembership(const std::string& stateDir, const plan::HostMembership& m);
+
+nlohmann::json membershipToJson(const plan::HostMembership& m);
+plan::HostMembership membershipFromJson(const nlohmann::json& j);
+
+} // namespace podsteer

@@ -1,0 +1,186 @@
+#include "nl/route.h"
+
+#include <linux/fib_rules.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/route.h>
+#include <netlink/route/rule.h>
+#include <sys/socket.h>
+
+#include <utility>
+
+#include "nl/handles.h"
+
+namespace podsteer::nl {
+
+namespace {
+
+using RulePtrNl = std::unique_ptr<rtnl_rule, CDeleter<rtnl_rule_put>>;
+using RoutePtrNl = std::unique_ptr<rtnl_route, CDeleter<rtnl_route_put>>;
+using AddrPtr = std::unique_ptr<nl_addr, CDeleter<nl_addr_put>>;
+using CachePtr = std::unique_ptr<nl_cache, CDeleter<nl_cache_free>>;
+
+int af(Family f) { return f == Family::kIpv4 ? AF_INET : AF_INET6; }
+
+AddrPtr toNlAddr(const Cidr& c) {
+  nl_addr* a = nl_addr_build(af(c.family), c.addr.data(), c.addrLen());
+  if (a != nullptr) nl_addr_set_prefixlen(a, c.prefixLen);
+  return AddrPtr(a);
+}
+
+Error rtnlError(const std::string& what, int err) {
+  return makeError(ErrorCode::kNetlink, "rtnetlink: " + what + ": " + nl_geterror(err));
+}
+
+RulePtrNl buildRule(const plan::IpRule& r) {
+  RulePtrNl rule(rtnl_rule_alloc());
+  rtnl_rule_set_family(rule.get(), af(r.family));
+  rtnl_rule_set_prio(rule.get(), r.priority);
+  rtnl_rule_set_table(rule.get(), r.table);
+  rtnl_rule_set_action(rule.get(), FR_ACT_TO_TBL);
+  rtnl_rule_set_protocol(rule.get(), plan::kRouteProtocol);
+  if (r.mask != 0) {
+    rtnl_rule_set_mark(rule.get(), r.mark);
+    rtnl_rule_set_mask(rule.get(), r.mask);
+  }
+  if (r.src) {
+    AddrPtr a = toNlAddr(*r.src);
+    rtnl_rule_set_src(rule.get(), a.get());
+  }
+  return rule;
+}
+
+Result<RoutePtrNl> buildRoute(const plan::IpRoute& r) {
+  RoutePtrNl route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), af(r.dst.family));
+  rtnl_route_set_table(route.get(), r.table);
+  rtnl_route_set_protocol(route.get(), plan::kRouteProtocol);
+  rtnl_route_set_type(route.get(), RTN_UNICAST);
+  AddrPtr dst = toNlAddr(r.dst);
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  if (!r.dev.empty()) {
+    unsigned idx = if_nametoindex(r.dev.c_str());
+    if (idx == 0) {
+      rtnl_route_nh_free(nh);
+      return makeError(ErrorCode::kNetlink, "rtnetlink: " + r.text() + ": no such device " + r.dev);
+    }
+    rtnl_route_nh_set_ifindex(nh, static_cast<int>(idx));
+  }
+  if (r.gw) {
+    AddrPtr gw = toNlAddr(*r.gw);
+    rtnl_route_nh_set_gateway(nh, gw.get());
+  }
+  rtnl_route_add_nexthop(route.get(), nh);
+  rtnl_route_set_scope(route.get(), r.gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+  return route;
+}
+
+bool sameAddr(nl_addr* a, const std::optional<Cidr>& c) {
+  if (!c || c->prefixLen == 0) return a == nullptr || nl_addr_get_prefixlen(a) == 0;
+  if (a == nullptr) return false;
+  AddrPtr want = toNlAddr(*c);
+  return nl_addr_cmp(a, want.get()) == 0;
+}
+
+} // namespace
+
+Result<RouteSocket> RouteSocket::open() {
+  nl_sock* s = nl_socket_alloc();
+  if (s == nullptr) return makeError(ErrorCode::kNetlink, "rtnetlink: cannot allocate a socket");
+  if (int err = nl_connect(s, NETLINK_ROUTE); err < 0) {
+    nl_socket_free(s);
+    return rtnlError("connect", err);
+  }
+  return RouteSocket(s);
+}
+
+RouteSocket::RouteSocket(RouteSocket&& o) noexcept : sock_(std::exchange(o.sock_, nullptr)) {}
+RouteSocket& RouteSocket::operator=(RouteSocket&& o) noexcept {
+  if (this != &o) {
+    if (sock_ != nullptr) nl_socket_free(sock_);
+    sock_ = std::exchange(o.sock_, nullptr);
+  }
+  return *this;
+}
+RouteSocket::~RouteSocket() {
+  if (sock_ != nullptr) nl_socket_free(sock_);
+}
+
+Status RouteSocket::addRule(const plan::IpRule& r) {
+  RulePtrNl rule = buildRule(r);
+  // NLM_F_EXCL: the kernel compares protocol too, so only our own twin counts as present.
+  int err = rtnl_rule_add(sock_, rule.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (err < 0 && err != -NLE_EXIST) return rtnlError("add rule `" + r.text() + "`", err);
+  return Status::success();
+}
+
+Status RouteSocket::deleteRule(const plan::IpRule& r) {
+  RulePtrNl rule = buildRule(r);
+  int err = rtnl_rule_delete(sock_, rule.get(), 0);
+  if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR)
+    return rtnlError("delete rule `" + r.text() + "`", err);
+  return Status::success();
+}
+
+Result<bool> RouteSocket::hasRule(const plan::IpRule& r) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_rule_alloc_cache(sock_, af(r.family), &raw); err < 0) return rtnlError("list rules", err);
+  CachePtr cache(raw);
+  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
+    auto* k = reinterpret_cast<rtnl_rule*>(o);
+    uint8_t proto = 0;
+    rtnl_rule_get_protocol(k, &proto);
+    if (proto != plan::kRouteProtocol || rtnl_rule_get_prio(k) != r.priority || rtnl_rule_get_table(k) != r.table)
+      continue;
+    if (r.mask != 0 && (rtnl_rule_get_mark(k) != r.mark || rtnl_rule_get_mask(k) != r.mask)) continue;
+    if (!sameAddr(rtnl_rule_get_src(k), r.src)) continue;
+    return true;
+  }
+  return false;
+}
+
+Status RouteSocket::addRoute(const plan::IpRoute& r) {
+  auto route = buildRoute(r);
+  if (!route) return route.error();
+  int err = rtnl_route_add(sock_, route->get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (err == -NLE_EXIST) {
+    auto ours = hasRoute(r);
+    if (!ours) return ours.error();
+    if (*ours) return Status::success();
+    return makeError(ErrorCode::kNetlink, "rtnetlink: " + r.text() + ": a route for " + r.dst.toString() +
+                                              " that podsteer did not create is already in table " +
+                                              std::to_string(r.table));
+  }
+  if (err < 0) return rtnlError("add route `" + r.text() + "`", err);
+  return Status::success();
+}
+
+Status RouteSocket::deleteRoute(const plan::IpRoute& r) {
+  auto route = buildRoute(r);
+  if (!route) {
+    // The device is gone, and the kernel removed its routes with it.
+    return Status::success();
+  }
+  int err = rtnl_route_delete(sock_, route->get(), 0);
+  if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR)
+    return rtnlError("delete route `" + r.text() + "`", err);
+  return Status::success();
+}
+
+Result<bool> RouteSocket::hasRoute(const plan::IpRoute& r) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock_, af(r.dst.family), 0, &raw); err < 0) return rtnlError("list routes", err);
+  CachePtr cache(raw);
+  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
+    auto* k = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_table(k) != r.table || rtnl_route_get_protocol(k) != plan::kRouteProtocol) continue;
+    if (!sameAddr(rtnl_route_get_dst(k), r.dst)) continue;
+    return true;
+  }
+  return false;
+}
+
+} // namespace podsteer::nl

@@ -1,0 +1,219 @@
+#include "plan/host.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "config/pod.h"
+
+namespace podsteer::plan {
+
+namespace {
+
+constexpr int kManglePriority = -150;
+constexpr int kSrcNatPriority = 100;
+
+Cidr hostPrefix(const Cidr& ip) {
+  Cidr c = ip;
+  c.prefixLen = c.maxPrefix();
+  return c;
+}
+
+std::string hex(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%x", v);
+  return buf;
+}
+
+const char* familyWord(Family f) { return f == Family::kIpv4 ? "ip" : "ip -6"; }
+
+} // namespace
+
+std::string domainSetName(const std::string& domain, Family f) {
+  return "dom_" + domain + (f == Family::kIpv4 ? "_v4" : "_v6");
+}
+
+std::string HostElement::keyText() const {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? " . " : "") + parts[i].addressString();
+  return out;
+}
+
+std::string HostElement::text() const {
+  return "add element inet " + std::string(kTableName) + " " + set + " { " + keyText() + " }";
+}
+
+nlohmann::json HostElement::toJson() const {
+  nlohmann::json addrs = nlohmann::json::array();
+  for (const auto& p : parts) addrs.push_back(p.addressString());
+  return {{"set", set}, {"key", static_cast<int>(key)}, {"addrs", addrs}};
+}
+
+std::optional<HostElement> HostElement::fromJson(const nlohmann::json& j) {
+  if (!j.is_object() || !j.contains("set") || !j.contains("key") || !j.contains("addrs")) return std::nullopt;
+  HostElement e;
+  if (!j["set"].is_string() || !j["key"].is_number_integer() || !j["addrs"].is_array()) return std::nullopt;
+  e.set = j["set"].get<std::string>();
+  int k = j["key"].get<int>();
+  if (k < 0 || k > 3) return std::nullopt;
+  e.key = static_cast<SetKey>(k);
+  for (const auto& a : j["addrs"]) {
+    if (!a.is_string()) return std::nullopt;
+    auto c = parseCidr(a.get<std::string>());
+    if (!c) return std::nullopt;
+    e.parts.push_back(*c);
+  }
+  return e;
+}
+
+std::string IpRule::text() const {
+  std::string out = std::string(familyWord(family)) + " rule add";
+  if (mask != 0) out += " fwmark " + hex(mark) + "/" + hex(mask);
+  if (src) out += " from " + src->toString();
+  return out + " lookup " + std::to_string(table) + " priority " + std::to_string(priority) + " proto " +
+         std::to_string(kRouteProtocol);
+}
+
+nlohmann::json IpRule::toJson() const {
+  nlohmann::json j = {{"family", family == Family::kIpv4 ? 4 : 6},
+                      {"priority", priority},
+                      {"table", table},
+                      {"mark", mark},
+                      {"mask", mask}};
+  if (src) j["src"] = src->toString();
+  return j;
+}
+
+std::optional<IpRule> IpRule::fromJson(const nlohmann::json& j) {
+  try {
+    IpRule r;
+    r.family = j.at("family").get<int>() == 6 ? Family::kIpv6 : Family::kIpv4;
+    r.priority = j.at("priority").get<uint32_t>();
+    r.table = j.at("table").get<uint32_t>();
+    r.mark = j.at("mark").get<uint32_t>();
+    r.mask = j.at("mask").get<uint32_t>();
+    if (j.contains("src")) {
+      auto c = parseCidr(j["src"].get<std::string>());
+      if (!c) return std::nullopt;
+      r.src = *c;
+    }
+    return r;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
+}
+
+std::string IpRoute::text() const {
+  std::string out = std::string(familyWord(dst.family)) + " route add " +
+                    (dst.prefixLen == 0 ? std::string("default") : dst.toString());
+  if (gw) out += " via " + gw->addressString();
+  if (!dev.empty()) out += " dev " + dev;
+  return out + " table " + std::to_string(table) + " proto " + std::to_string(kRouteProtocol);
+}
+
+Result<const RoutingDomain*> selectDomain(const NetConf& conf, const PodInfo& pod) {
+  const std::string path =
+      std::string("runtimeConfig.") + kAnnotationsCapability + "[\"" + kAnnRoutingDomain + "\"]";
+  if (auto it = pod.annotations.find(kAnnRoutingDomain); it != pod.annotations.end()) {
+    for (const auto& d : conf.routingDomains)
+      if (d.name == it->second) return &d;
+    std::string names;
+    for (const auto& d : conf.routingDomains) names += (names.empty() ? "" : ", ") + d.name;
+    return makeError(ErrorCode::kInvalidConfig,
+                     path + ": unknown routing domain \"" + it->second.substr(0, 64) + "\"",
+                     "configured domains: " + (names.empty() ? std::string("none") : names));
+  }
+  for (const auto& d : conf.routingDomains) {
+    if (!pod.podNamespace.empty() && matchesAnyGlob(pod.podNamespace, d.namespaces)) return &d;
+    if (!pod.podName.empty() && matchesAnyGlob(pod.podName, d.pods)) return &d;
+  }
+  return static_cast<const RoutingDomain*>(nullptr);
+}
+
+HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const RoutingDomain* domain) {
+  HostMembership m;
+  m.hairpin = conf.hairpin && !pod.ips.empty();
+  if (domain != nullptr && !pod.ips.empty()) m.domain = domain->name;
+  for (const auto& ip : pod.ips) {
+    Cidr host = hostPrefix(ip);
+    bool v4 = host.family == Family::kIpv4;
+    if (domain != nullptr) {
+      m.elements.push_back(HostElement{domainSetName(domain->name, host.family), v4 ? SetKey::kIpv4 : SetKey::kIpv6, {host}});
+      if (domain->match == DomainMatch::kSource) {
+        IpRule r;
+        r.family = host.family;
+        r.priority = domain->priority;
+        r.table = domain->table;
+        r.src = host;
+        m.rules.push_back(r);
+      }
+    }
+    if (m.hairpin)
+      m.elements.push_back(
+          HostElement{v4 ? kHairpinSetV4 : kHairpinSetV6, v4 ? SetKey::kIpv4Pair : SetKey::kIpv6Pair, {host, host}});
+  }
+  return m;
+}
+
+HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hairpinActive) {
+  HostBase base;
+  if (activeDomains.empty() && !hairpinActive) return base;
+  Table t;
+  Chain pre{.name = "prerouting",
+            .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+            .rules = {}};
+  Chain post{.name = "postrouting",
+             .base = BaseChain{.type = "nat", .hook = "postrouting", .priority = kSrcNatPriority, .policyAccept = true},
+             .rules = {}};
+  std::vector<RoutingDomain> domains = activeDomains;
+  std::sort(domains.begin(), domains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  for (const auto& d : domains) {
+    for (Family f : {Family::kIpv4, Family::kIpv6}) {
+      std::string set = domainSetName(d.name, f);
+      t.sets.push_back(Set{set, f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6});
+      // Mark mode: members' packets get the domain's bits; other bits are left as they were.
+      if (d.match == DomainMatch::kMark) pre.rules.push_back(Rule{{saddrInSet(set, f)}, markSetStmt(d.mark, d.markMask)});
+      if (d.snatAddress && d.snatAddress->family == f) {
+        std::set<std::string> devs;
+        for (const auto& r : d.routes)
+          if (!r.dev.empty() && r.dst.family == f) devs.insert(r.dev);
+        for (const auto& dev : devs)
+          post.rules.push_back(Rule{{saddrInSet(set, f), oifname(dev)}, snatStmt(*d.snatAddress)});
+      }
+    }
+    if (d.match == DomainMatch::kMark) {
+      for (Family f : {Family::kIpv4, Family::kIpv6}) {
+        IpRule r;
+        r.family = f;
+        r.priority = d.priority;
+        r.table = d.table;
+        r.mark = d.mark;
+        r.mask = d.markMask;
+        base.rules.push_back(r);
+      }
+    }
+    for (const auto& p : d.sourcePrefixes) {
+      IpRule r;
+      r.family = p.family;
+      r.priority = d.priority;
+      r.table = d.table;
+      r.src = p;
+      base.rules.push_back(r);
+    }
+    for (const auto& route : d.routes) base.routes.push_back(IpRoute{d.table, route.dst, route.gw, route.dev});
+  }
+  if (hairpinActive) {
+    t.sets.push_back(Set{kHairpinSetV4, SetKey::kIpv4Pair});
+    t.sets.push_back(Set{kHairpinSetV6, SetKey::kIpv6Pair});
+    // A pod that reached a VIP DNATed back to itself: masquerade so the answer comes
+    // from the node, not from the pod's own address (which the pod would drop).
+    post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV4, Family::kIpv4)}, masqueradeStmt()});
+    post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV6, Family::kIpv6)}, masqueradeStmt()});
+  }
+  t.chains.push_back(std::move(pre));
+  t.chains.push_back(std::move(post));
+  base.table = std::move(t);
+  return base;
+}
+
+} // namespace podsteer::plan

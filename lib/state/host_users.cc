@@ -1,0 +1,107 @@
+#include "state/host_users.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "state/lock.h"
+
+namespace podsteer::state {
+
+namespace {
+
+Error hostStateError(const std::string& what, const std::string& path) {
+  return makeError(ErrorCode::kState, what + " " + path + ": " + std::strerror(errno));
+}
+
+bool dirHasEntries(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return false;
+  bool any = false;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    any = true;
+    break;
+  }
+  ::closedir(d);
+  return any;
+}
+
+} // namespace
+
+std::string HostUsers::userKey(const std::string& network, const std::string& containerId, const std::string& ifname) {
+  return network + ":" + containerId + ":" + ifname;
+}
+
+Status HostUsers::add(const std::string& resource, const std::string& user) const {
+  const std::string rdir = dir_ + "/" + resource;
+  if (auto s = ensureDirectory(rdir); !s) return s;
+  const std::string path = rdir + "/" + user;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return hostStateError("add user", path);
+  ::close(fd);
+  return Status::success();
+}
+
+Status HostUsers::remove(const std::string& resource, const std::string& user) const {
+  const std::string path = dir_ + "/" + resource + "/" + user;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return hostStateError("remove user", path);
+  return Status::success();
+}
+
+bool HostUsers::inUse(const std::string& resource) const { return dirHasEntries(dir_ + "/" + resource); }
+
+std::vector<std::string> HostUsers::activeResources() const {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == ".." || n.ends_with(".json") || n.find(".tmp") != std::string::npos) continue;
+    if (inUse(n)) out.push_back(n);
+  }
+  ::closedir(d);
+  return out;
+}
+
+Status HostUsers::writeConfig(const std::string& resource, const nlohmann::json& config) const {
+  if (auto s = ensureDirectory(dir_); !s) return s;
+  const std::string path = dir_ + "/" + resource + ".json";
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << config.dump() << "\n";
+    if (!out) return hostStateError("write", tmp);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return hostStateError("rename", path);
+  }
+  return Status::success();
+}
+
+std::optional<nlohmann::json> HostUsers::readConfig(const std::string& resource) const {
+  std::ifstream in(dir_ + "/" + resource + ".json");
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (j.is_discarded()) return std::nullopt;
+  return j;
+}
+
+void HostUsers::forget(const std::string& resource) const {
+  if (inUse(resource)) return;
+  ::rmdir((dir_ + "/" + resource).c_str());
+  ::unlink((dir_ + "/" + resource + ".json").c_str());
+  ::rmdir(dir_.c_str()); // only succeeds when nothing else is left
+}
+
+} // namespace podsteer::state
