@@ -2,6 +2,7 @@
 #include "config/netconf.h"
 #include "config/pod.h"
 #include "plan/plan.h"
+#include "plan/host.h"
 #include "plan/render.h"
 
 namespace podsteer {
@@ -21,10 +22,25 @@ CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText) 
   for (const auto& w : conf->warnings) out += "# warning: " + w + "\n";
   if (!plan->podTable) {
     out += "# pod netns: nothing to program (" + plan->reason + ")\n";
-    return {0, out};
+  } else {
+    out += "# pod netns" + (env->netns.empty() ? std::string() : " " + env->netns) + ":\n";
+    out += plan::renderTable(*plan->podTable);
   }
-  out += "# pod netns" + (env->netns.empty() ? std::string() : " " + env->netns) + ":\n";
-  out += plan::renderTable(*plan->podTable);
+  const auto& host = plan->host;
+  if (host.empty()) return {0, out};
+  // The host's shared objects as this pod's config needs them; other pods' domains may
+  // add to them on a real node.
+  std::vector<RoutingDomain> domains;
+  for (const auto& d : conf->routingDomains)
+    if (d.name == host.domain) domains.push_back(d);
+  plan::HostBase base = plan::buildHostBase(domains, host.hairpin);
+  out += "\n# host (node netns): routing domain " + (host.domain.empty() ? std::string("none") : host.domain) +
+         ", hairpin " + (host.hairpin ? "on" : "off") + "\n";
+  if (base.table) out += plan::renderTable(*base.table);
+  for (const auto& e : host.elements) out += e.text() + "\n";
+  for (const auto& r : base.rules) out += "# " + r.text() + "\n";
+  for (const auto& r : host.rules) out += "# " + r.text() + "\n";
+  for (const auto& r : base.routes) out += "# " + r.text() + "\n";
   return {0, out};
 }
 

@@ -79,8 +79,32 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
     if (auto s = readPortField(j, p, "dnsPort", port); !s) return s;
     r.dnsPort = port;
   }
-  if (j.contains("egressGateway"))
-    warnings.push_back("redirect.egressGateway: not supported by this podsteer version; ignored");
+  if (j.contains("egressGateway") && !j["egressGateway"].is_null() &&
+      !(j["egressGateway"].is_string() && j["egressGateway"].get<std::string>().empty())) {
+    const std::string gp = p + ".egressGateway";
+    if (!j["egressGateway"].is_string()) return fieldError(gp, "must be a string \"ip:port\" or \"[ipv6]:port\"");
+    const std::string text = j["egressGateway"].get<std::string>();
+    std::string host, port;
+    if (!text.empty() && text[0] == '[') {
+      auto close = text.find("]:");
+      if (close == std::string::npos) return fieldError(gp, "invalid " + quoteForMessage(text) + " (want [ipv6]:port)");
+      host = text.substr(1, close - 1);
+      port = text.substr(close + 2);
+    } else {
+      auto colon = text.rfind(':');
+      if (colon == std::string::npos || text.find(':') != colon)
+        return fieldError(gp, "invalid " + quoteForMessage(text) + " (want ip:port or [ipv6]:port)");
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+    }
+    auto addr = parseCidr(host);
+    if (!addr || !addr->isHost() || host.find('/') != std::string::npos)
+      return fieldError(gp, "invalid address in " + quoteForMessage(text));
+    auto pn = parsePort(nlohmann::json(port), gp);
+    if (!pn) return pn.error();
+    r.egressGatewayAddress = *addr;
+    r.egressGatewayPort = *pn;
+  }
   if (r.inboundPort == r.outboundPort)
     return fieldError(p + ".outboundPort", "must differ from redirect.inboundPort");
   return Status::success();

@@ -34,6 +34,10 @@ struct RedirectConfig {
   CidrList includeOutboundCidrs{.all = true, .cidrs = {}};
   CidrList excludeOutboundCidrs;
   std::optional<uint16_t> dnsPort;
+  // Egress gateway: outbound TCP that would be captured goes to this ip:port instead of
+  // the local outbound port (internal CIDRs are excluded via excludeOutboundCIDRs).
+  std::optional<Cidr> egressGatewayAddress;
+  uint16_t egressGatewayPort = 0;
   bool operator==(const RedirectConfig&) const = default;
 };
 

@@ -183,6 +183,7 @@ void encodeMatch(nftnl_rule* r, const Match& m) {
   case Field::kSaddrInSet:
   case Field::kSaddrDaddrInSet: encodeSetLookup(r, m); return;
   case Field::kCtStatusDnat: encodeCtStatusDnat(r); return;
+  case Field::kNfProto: requireNfproto(r, m.cidr.family); return;
   }
 }
 
@@ -245,6 +246,27 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
     return;
   }
   case plan::StatementKind::kMasquerade: add(r, expr("masq")); return;
+  case plan::StatementKind::kDnat: {
+    auto* addr = expr("immediate");
+    nftnl_expr_set_u32(addr, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
+    nftnl_expr_set(addr, NFTNL_EXPR_IMM_DATA, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
+    add(r, addr);
+    auto* port = expr("immediate");
+    uint16_t p = htons(s.port);
+    nftnl_expr_set_u32(port, NFTNL_EXPR_IMM_DREG, NFT_REG_2);
+    nftnl_expr_set(port, NFTNL_EXPR_IMM_DATA, &p, sizeof(p));
+    add(r, port);
+    auto* nat = expr("nat");
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, s.address.family == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_2);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFT_REG_2);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
+    add(r, nat);
+    return;
+  }
   }
 }
 

@@ -54,12 +54,24 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
   for (const auto& cidr : r.excludeOutboundCidrs.cidrs)
     if (families.count(cidr.family)) c.rules.push_back(rule({daddr(cidr)}, returnStmt()));
   for (const auto& port : r.excludeOutboundPorts.ranges) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
+  // With an egress gateway, captured outbound TCP leaves for the gateway (DNAT, the
+  // gateway's family only) instead of the local sidecar port.
+  auto capture = [&](std::vector<Match> m, Family f) {
+    if (!r.egressGatewayAddress) {
+      m.push_back(l4proto(kProtoTcp));
+      c.rules.push_back(rule(std::move(m), redirectStmt(r.outboundPort)));
+    } else if (r.egressGatewayAddress->family == f) {
+      if (m.empty()) m.push_back(nfproto(f));
+      m.push_back(l4proto(kProtoTcp));
+      c.rules.push_back(rule(std::move(m), dnatStmt(*r.egressGatewayAddress, r.egressGatewayPort)));
+    }
+  };
   if (r.includeOutboundCidrs.all) {
-    c.rules.push_back(rule({l4proto(kProtoTcp)}, redirectStmt(r.outboundPort)));
+    if (!r.egressGatewayAddress) capture({}, Family::kIpv4);
+    else if (families.count(r.egressGatewayAddress->family)) capture({}, r.egressGatewayAddress->family);
   } else {
     for (const auto& cidr : r.includeOutboundCidrs.cidrs)
-      if (families.count(cidr.family))
-        c.rules.push_back(rule({daddr(cidr), l4proto(kProtoTcp)}, redirectStmt(r.outboundPort)));
+      if (families.count(cidr.family)) capture({daddr(cidr)}, cidr.family);
   }
   return c;
 }

@@ -27,6 +27,7 @@ enum class Field : uint8_t {
   kSaddrInSet,      // ip saddr @name / ip6 saddr @name (family from cidr.family)
   kSaddrDaddrInSet, // ip saddr . ip daddr @name
   kCtStatusDnat,    // ct status dnat
+  kNfProto,         // meta nfproto ipv4 / ipv6 (family from cidr.family)
 };
 
 inline constexpr uint8_t kProtoTcp = 6;
@@ -43,7 +44,7 @@ struct Match {
   bool operator==(const Match&) const = default;
 };
 
-enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade };
+enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat };
 
 struct Statement {
   StatementKind kind = StatementKind::kAccept;
@@ -51,7 +52,7 @@ struct Statement {
   uint16_t port = 0;  // redirect port
   uint32_t mark = 0;  // kMarkSet: mark = (mark & ~markMask) | mark
   uint32_t markMask = 0;
-  Cidr address;       // kSnat: the source address (a host prefix)
+  Cidr address;       // kSnat/kDnat: the address (a host prefix); kDnat also uses `port`
 
   bool operator==(const Statement&) const = default;
 };
@@ -165,6 +166,11 @@ inline Match saddrDaddrInSet(std::string set, Family f) {
   m.cidr.family = f;
   return m;
 }
+inline Match nfproto(Family f) {
+  Match m = makeMatch(Field::kNfProto, false);
+  m.cidr.family = f;
+  return m;
+}
 inline Match ctStatusDnat() { return makeMatch(Field::kCtStatusDnat, false); }
 
 inline Statement makeStatement(StatementKind kind, std::string target = {}, uint16_t port = 0) {
@@ -185,6 +191,11 @@ inline Statement markSetStmt(uint32_t mark, uint32_t mask) {
 }
 inline Statement snatStmt(const Cidr& address) {
   Statement s = makeStatement(StatementKind::kSnat);
+  s.address = address;
+  return s;
+}
+inline Statement dnatStmt(const Cidr& address, uint16_t port) {
+  Statement s = makeStatement(StatementKind::kDnat, {}, port);
   s.address = address;
   return s;
 }

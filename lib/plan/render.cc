@@ -31,8 +31,9 @@ std::string setKeyType(SetKey k) {
 namespace {
 
 std::string priorityName(const BaseChain& b) {
-  if (b.type == "nat" && b.priority == -100) return "dstnat";
-  if (b.type == "nat" && b.priority == 100) return "srcnat";
+  // nft accepts these names only on the hooks they were made for.
+  if (b.type == "nat" && b.hook == "prerouting" && b.priority == -100) return "dstnat";
+  if (b.type == "nat" && b.hook == "postrouting" && b.priority == 100) return "srcnat";
   if (b.type == "filter" && b.priority == 0) return "filter";
   if (b.type == "filter" && b.priority == -150) return "mangle";
   return std::to_string(b.priority);
@@ -57,6 +58,7 @@ std::string renderMatch(const Match& m) {
     return k + " saddr . " + k + " daddr @" + m.name;
   }
   case Field::kCtStatusDnat: return "ct status dnat";
+  case Field::kNfProto: return std::string("meta nfproto ") + (m.cidr.family == Family::kIpv4 ? "ipv4" : "ipv6");
   }
   return "?";
 }
@@ -76,6 +78,9 @@ std::string renderStatement(const Statement& s) {
   case StatementKind::kSnat:
     return std::string("snat ") + (s.address.family == Family::kIpv4 ? "ip" : "ip6") + " to " + s.address.addressString();
   case StatementKind::kMasquerade: return "masquerade";
+  case StatementKind::kDnat:
+    if (s.address.family == Family::kIpv4) return "dnat ip to " + s.address.addressString() + ":" + std::to_string(s.port);
+    return "dnat ip6 to [" + s.address.addressString() + "]:" + std::to_string(s.port);
   }
   return "?";
 }
