@@ -53,7 +53,8 @@ Status validateIfname(const std::string& ifname) {
     return envError("CNI_IFNAME", "longer than " + std::to_string(kMaxIfnameLength) + " characters");
   if (ifname == "." || ifname == "..") return envError("CNI_IFNAME", "must not be '.' or '..'");
   for (char c : ifname) {
-    if (c == '/' || c == ':' || c <= ' ' || c == 0x7f)
+    auto u = static_cast<unsigned char>(c);
+    if (c == '/' || c == ':' || u <= ' ' || u == 0x7f)
       return envError("CNI_IFNAME", "contains '/', ':', whitespace or a control character");
   }
   return Status::success();

@@ -48,13 +48,20 @@ void warnMisspelled(const nlohmann::json& obj, const std::array<const char*, N>&
                     std::vector<std::string>& warnings) {
   for (const auto& [key, _] : obj.items()) {
     if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) != known.end()) continue;
+    // Prefer a case-insensitive exact match, then the nearest name within 2 edits, so
+    // "excludeOutboundCidrs" is pointed at its own field, not at includeOutboundCIDRs.
+    const char* best = nullptr;
+    size_t bestDistance = 3;
+    const std::string lkey = lower(key);
     for (const char* k : known) {
-      std::string lk = lower(k), lkey = lower(key);
-      if (lk == lkey || (lk.size() > 4 && editDistance(lk, lkey) <= 2)) {
-        warnings.push_back(prefix + key + ": unknown field ignored; did you mean \"" + k + "\"?");
-        break;
+      std::string lk = lower(k);
+      size_t d = lk == lkey ? 0 : (lk.size() > 4 ? editDistance(lk, lkey) : 3);
+      if (d < bestDistance) {
+        best = k;
+        bestDistance = d;
       }
     }
+    if (best != nullptr) warnings.push_back(prefix + key + ": unknown field ignored; did you mean \"" + best + "\"?");
   }
 }
 
@@ -107,6 +114,8 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
   }
   if (r.inboundPort == r.outboundPort)
     return fieldError(p + ".outboundPort", "must differ from redirect.inboundPort");
+  if (r.dnsPort && (*r.dnsPort == r.inboundPort || *r.dnsPort == r.outboundPort))
+    return fieldError(p + ".dnsPort", "must differ from redirect.inboundPort and redirect.outboundPort");
   return Status::success();
 }
 

@@ -34,6 +34,9 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "outbound", .base = std::nullopt, .rules = {}};
   const bool dns = r.dnsPort.has_value();
   const PortRange dnsPort{53, 53};
+  // As in Istio, excluded ports come first: they win over every redirect below,
+  // including the proxy's loop back to its own pod IP and TCP DNS capture.
+  for (const auto& port : r.excludeOutboundPorts.ranges) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
   for (Family f : families) c.rules.push_back(rule({oifname("lo"), saddr(passthroughSource(f))}, returnStmt()));
 
   std::vector<Match> proxyIds = {skuid(r.proxyUid), skgid(r.proxyGid)};
@@ -53,7 +56,6 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
 
   for (const auto& cidr : r.excludeOutboundCidrs.cidrs)
     if (families.count(cidr.family)) c.rules.push_back(rule({daddr(cidr)}, returnStmt()));
-  for (const auto& port : r.excludeOutboundPorts.ranges) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
   // With an egress gateway, captured outbound TCP leaves for the gateway (DNAT, the
   // gateway's family only) instead of the local sidecar port.
   auto capture = [&](std::vector<Match> m, Family f) {

@@ -1,0 +1,15 @@
+#pragma once
+
+// Small helpers shared by the unit tests.
+
+#include <string>
+#include <string_view>
+
+namespace podsteer::test {
+
+inline bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+// The CNI code of a Result/Status, 0 when it succeeded (so a CHECK never throws).
+template <typename R> int codeOf(const R& r) { return r.ok() ? 0 : r.error().codeValue(); }
+
+} // namespace podsteer::test
