@@ -118,13 +118,23 @@ CommandOutput cmdAdd(const Invocation& inv) {
   rec.planDigest = digestHex(rec.podTable);
   rec.updatedAt = state::nowUtc();
 
-  rec.host = membershipToJson(plan->host);
   const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
   const plan::HostMembership before =
       previous && *previous ? membershipFromJson((*previous)->host) : plan::HostMembership{};
+  if (plan->host.portPool) {
+    // Claimed before anything is programmed: an exhausted pool fails the ADD cleanly.
+    auto block = claimPortBlock(conf.stateDir, userKey, *conf.egressPortPool, before.portBlock);
+    if (!block) return failure(block.error(), conf.cniVersion);
+    plan::addPortBlockElements(plan->host, pod.ips, *conf.egressPortPool, *block);
+  }
+  rec.host = membershipToJson(plan->host);
 
   // The record goes first: if we die after the kernel change, DEL still knows about it.
-  if (auto s = store.write(rec); !s) return failure(s.error(), conf.cniVersion);
+  if (auto s = store.write(rec); !s) {
+    if (plan->host.portBlock && plan->host.portBlock != before.portBlock)
+      (void)removeHostMembership(conf.stateDir, userKey, plan->host);
+    return failure(s.error(), conf.cniVersion);
+  }
 
   auto sock = nl::NftSocket::openIn(ns->fd.get());
   if (!sock) {
@@ -136,7 +146,8 @@ CommandOutput cmdAdd(const Invocation& inv) {
   if (plan->podTable) nl::batchReplaceTable(batch, *plan->podTable);
   else nl::batchDeleteTable(batch, "inet", plan::kTableName);
   Status applied = sock->commit(batch);
-  if (applied) applied = applyHostMembership(conf.stateDir, userKey, plan->host, before, conf.routingDomains);
+  if (applied) applied = applyHostMembership(conf.stateDir, userKey, plan->host, before, conf.routingDomains,
+                                                       conf.egressPortPool);
   if (!applied) {
     // Nothing half-applied: undo this attachment everywhere; the runtime's DEL then has
     // nothing left to do.
@@ -212,7 +223,14 @@ CommandOutput cmdCheck(const Invocation& inv) {
     if (*exists) diffs.push_back("table inet podsteer: present, but " + plan->reason);
   }
   {
-    auto host = checkHostMembership(conf.stateDir, plan->host);
+    // The recorded membership carries what ADD allocated (the port block); the config
+    // decides what the pod should take part in.
+    plan::HostMembership programmed = *rec ? membershipFromJson((*rec)->host) : plan->host;
+    if (programmed.domain != plan->host.domain || programmed.hairpin != plan->host.hairpin ||
+        programmed.portPool != plan->host.portPool)
+      diffs.push_back("host: the pod's routing domain, hairpin or port pool differs from the config "
+                      "(programmed domain \"" + programmed.domain + "\", config domain \"" + plan->host.domain + "\")");
+    auto host = checkHostMembership(conf.stateDir, programmed);
     if (!host) return failure(host.error(), conf.cniVersion);
     diffs.insert(diffs.end(), host->begin(), host->end());
   }

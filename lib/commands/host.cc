@@ -8,6 +8,7 @@
 #include "nl/nft_table.h"
 #include "nl/route.h"
 #include "state/host_users.h"
+#include "state/port_blocks.h"
 #include "util/log.h"
 
 namespace podsteer {
@@ -15,11 +16,13 @@ namespace podsteer {
 namespace {
 
 const char* kHairpinResource = "hairpin";
+const char* kPortPoolResource = "portpool";
 std::string domainResource(const std::string& name) { return "domain-" + name; }
 
 std::set<std::string> resourcesOf(const plan::HostMembership& m) {
   std::set<std::string> out;
   if (m.hairpin) out.insert(kHairpinResource);
+  if (m.portPool && m.portBlock) out.insert(kPortPoolResource);
   if (!m.domain.empty()) out.insert(domainResource(m.domain));
   return out;
 }
@@ -36,14 +39,21 @@ std::optional<RoutingDomain> domainFromState(const state::HostUsers& users, cons
 plan::HostBase currentBase(const state::HostUsers& users) {
   std::vector<RoutingDomain> domains;
   bool hairpin = false;
+  std::optional<EgressPortPool> pool;
   for (const auto& r : users.activeResources()) {
     if (r == kHairpinResource) hairpin = true;
+    else if (r == kPortPoolResource) {
+      auto cfg = users.readConfig(r);
+      auto p = cfg ? parseEgressPortPool(*cfg, "host state portpool") : Result<EgressPortPool>(makeError(ErrorCode::kState, ""));
+      if (p) pool = *p;
+      else logWarn("host state portpool: configuration unreadable; its shared objects are not rebuilt");
+    }
     else if (r.rfind("domain-", 0) == 0) {
       if (auto d = domainFromState(users, r)) domains.push_back(*d);
       else logWarn("host state " + r + ": configuration unreadable; its shared objects are not rebuilt");
     }
   }
-  return plan::buildHostBase(domains, hairpin);
+  return plan::buildHostBase(domains, hairpin, pool);
 }
 
 plan::Table hostTableShell() { return plan::Table{}; }
@@ -104,7 +114,10 @@ nlohmann::json membershipToJson(const plan::HostMembership& m) {
   nlohmann::json elements = nlohmann::json::array(), rules = nlohmann::json::array();
   for (const auto& e : m.elements) elements.push_back(e.toJson());
   for (const auto& r : m.rules) rules.push_back(r.toJson());
-  return {{"domain", m.domain}, {"hairpin", m.hairpin}, {"elements", elements}, {"rules", rules}};
+  nlohmann::json j = {{"domain", m.domain}, {"hairpin", m.hairpin}, {"elements", elements}, {"rules", rules},
+                      {"portPool", m.portPool}};
+  if (m.portBlock) j["portBlock"] = *m.portBlock;
+  return j;
 }
 
 plan::HostMembership membershipFromJson(const nlohmann::json& j) {
@@ -112,6 +125,8 @@ plan::HostMembership membershipFromJson(const nlohmann::json& j) {
   if (!j.is_object()) return m;
   m.domain = j.value("domain", "");
   m.hairpin = j.value("hairpin", false);
+  m.portPool = j.value("portPool", false);
+  if (j.contains("portBlock") && j["portBlock"].is_number_unsigned()) m.portBlock = j["portBlock"].get<uint32_t>();
   if (j.contains("elements") && j["elements"].is_array())
     for (const auto& e : j["elements"])
       if (auto el = plan::HostElement::fromJson(e)) m.elements.push_back(*el);
@@ -122,7 +137,8 @@ plan::HostMembership membershipFromJson(const nlohmann::json& j) {
 }
 
 Status applyHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& now,
-                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains) {
+                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains,
+                           const std::optional<EgressPortPool>& pool) {
   if (now.empty() && before.empty()) return Status::success();
   state::HostUsers users(stateDir);
   const auto had = resourcesOf(before), has = resourcesOf(now);
@@ -135,9 +151,13 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
       if (auto s = users.writeConfig(domainResource(d->name), {{"source", d->source}, {"markMask", d->markMask}}); !s)
         return s;
   }
+  if (now.portPool && now.portBlock && pool)
+    if (auto s = users.writeConfig(kPortPoolResource, pool->source); !s) return s;
   for (const auto& r : had)
     if (!has.count(r))
       if (auto s = users.remove(r, userKey); !s) return s;
+  if (before.portBlock && before.portBlock != now.portBlock)
+    state::PortBlocks(stateDir).release(userKey, *before.portBlock);
 
   plan::HostBase base = currentBase(users);
   if (auto s = commitHostTable(base, minus(before.elements, now.elements), now.elements); !s) return s;
@@ -163,17 +183,33 @@ Status removeHostMembership(const std::string& stateDir, const std::string& user
   if (had.empty()) return Status::success();
   state::HostUsers users(stateDir);
   const auto resources = resourcesOf(had);
-  for (const auto& r : resources)
-    if (auto s = users.remove(r, userKey); !s) return s;
+  // Bookkeeping always completes, so a kernel error cannot leak a block or a user; the
+  // first error is reported (and a repeated DEL finishes the kernel part).
+  std::optional<Error> first;
+  auto note = [&](const Status& s) {
+    if (!s && !first) first = s.error();
+  };
+  for (const auto& r : resources) note(users.remove(r, userKey));
   plan::HostBase base = currentBase(users);
-  if (auto s = commitHostTable(base, had.elements, {}); !s) return s;
+  note(commitHostTable(base, had.elements, {}));
   auto rs = nl::RouteSocket::open();
-  if (!rs) return rs.error();
-  for (const auto& r : had.rules)
-    if (auto s = rs->deleteRule(r); !s) return s;
-  for (const auto& r : resources)
-    if (auto s = retireResource(*rs, users, r); !s) return s;
+  if (rs) {
+    for (const auto& r : had.rules) note(rs->deleteRule(r));
+    for (const auto& r : resources) note(retireResource(*rs, users, r));
+  } else {
+    note(rs.error());
+  }
+  if (had.portBlock) state::PortBlocks(stateDir).release(userKey, *had.portBlock);
+  if (first) return *first;
   return Status::success();
+}
+
+Result<uint32_t> claimPortBlock(const std::string& stateDir, const std::string& userKey, const EgressPortPool& pool,
+                                std::optional<uint32_t> preferred) {
+  std::string text = "pool " + pool.ports.toString() + " (" +
+                     std::to_string(uint32_t(pool.ports.last) - pool.ports.first + 1) + " ports) in blocks of " +
+                     std::to_string(pool.blockSize);
+  return state::PortBlocks(stateDir).claim(userKey, pool.blockCount(), preferred, text);
 }
 
 Result<std::vector<std::string>> checkHostMembership(const std::string& stateDir, const plan::HostMembership& m) {

@@ -16,7 +16,13 @@ namespace podsteer {
 // Makes the host match `now` for this attachment (`before`: what it had, on a repeated
 // ADD). On failure the caller undoes with removeHostMembership.
 Status applyHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& now,
-                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains);
+                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains,
+                           const std::optional<EgressPortPool>& pool);
+
+// Claims this attachment's egress port block (keeping `preferred` if it already owns it).
+// Exhausted pool: error 11 naming pool size, block size and blocks in use.
+Result<uint32_t> claimPortBlock(const std::string& stateDir, const std::string& userKey, const EgressPortPool& pool,
+                                std::optional<uint32_t> preferred);
 
 // Removes everything this attachment added, and shared objects nobody uses any more.
 Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had);

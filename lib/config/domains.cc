@@ -128,6 +128,104 @@ Result<RoutingDomain> parseRoutingDomain(const nlohmann::json& j, const std::str
   return d;
 }
 
+Result<EgressPortPool> parseEgressPortPool(const nlohmann::json& j, const std::string& path) {
+  EgressPortPool pool;
+  if (!j.is_object()) return fieldError(path, "must be an object").error();
+  pool.source = j;
+  if (!j.contains("ports")) return fieldError(path + ".ports", "missing (e.g. \"60001-65000\")").error();
+  auto range = parsePortRange(j["ports"], path + ".ports");
+  if (!range) return range.error();
+  pool.ports = *range;
+  if (j.contains("blockSize") && !j["blockSize"].is_null()) {
+    const auto& b = j["blockSize"];
+    if (!b.is_number_integer() || b.get<int64_t>() < 1 || b.get<int64_t>() > 65535)
+      return fieldError(path + ".blockSize", "must be an integer 1-65535").error();
+    pool.blockSize = static_cast<uint16_t>(b.get<int64_t>());
+  }
+  if (pool.blockCount() == 0)
+    return fieldError(path + ".blockSize", "larger than the pool " + pool.ports.toString()).error();
+  CidrList dst;
+  if (auto s = readCidrListField(j, path, "destinations", dst); !s) return s.error();
+  if (dst.all) dst.cidrs = {*parseCidr("0.0.0.0/0"), *parseCidr("::/0")};
+  if (dst.cidrs.empty()) return fieldError(path + ".destinations", "must list at least one CIDR (or \"*\")").error();
+  pool.destinations = dst.cidrs;
+  if (j.contains("protocols") && !j["protocols"].is_null()) {
+    const auto& ps = j["protocols"];
+    if (!ps.is_array() || ps.empty()) return fieldError(path + ".protocols", "must be a non-empty list").error();
+    pool.tcp = pool.udp = false;
+    for (size_t i = 0; i < ps.size(); ++i) {
+      std::string v = ps[i].is_string() ? ps[i].get<std::string>() : "";
+      if (v == "tcp") pool.tcp = true;
+      else if (v == "udp") pool.udp = true;
+      else return fieldError(path + ".protocols[" + std::to_string(i) + "]", "must be \"tcp\" or \"udp\"").error();
+    }
+  }
+  if (j.contains("snatAddress") && j["snatAddress"].is_string() && !j["snatAddress"].get<std::string>().empty()) {
+    auto a = readHostAddress(j["snatAddress"], path + ".snatAddress");
+    if (!a) return a.error();
+    pool.snatAddress = *a;
+  } else if (j.contains("snatAddress") && !j["snatAddress"].is_null() && !j["snatAddress"].is_string()) {
+    return fieldError(path + ".snatAddress", "must be an IP address string").error();
+  }
+  for (auto [key, list] : {std::pair{"namespaces", &pool.namespaces}, std::pair{"pods", &pool.pods}}) {
+    if (auto s = readGlobList(j, key, *list); !s)
+      return makeError(ErrorCode::kInvalidConfig, path + "." + s.error().msg);
+  }
+  return pool;
+}
+
+namespace {
+
+Status parseFirewallRules(const nlohmann::json& j, const std::string& path, const char* peerKey,
+                          std::vector<FirewallRule>& out) {
+  if (j.is_null()) return Status::success();
+  if (!j.is_array()) return fieldError(path, "must be a list of rules");
+  if (j.size() > 64) return fieldError(path, "more than 64 rules");
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string rp = path + "[" + std::to_string(i) + "]";
+    const auto& r = j[i];
+    if (!r.is_object()) return fieldError(rp, "must be an object");
+    FirewallRule rule;
+    std::string proto = "any";
+    if (auto s = readStringField(r, rp, "protocol", proto); !s) return s;
+    if (proto == "tcp") rule.protocol = 6;
+    else if (proto == "udp") rule.protocol = 17;
+    else if (proto != "any") return fieldError(rp + ".protocol", "must be \"tcp\", \"udp\" or \"any\", got " + quoteForMessage(proto));
+    if (auto s = readPortListField(r, rp, "ports", rule.ports); !s) return s;
+    if (rule.ports.all) rule.ports = PortList{};
+    if (!rule.ports.empty() && rule.protocol == 0) return fieldError(rp + ".ports", "needs protocol tcp or udp");
+    CidrList peers;
+    if (auto s = readCidrListField(r, rp, peerKey, peers); !s) return s;
+    if (!peers.all) rule.peers = peers.cidrs;
+    out.push_back(std::move(rule));
+  }
+  return Status::success();
+}
+
+Status readPolicy(const nlohmann::json& j, const std::string& path, const char* key, bool& drop) {
+  std::string v;
+  if (auto s = readStringField(j, path, key, v); !s) return s;
+  if (v.empty()) return Status::success();
+  if (v == "drop") drop = true;
+  else if (v == "accept") drop = false;
+  else return fieldError(path + "." + key, "must be \"accept\" or \"drop\", got " + quoteForMessage(v));
+  return Status::success();
+}
+
+} // namespace
+
+Result<FirewallConfig> parseFirewall(const nlohmann::json& j, const std::string& path) {
+  if (!j.is_object()) return fieldError(path, "must be an object").error();
+  FirewallConfig fw;
+  if (auto s = readPolicy(j, path, "ingressDefault", fw.ingressDrop); !s) return s.error();
+  if (auto s = readPolicy(j, path, "egressDefault", fw.egressDrop); !s) return s.error();
+  if (auto it = j.find("ingress"); it != j.end())
+    if (auto s = parseFirewallRules(*it, path + ".ingress", "from", fw.ingress); !s) return s.error();
+  if (auto it = j.find("egress"); it != j.end())
+    if (auto s = parseFirewallRules(*it, path + ".egress", "to", fw.egress); !s) return s.error();
+  return fw;
+}
+
 Status readMarkField(const nlohmann::json& obj, const std::string& path, const char* key, uint32_t& out) {
   auto it = obj.find(key);
   if (it == obj.end() || it->is_null()) return Status::success();

@@ -14,6 +14,10 @@ namespace podsteer {
 Status parseRoutingDomains(const nlohmann::json& root, uint32_t markMask, std::vector<RoutingDomain>& out);
 // One domain entry; `path` names it in errors.
 Result<RoutingDomain> parseRoutingDomain(const nlohmann::json& j, const std::string& path, uint32_t markMask);
+// The `egressPortPool` block.
+Result<EgressPortPool> parseEgressPortPool(const nlohmann::json& j, const std::string& path);
+// The `firewall` block.
+Result<FirewallConfig> parseFirewall(const nlohmann::json& j, const std::string& path);
 // "0x2000", "8192" or 8192.
 Status readMarkField(const nlohmann::json& obj, const std::string& path, const char* key, uint32_t& out);
 

@@ -267,6 +267,16 @@ Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
     if (s) conf.routingDomains = std::move(domains);
     else if (mode == ParseMode::kStrict) return s.error();
   }
+  if (auto pp = root.find("egressPortPool"); pp != root.end() && !pp->is_null()) {
+    auto pool = parseEgressPortPool(*pp, "egressPortPool");
+    if (pool) conf.egressPortPool = *pool;
+    else if (mode == ParseMode::kStrict) return pool.error();
+  }
+  if (auto fw = root.find("firewall"); fw != root.end() && !fw->is_null()) {
+    auto f = parseFirewall(*fw, "firewall");
+    if (f) conf.firewall = *f;
+    else if (mode == ParseMode::kStrict) return f.error();
+  }
   if (auto s = strict(parsePrevResult(root, conf)); !s) return s.error();
   if (auto s = strict(parseAnnotations(root, conf)); !s) return s.error();
   if (auto s = parseStdinArgs(root, conf); !s && mode == ParseMode::kStrict) return s.error();

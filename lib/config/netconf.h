@@ -68,6 +68,38 @@ struct RoutingDomain {
   bool operator==(const RoutingDomain&) const = default;
 };
 
+// The node's egress port pool: each selected pod owns a block of source ports toward
+// `destinations`, so a firewall can allow exactly that range for it.
+struct EgressPortPool {
+  PortRange ports;
+  uint16_t blockSize = 64;
+  std::vector<Cidr> destinations;
+  bool tcp = true;
+  bool udp = true;
+  std::optional<Cidr> snatAddress; // nullopt: masquerade (the outgoing interface's address)
+  std::vector<std::string> namespaces;
+  std::vector<std::string> pods;
+  nlohmann::json source;
+  uint32_t blockCount() const { return (uint32_t(ports.last) - ports.first + 1) / blockSize; }
+  bool operator==(const EgressPortPool&) const = default;
+};
+
+// One allow rule of the pod firewall. Empty ports/peers mean any.
+struct FirewallRule {
+  uint8_t protocol = 0; // 6 tcp, 17 udp, 0 any
+  PortList ports;
+  std::vector<Cidr> peers; // `from` (ingress) or `to` (egress)
+  bool operator==(const FirewallRule&) const = default;
+};
+
+struct FirewallConfig {
+  bool ingressDrop = true;
+  bool egressDrop = false;
+  std::vector<FirewallRule> ingress;
+  std::vector<FirewallRule> egress;
+  bool operator==(const FirewallConfig&) const = default;
+};
+
 // Default: bits 12-13. Avoids kube-proxy's 0x4000 (masquerade) and 0x8000 (drop),
 // Calico's default 0xffff0000 and Cilium's 0x0f00 range.
 inline constexpr uint32_t kDefaultMarkMask = 0x3000;
@@ -90,6 +122,8 @@ struct NetConf {
   bool hairpin = false;
   uint32_t markMask = kDefaultMarkMask;
   std::vector<RoutingDomain> routingDomains;
+  std::optional<EgressPortPool> egressPortPool;
+  std::optional<FirewallConfig> firewall;
 
   std::optional<nlohmann::json> prevResult;
   std::map<std::string, std::string> annotations; // runtimeConfig[io.kubernetes.cri.pod-annotations]

@@ -29,6 +29,7 @@ PodInfo podFromInvocation(const CniEnv& env, const NetConf& conf);
 // Annotation names podsteer reads.
 inline constexpr const char* kAnnRedirect = "podsteer.io/redirect";
 inline constexpr const char* kAnnRoutingDomain = "podsteer.io/routing-domain";
+inline constexpr const char* kAnnEgressPortPool = "podsteer.io/egress-port-pool";
 inline constexpr const char* kAnnIstioInject = "sidecar.istio.io/inject";
 inline constexpr const char* kAnnIncludeOutboundIPRanges = "traffic.sidecar.istio.io/includeOutboundIPRanges";
 inline constexpr const char* kAnnExcludeOutboundIPRanges = "traffic.sidecar.istio.io/excludeOutboundIPRanges";

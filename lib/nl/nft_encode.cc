@@ -7,6 +7,7 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <net/if.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -142,6 +143,29 @@ void encodeSetLookup(nftnl_rule* r, const Match& m) {
   lookup(r, m.name, NFT_REG_1);
 }
 
+void encodeSetMatch(nftnl_rule* r, const Match& m) {
+  if (m.field == Field::kDportInSet) {
+    requireL4proto(r, static_cast<uint8_t>(m.number));
+    payloadLoad(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+    lookup(r, m.name, NFT_REG_1);
+    return;
+  }
+  bool v4 = m.cidr.family == Family::kIpv4;
+  requireNfproto(r, m.cidr.family);
+  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, v4 ? 4 : 16); // daddr
+  lookup(r, m.name, NFT_REG_1);
+}
+
+void encodeCtStateEstablishedRelated(nftnl_rule* r) {
+  auto* ct = expr("ct");
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  add(r, ct);
+  uint32_t mask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED), zero = 0;
+  bitwiseMask(r, reinterpret_cast<const uint8_t*>(&mask), 4);
+  cmp(r, NFT_CMP_NEQ, &zero, 4);
+}
+
 void encodeCtStatusDnat(nftnl_rule* r) {
   auto* ct = expr("ct");
   nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
@@ -184,6 +208,9 @@ void encodeMatch(nftnl_rule* r, const Match& m) {
   case Field::kSaddrDaddrInSet: encodeSetLookup(r, m); return;
   case Field::kCtStatusDnat: encodeCtStatusDnat(r); return;
   case Field::kNfProto: requireNfproto(r, m.cidr.family); return;
+  case Field::kDaddrInSet:
+  case Field::kDportInSet: encodeSetMatch(r, m); return;
+  case Field::kCtStateEstablishedRelated: encodeCtStateEstablishedRelated(r); return;
   }
 }
 
@@ -246,6 +273,40 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
     return;
   }
   case plan::StatementKind::kMasquerade: add(r, expr("masq")); return;
+  case plan::StatementKind::kPortMapNat: {
+    // The map's value is a port range: two 4-byte-padded ports, landing in consecutive
+    // 32-bit registers (min in reg 1's first word, max in the next).
+    bool v4 = s.address.family == Family::kIpv4;
+    payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16);
+    auto* lk = expr("lookup");
+    nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
+    nftnl_expr_set_str(lk, NFTNL_EXPR_LOOKUP_SET, s.target.c_str());
+    nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_FLAGS, 0);
+    add(r, lk);
+    if (!s.hasAddress) {
+      auto* masq = expr("masq");
+      nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_REG_PROTO_MIN, NFT_REG_1);
+      nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_REG_PROTO_MAX, NFT_REG32_01);
+      nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+      add(r, masq);
+      return;
+    }
+    auto* imm = expr("immediate");
+    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_2);
+    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
+    add(r, imm);
+    auto* nat = expr("nat");
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, v4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_2);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_2);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_1);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFT_REG32_01);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
+    add(r, nat);
+    return;
+  }
   case plan::StatementKind::kDnat: {
     auto* addr = expr("immediate");
     nftnl_expr_set_u32(addr, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
@@ -317,13 +378,19 @@ SetPtr encodeSet(const plan::Table& t, const plan::Set& s) {
   case plan::SetKey::kIpv6: type = kTypeIpv6, len = 16; break;
   case plan::SetKey::kIpv4Pair: type = (kTypeIpv4 << kTypeBits) | kTypeIpv4, len = 8; break;
   case plan::SetKey::kIpv6Pair: type = (kTypeIpv6 << kTypeBits) | kTypeIpv6, len = 32; break;
+  case plan::SetKey::kPort: type = 13, len = 2; break; // inet_service
   }
   nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(t.family));
   nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, t.name.c_str());
   nftnl_set_set_str(set.get(), NFTNL_SET_NAME, s.name.c_str());
   nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_TYPE, type);
   nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_LEN, len);
-  nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, 0);
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, (s.portRangeMap ? NFT_SET_MAP : 0) | (s.interval ? NFT_SET_INTERVAL : 0));
+  if (s.portRangeMap) {
+    constexpr uint32_t kTypeInetService = 13;
+    nftnl_set_set_u32(set.get(), NFTNL_SET_DATA_TYPE, kTypeInetService);
+    nftnl_set_set_u32(set.get(), NFTNL_SET_DATA_LEN, 8);
+  }
   // The kernel requires a transaction-local ID on every new set.
   static uint32_t nextId = 0;
   nftnl_set_set_u32(set.get(), NFTNL_SET_ID, ++nextId);
@@ -345,8 +412,78 @@ SetPtr encodeElements(const plan::Table& t, const std::string& setName, const st
     }
     nftnl_set_elem* el = nftnl_set_elem_alloc();
     nftnl_set_elem_set(el, NFTNL_SET_ELEM_KEY, key, len);
+    if (e.data) {
+      uint8_t data[8] = {};
+      uint16_t first = htons(e.data->first), last = htons(e.data->last);
+      std::memcpy(data, &first, 2);
+      std::memcpy(data + 4, &last, 2);
+      nftnl_set_elem_set(el, NFTNL_SET_ELEM_DATA, data, sizeof(data));
+    }
     nftnl_set_elem_add(set.get(), el);
   }
+  return set;
+}
+
+namespace {
+
+// An interval as the kernel's interval sets store it: a start element and, unless the
+// range runs to the end of the key space, an "end" element one past its last key.
+struct ByteRange {
+  std::vector<uint8_t> first, last;
+};
+
+bool increment(std::vector<uint8_t>& v) {
+  for (size_t i = v.size(); i-- > 0;)
+    if (++v[i] != 0) return true;
+  return false; // wrapped: the range ended at the top of the key space
+}
+
+void addIntervalElements(nftnl_set* set, std::vector<ByteRange> ranges) {
+  std::sort(ranges.begin(), ranges.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  // Overlapping or adjacent ranges must be merged: the kernel refuses overlaps.
+  std::vector<ByteRange> merged;
+  for (auto& r : ranges) {
+    if (!merged.empty()) {
+      auto next = merged.back().last;
+      bool fits = increment(next);
+      if (!fits || r.first <= next) {
+        if (merged.back().last < r.last) merged.back().last = r.last;
+        continue;
+      }
+    }
+    merged.push_back(r);
+  }
+  for (const auto& r : merged) {
+    nftnl_set_elem* start = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(start, NFTNL_SET_ELEM_KEY, r.first.data(), r.first.size());
+    nftnl_set_elem_add(set, start);
+    auto end = r.last;
+    if (!increment(end)) continue;
+    nftnl_set_elem* stop = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(stop, NFTNL_SET_ELEM_KEY, end.data(), end.size());
+    nftnl_set_elem_set_u32(stop, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+    nftnl_set_elem_add(set, stop);
+  }
+}
+
+} // namespace
+
+SetPtr encodeStaticElements(const plan::Table& t, const plan::Set& s) {
+  SetPtr set(nftnl_set_alloc());
+  nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(t.family));
+  nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, t.name.c_str());
+  nftnl_set_set_str(set.get(), NFTNL_SET_NAME, s.name.c_str());
+  std::vector<ByteRange> ranges;
+  for (const auto& p : s.ports)
+    ranges.push_back({{uint8_t(p.first >> 8), uint8_t(p.first & 0xff)}, {uint8_t(p.last >> 8), uint8_t(p.last & 0xff)}});
+  for (const auto& c : s.cidrs) {
+    ByteRange r;
+    r.first.assign(c.addr.begin(), c.addr.begin() + c.addrLen());
+    r.last = r.first;
+    for (size_t bit = c.prefixLen; bit < c.addrLen() * 8; ++bit) r.last[bit / 8] |= uint8_t(0x80 >> (bit % 8));
+    ranges.push_back(r);
+  }
+  addIntervalElements(set.get(), ranges);
   return set;
 }
 

@@ -16,6 +16,8 @@ TablePtr encodeTable(const plan::Table& t);
 ChainPtr encodeChain(const plan::Table& t, const plan::Chain& c);
 RulePtr encodeRule(const plan::Table& t, const plan::Chain& c, const plan::Rule& r);
 SetPtr encodeSet(const plan::Table& t, const plan::Set& s);
+// A static set's own elements (ports or CIDRs), interval-encoded.
+SetPtr encodeStaticElements(const plan::Table& t, const plan::Set& s);
 // The elements of `elems` that belong to `setName`, as one set object for NEWSETELEM/DELSETELEM.
 SetPtr encodeElements(const plan::Table& t, const std::string& setName, const std::vector<plan::HostElement>& elems);
 

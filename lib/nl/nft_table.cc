@@ -3,6 +3,7 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -61,6 +62,17 @@ void batchReplaceTable(NftBatch& batch, const plan::Table& desired) {
             "flush " + label);
   batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE | NLM_F_EXCL,
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "create " + label);
+  for (const auto& s : desired.sets) {
+    SetPtr set = encodeSet(desired, s);
+    batch.add(NFT_MSG_NEWSET, fam, NLM_F_CREATE | NLM_F_EXCL,
+              [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
+              "add set " + desired.family + " " + desired.name + " " + s.name);
+    if (s.ports.empty() && s.cidrs.empty()) continue;
+    SetPtr elems = encodeStaticElements(desired, s);
+    batch.add(NFT_MSG_NEWSETELEM, fam, NLM_F_CREATE | NLM_F_EXCL,
+              [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, elems.get()); },
+              "add elements to set " + desired.family + " " + desired.name + " " + s.name);
+  }
   for (const auto& c : desired.chains) {
     ChainPtr chain = encodeChain(desired, c);
     std::string what = "add chain " + desired.family + " " + desired.name + " " + c.name;
@@ -183,6 +195,13 @@ Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& d
   }
   for (const auto& [name, oc] : observed)
     if (oc.chain) diffs.push_back(label + ": unexpected chain " + name);
+  if (!desired.sets.empty()) {
+    auto sets = listSets(sock, desired.family, desired.name);
+    if (!sets) return sets.error();
+    for (const auto& s : desired.sets)
+      if (std::find(sets->begin(), sets->end(), s.name) == sets->end())
+        diffs.push_back(label + ": set " + s.name + " missing");
+  }
   return diffs;
 }
 

@@ -133,7 +133,9 @@ Result<bool> RouteSocket::hasRule(const plan::IpRule& r) {
     auto* k = reinterpret_cast<rtnl_rule*>(o);
     uint8_t proto = 0;
     rtnl_rule_get_protocol(k, &proto);
-    if (proto != plan::kRouteProtocol || rtnl_rule_get_prio(k) != r.priority || rtnl_rule_get_table(k) != r.table)
+    // The cache may hold both families, whatever family it was asked for.
+    if (rtnl_rule_get_family(k) != af(r.family) || proto != plan::kRouteProtocol ||
+        rtnl_rule_get_prio(k) != r.priority || rtnl_rule_get_table(k) != r.table)
       continue;
     if (r.mask != 0 && (rtnl_rule_get_mark(k) != r.mark || rtnl_rule_get_mask(k) != r.mask)) continue;
     if (!sameAddr(rtnl_rule_get_src(k), r.src)) continue;
@@ -176,7 +178,9 @@ Result<bool> RouteSocket::hasRoute(const plan::IpRoute& r) {
   CachePtr cache(raw);
   for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
     auto* k = reinterpret_cast<rtnl_route*>(o);
-    if (rtnl_route_get_table(k) != r.table || rtnl_route_get_protocol(k) != plan::kRouteProtocol) continue;
+    if (rtnl_route_get_family(k) != af(r.dst.family) || rtnl_route_get_table(k) != r.table ||
+        rtnl_route_get_protocol(k) != plan::kRouteProtocol)
+      continue;
     if (!sameAddr(rtnl_route_get_dst(k), r.dst)) continue;
     return true;
   }

@@ -40,13 +40,16 @@ std::string HostElement::keyText() const {
 }
 
 std::string HostElement::text() const {
-  return "add element inet " + std::string(kTableName) + " " + set + " { " + keyText() + " }";
+  return "add element inet " + std::string(kTableName) + " " + set + " { " + keyText() +
+         (data ? " : " + data->toString() : std::string()) + " }";
 }
 
 nlohmann::json HostElement::toJson() const {
   nlohmann::json addrs = nlohmann::json::array();
   for (const auto& p : parts) addrs.push_back(p.addressString());
-  return {{"set", set}, {"key", static_cast<int>(key)}, {"addrs", addrs}};
+  nlohmann::json j = {{"set", set}, {"key", static_cast<int>(key)}, {"addrs", addrs}};
+  if (data) j["ports"] = {data->first, data->last};
+  return j;
 }
 
 std::optional<HostElement> HostElement::fromJson(const nlohmann::json& j) {
@@ -62,6 +65,11 @@ std::optional<HostElement> HostElement::fromJson(const nlohmann::json& j) {
     auto c = parseCidr(a.get<std::string>());
     if (!c) return std::nullopt;
     e.parts.push_back(*c);
+  }
+  if (j.contains("ports")) {
+    const auto& p = j["ports"];
+    if (!p.is_array() || p.size() != 2 || !p[0].is_number_unsigned() || !p[1].is_number_unsigned()) return std::nullopt;
+    e.data = PortRange{p[0].get<uint16_t>(), p[1].get<uint16_t>()};
   }
   return e;
 }
@@ -130,15 +138,49 @@ Result<const RoutingDomain*> selectDomain(const NetConf& conf, const PodInfo& po
   return static_cast<const RoutingDomain*>(nullptr);
 }
 
+namespace {
+// Pool selection: an empty selector list means every pod; the annotation opts out
+// ("disabled") or in ("enabled").
+bool wantsPortPool(const NetConf& conf, const PodInfo& pod) {
+  if (!conf.egressPortPool || pod.ips.empty()) return false;
+  const auto& pool = *conf.egressPortPool;
+  if (auto it = pod.annotations.find(kAnnEgressPortPool); it != pod.annotations.end()) {
+    if (it->second == "disabled") return false;
+    if (it->second == "enabled") return true;
+  }
+  if (pool.namespaces.empty() && pool.pods.empty()) return true;
+  return (!pod.podNamespace.empty() && matchesAnyGlob(pod.podNamespace, pool.namespaces)) ||
+         (!pod.podName.empty() && matchesAnyGlob(pod.podName, pool.pods));
+}
+} // namespace
+
+PortRange portBlockRange(const EgressPortPool& pool, uint32_t index) {
+  uint32_t first = pool.ports.first + index * pool.blockSize;
+  return PortRange{static_cast<uint16_t>(first), static_cast<uint16_t>(first + pool.blockSize - 1)};
+}
+
+void addPortBlockElements(HostMembership& m, const std::vector<Cidr>& podIps, const EgressPortPool& pool,
+                          uint32_t index) {
+  m.portBlock = index;
+  for (const auto& ip : podIps) {
+    Cidr host = hostPrefix(ip);
+    bool v4 = host.family == Family::kIpv4;
+    HostElement e{v4 ? kPoolMapV4 : kPoolMapV6, v4 ? SetKey::kIpv4 : SetKey::kIpv6, {host}, portBlockRange(pool, index)};
+    m.elements.push_back(e);
+  }
+}
+
 HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const RoutingDomain* domain) {
   HostMembership m;
+  m.portPool = wantsPortPool(conf, pod);
   m.hairpin = conf.hairpin && !pod.ips.empty();
   if (domain != nullptr && !pod.ips.empty()) m.domain = domain->name;
   for (const auto& ip : pod.ips) {
     Cidr host = hostPrefix(ip);
     bool v4 = host.family == Family::kIpv4;
     if (domain != nullptr) {
-      m.elements.push_back(HostElement{domainSetName(domain->name, host.family), v4 ? SetKey::kIpv4 : SetKey::kIpv6, {host}});
+      m.elements.push_back(
+          HostElement{domainSetName(domain->name, host.family), v4 ? SetKey::kIpv4 : SetKey::kIpv6, {host}, {}});
       if (domain->match == DomainMatch::kSource) {
         IpRule r;
         r.family = host.family;
@@ -150,14 +192,15 @@ HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const Ro
     }
     if (m.hairpin)
       m.elements.push_back(
-          HostElement{v4 ? kHairpinSetV4 : kHairpinSetV6, v4 ? SetKey::kIpv4Pair : SetKey::kIpv6Pair, {host, host}});
+          HostElement{v4 ? kHairpinSetV4 : kHairpinSetV6, v4 ? SetKey::kIpv4Pair : SetKey::kIpv6Pair, {host, host}, {}});
   }
   return m;
 }
 
-HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hairpinActive) {
+HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hairpinActive,
+                       const std::optional<EgressPortPool>& activePool) {
   HostBase base;
-  if (activeDomains.empty() && !hairpinActive) return base;
+  if (activeDomains.empty() && !hairpinActive && !activePool) return base;
   Table t;
   Chain pre{.name = "prerouting",
             .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
@@ -165,12 +208,31 @@ HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hai
   Chain post{.name = "postrouting",
              .base = BaseChain{.type = "nat", .hook = "postrouting", .priority = kSrcNatPriority, .policyAccept = true},
              .rules = {}};
+  if (activePool) {
+    // Port blocks first: a pod's connections to the pool's destinations leave with a
+    // source port from its own block (one map lookup, whatever the number of pods).
+    t.sets.push_back(Set{kPoolMapV4, SetKey::kIpv4, true});
+    t.sets.push_back(Set{kPoolMapV6, SetKey::kIpv6, true});
+    for (const auto& dst : activePool->destinations) {
+      const char* map = dst.family == Family::kIpv4 ? kPoolMapV4 : kPoolMapV6;
+      std::optional<Cidr> to;
+      if (activePool->snatAddress && activePool->snatAddress->family == dst.family) to = activePool->snatAddress;
+      else if (activePool->snatAddress) continue; // no address of this family to SNAT to
+      for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
+        if ((proto == kProtoTcp && !activePool->tcp) || (proto == kProtoUdp && !activePool->udp)) continue;
+        std::vector<Match> m = {l4proto(proto)};
+        if (dst.prefixLen == 0) m.push_back(nfproto(dst.family));
+        else m.push_back(daddr(dst));
+        post.rules.push_back(Rule{m, portMapNatStmt(map, dst.family, to)});
+      }
+    }
+  }
   std::vector<RoutingDomain> domains = activeDomains;
   std::sort(domains.begin(), domains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   for (const auto& d : domains) {
     for (Family f : {Family::kIpv4, Family::kIpv6}) {
       std::string set = domainSetName(d.name, f);
-      t.sets.push_back(Set{set, f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6});
+      t.sets.push_back(Set{set, f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6, false});
       // Mark mode: members' packets get the domain's bits; other bits are left as they were.
       if (d.match == DomainMatch::kMark) pre.rules.push_back(Rule{{saddrInSet(set, f)}, markSetStmt(d.mark, d.markMask)});
       if (d.snatAddress && d.snatAddress->family == f) {
@@ -203,8 +265,8 @@ HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hai
     for (const auto& route : d.routes) base.routes.push_back(IpRoute{d.table, route.dst, route.gw, route.dev});
   }
   if (hairpinActive) {
-    t.sets.push_back(Set{kHairpinSetV4, SetKey::kIpv4Pair});
-    t.sets.push_back(Set{kHairpinSetV6, SetKey::kIpv6Pair});
+    t.sets.push_back(Set{kHairpinSetV4, SetKey::kIpv4Pair, false});
+    t.sets.push_back(Set{kHairpinSetV6, SetKey::kIpv6Pair, false});
     // A pod that reached a VIP DNATed back to itself: masquerade so the answer comes
     // from the node, not from the pod's own address (which the pod would drop).
     post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV4, Family::kIpv4)}, masqueradeStmt()});

@@ -22,6 +22,7 @@ struct HostElement {
   std::string set;
   SetKey key = SetKey::kIpv4;
   std::vector<Cidr> parts; // host prefixes
+  std::optional<PortRange> data; // the value, in a port-range map
 
   std::string keyText() const;      // "10.0.0.5" or "10.0.0.5 . 10.0.0.5"
   std::string text() const;         // "add element inet podsteer <set> { <key> }"
@@ -64,7 +65,9 @@ struct HostMembership {
   bool hairpin = false;
   std::vector<HostElement> elements;
   std::vector<IpRule> rules; // per-pod rules (source mode)
-  bool empty() const { return domain.empty() && !hairpin; }
+  bool portPool = false;     // the pod is selected for an egress port block
+  std::optional<uint32_t> portBlock; // the block it owns, once allocated
+  bool empty() const { return domain.empty() && !hairpin && !portPool; }
 };
 
 // Which domain the pod joins: its annotation (an unknown name is error 7), else the first
@@ -79,7 +82,16 @@ struct HostBase {
   std::vector<IpRule> rules;
   std::vector<IpRoute> routes;
 };
-HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hairpinActive);
+HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hairpinActive,
+                       const std::optional<EgressPortPool>& activePool = std::nullopt);
+
+// Block `index` of the pool as a port range.
+PortRange portBlockRange(const EgressPortPool& pool, uint32_t index);
+// Adds the pod's port-map elements for block `index`.
+void addPortBlockElements(HostMembership& m, const std::vector<Cidr>& podIps, const EgressPortPool& pool,
+                          uint32_t index);
+inline constexpr const char* kPoolMapV4 = "portpool_v4";
+inline constexpr const char* kPoolMapV6 = "portpool_v6";
 
 std::string domainSetName(const std::string& domain, Family f);
 inline constexpr const char* kHairpinSetV4 = "hairpin_v4";

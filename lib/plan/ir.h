@@ -28,6 +28,9 @@ enum class Field : uint8_t {
   kSaddrDaddrInSet, // ip saddr . ip daddr @name
   kCtStatusDnat,    // ct status dnat
   kNfProto,         // meta nfproto ipv4 / ipv6 (family from cidr.family)
+  kDaddrInSet,      // ip daddr @name / ip6 daddr @name
+  kDportInSet,      // tcp dport @name / udp dport @name (protocol in `number`)
+  kCtStateEstablishedRelated, // ct state established,related
 };
 
 inline constexpr uint8_t kProtoTcp = 6;
@@ -44,7 +47,7 @@ struct Match {
   bool operator==(const Match&) const = default;
 };
 
-enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat };
+enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat, kPortMapNat };
 
 struct Statement {
   StatementKind kind = StatementKind::kAccept;
@@ -53,6 +56,9 @@ struct Statement {
   uint32_t mark = 0;  // kMarkSet: mark = (mark & ~markMask) | mark
   uint32_t markMask = 0;
   Cidr address;       // kSnat/kDnat: the address (a host prefix); kDnat also uses `port`
+  // kPortMapNat: source port range from map `target` keyed by the source address, to
+  // `address` when hasAddress, else masquerade. Family from address.family.
+  bool hasAddress = false;
 
   bool operator==(const Statement&) const = default;
 };
@@ -81,12 +87,17 @@ struct Chain {
   bool operator==(const Chain&) const = default;
 };
 
-enum class SetKey : uint8_t { kIpv4, kIpv6, kIpv4Pair, kIpv6Pair };
+enum class SetKey : uint8_t { kIpv4, kIpv6, kIpv4Pair, kIpv6Pair, kPort };
 
 // A named set whose elements belong to pods (one element per pod address).
 struct Set {
   std::string name;
   SetKey key = SetKey::kIpv4;
+  bool portRangeMap = false; // a map from the key to a port range (interval inet_service)
+  // Static interval sets (firewall): elements are part of the plan.
+  bool interval = false;
+  std::vector<PortRange> ports;
+  std::vector<Cidr> cidrs;
   bool operator==(const Set&) const = default;
 };
 
@@ -171,6 +182,24 @@ inline Match nfproto(Family f) {
   m.cidr.family = f;
   return m;
 }
+inline Match daddrInSet(std::string set, Family f) {
+  Match m = makeMatch(Field::kDaddrInSet, false);
+  m.name = std::move(set);
+  m.cidr.family = f;
+  return m;
+}
+inline Match dportInSet(std::string set, uint8_t proto) {
+  Match m = makeMatch(Field::kDportInSet, false);
+  m.name = std::move(set);
+  m.number = proto;
+  return m;
+}
+inline Match ctStateEstablishedRelated() { return makeMatch(Field::kCtStateEstablishedRelated, false); }
+inline Match iifname(std::string n, bool negate = false) {
+  Match m = makeMatch(Field::kIifName, negate);
+  m.name = std::move(n);
+  return m;
+}
 inline Match ctStatusDnat() { return makeMatch(Field::kCtStatusDnat, false); }
 
 inline Statement makeStatement(StatementKind kind, std::string target = {}, uint16_t port = 0) {
@@ -180,6 +209,7 @@ inline Statement makeStatement(StatementKind kind, std::string target = {}, uint
   s.port = port;
   return s;
 }
+inline Statement acceptStmt() { return makeStatement(StatementKind::kAccept); }
 inline Statement returnStmt() { return makeStatement(StatementKind::kReturn); }
 inline Statement jumpStmt(std::string chain) { return makeStatement(StatementKind::kJump, std::move(chain)); }
 inline Statement redirectStmt(uint16_t port) { return makeStatement(StatementKind::kRedirect, {}, port); }
@@ -197,6 +227,15 @@ inline Statement snatStmt(const Cidr& address) {
 inline Statement dnatStmt(const Cidr& address, uint16_t port) {
   Statement s = makeStatement(StatementKind::kDnat, {}, port);
   s.address = address;
+  return s;
+}
+inline Statement portMapNatStmt(const std::string& map, Family f, const std::optional<Cidr>& address) {
+  Statement s = makeStatement(StatementKind::kPortMapNat, map);
+  s.address.family = f;
+  if (address) {
+    s.address = *address;
+    s.hasAddress = true;
+  }
   return s;
 }
 inline Statement masqueradeStmt() { return makeStatement(StatementKind::kMasquerade); }

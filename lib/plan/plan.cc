@@ -1,6 +1,7 @@
 #include "plan/plan.h"
 
 #include "plan/capture.h"
+#include "plan/firewall.h"
 
 namespace podsteer::plan {
 
@@ -13,21 +14,25 @@ Result<Plan> buildPlan(const NetConf& conf, const PodInfo& pod) {
   auto domain = selectDomain(conf, pod);
   if (!domain) return domain.error();
   plan.host = buildMembership(conf, pod, *domain);
-  if (!conf.redirect) {
-    plan.reason = "no redirect block in the config";
-    return plan;
-  }
-  auto redirect = effectiveRedirect(*conf.redirect, pod.annotations);
-  if (!redirect) return redirect.error();
-  if (!*redirect) {
-    plan.reason = "capture disabled by the pod's annotations";
-    return plan;
-  }
   std::set<Family> families;
   for (const auto& ip : pod.ips) families.insert(ip.family);
   // Without addresses (e.g. a hand-run ADD with an empty prevResult) cover both families.
   if (families.empty()) families = {Family::kIpv4, Family::kIpv6};
-  plan.podTable = buildCaptureTable(**redirect, families);
+
+  std::optional<RedirectConfig> redirect;
+  if (conf.redirect) {
+    auto r = effectiveRedirect(*conf.redirect, pod.annotations);
+    if (!r) return r.error();
+    redirect = *r;
+    if (!redirect) plan.reason = "capture disabled by the pod's annotations";
+  } else {
+    plan.reason = "no redirect block in the config";
+  }
+  if (redirect) plan.podTable = buildCaptureTable(*redirect, families);
+  if (conf.firewall) {
+    if (!plan.podTable) plan.podTable = Table{};
+    addFirewall(*plan.podTable, *conf.firewall, families);
+  }
   return plan;
 }
 

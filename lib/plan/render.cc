@@ -11,6 +11,7 @@ std::string op(bool negate) { return negate ? "!= " : ""; }
 std::string protoName(uint32_t p) {
   if (p == kProtoTcp) return "tcp";
   if (p == kProtoUdp) return "udp";
+  if (p == 58) return "ipv6-icmp";
   return std::to_string(p);
 }
 
@@ -24,6 +25,7 @@ std::string setKeyType(SetKey k) {
   case SetKey::kIpv6: return "ipv6_addr";
   case SetKey::kIpv4Pair: return "ipv4_addr . ipv4_addr";
   case SetKey::kIpv6Pair: return "ipv6_addr . ipv6_addr";
+  case SetKey::kPort: return "inet_service";
   }
   return "?";
 }
@@ -58,6 +60,9 @@ std::string renderMatch(const Match& m) {
     return k + " saddr . " + k + " daddr @" + m.name;
   }
   case Field::kCtStatusDnat: return "ct status dnat";
+  case Field::kDaddrInSet: return (m.cidr.family == Family::kIpv4 ? "ip" : "ip6") + std::string(" daddr @") + m.name;
+  case Field::kDportInSet: return protoName(m.number) + " dport @" + m.name;
+  case Field::kCtStateEstablishedRelated: return "ct state established,related";
   case Field::kNfProto: return std::string("meta nfproto ") + (m.cidr.family == Family::kIpv4 ? "ipv4" : "ipv6");
   }
   return "?";
@@ -78,6 +83,13 @@ std::string renderStatement(const Statement& s) {
   case StatementKind::kSnat:
     return std::string("snat ") + (s.address.family == Family::kIpv4 ? "ip" : "ip6") + " to " + s.address.addressString();
   case StatementKind::kMasquerade: return "masquerade";
+  case StatementKind::kPortMapNat: {
+    std::string k = s.address.family == Family::kIpv4 ? "ip" : "ip6";
+    std::string ports = k + " saddr map @" + s.target;
+    if (!s.hasAddress) return "masquerade to :" + ports;
+    std::string addr = s.address.family == Family::kIpv4 ? s.address.addressString() : "[" + s.address.addressString() + "]";
+    return "snat " + k + " to " + addr + ":" + ports;
+  }
   case StatementKind::kDnat:
     if (s.address.family == Family::kIpv4) return "dnat ip to " + s.address.addressString() + ":" + std::to_string(s.port);
     return "dnat ip6 to [" + s.address.addressString() + "]:" + std::to_string(s.port);
@@ -99,7 +111,16 @@ std::string renderChainHeader(const Chain& c) {
 
 std::string renderTable(const Table& t) {
   std::string out = "table " + t.family + " " + t.name + " {\n";
-  for (const auto& s : t.sets) out += "\tset " + s.name + " {\n\t\ttype " + setKeyType(s.key) + "\n\t}\n\n";
+  for (const auto& s : t.sets) {
+    out += std::string(s.portRangeMap ? "\tmap " : "\tset ") + s.name + " {\n\t\ttype " + setKeyType(s.key) +
+           (s.portRangeMap ? " : interval inet_service" : "") + "\n";
+    if (s.interval) out += "\t\tflags interval\n";
+    std::string elems;
+    for (const auto& p : s.ports) elems += (elems.empty() ? "" : ", ") + p.toString();
+    for (const auto& c : s.cidrs) elems += (elems.empty() ? "" : ", ") + c.toString();
+    if (!elems.empty()) out += "\t\telements = { " + elems + " }\n";
+    out += "\t}\n\n";
+  }
   for (size_t i = 0; i < t.chains.size(); ++i) {
     const auto& c = t.chains[i];
     if (i > 0) out += "\n";

@@ -1,0 +1,73 @@
+#include "plan/firewall.h"
+
+#include <algorithm>
+#include <string>
+
+namespace podsteer::plan {
+
+namespace {
+
+// Ingress is judged before the capture's redirect (-100) so the port the peer asked for
+// counts, not the proxy's; egress after the output NAT, so what actually leaves the pod
+// counts (the proxy's own connection, or the egress gateway), and app -> sidecar is lo.
+constexpr int kIngressPriority = -150;
+constexpr int kEgressPriority = 0;
+constexpr uint8_t kProtoIcmpv6 = 58;
+
+Chain firewallChain(const std::string& name, const std::string& hook, bool drop) {
+  Chain c{.name = name,
+          .base = BaseChain{.type = "filter",
+                            .hook = hook,
+                            .priority = hook == "prerouting" ? kIngressPriority : kEgressPriority,
+                            .policyAccept = !drop},
+          .rules = {}};
+  c.rules.push_back(Rule{{ctStateEstablishedRelated()}, acceptStmt()});
+  c.rules.push_back(Rule{{hook == "prerouting" ? iifname("lo") : oifname("lo")}, acceptStmt()});
+  // Neighbour discovery is ICMPv6: without it an IPv6 pod cannot reach anything.
+  c.rules.push_back(Rule{{l4proto(kProtoIcmpv6)}, acceptStmt()});
+  return c;
+}
+
+void addRules(Table& t, Chain& c, const std::vector<FirewallRule>& rules, const std::string& prefix, bool ingress,
+              const std::set<Family>& families) {
+  for (size_t i = 0; i < rules.size(); ++i) {
+    const auto& r = rules[i];
+    const std::string base = prefix + std::to_string(i);
+    std::vector<Match> head;
+    if (r.protocol != 0) head.push_back(l4proto(r.protocol));
+    if (!r.ports.empty()) {
+      Set ports{base + "_ports", SetKey::kPort, false, true, r.ports.ranges, {}};
+      t.sets.push_back(ports);
+      head = {dportInSet(ports.name, r.protocol)};
+    }
+    if (r.peers.empty()) {
+      c.rules.push_back(Rule{head, acceptStmt()});
+      continue;
+    }
+    for (Family f : families) {
+      std::vector<Cidr> cidrs;
+      for (const auto& p : r.peers)
+        if (p.family == f) cidrs.push_back(p);
+      if (cidrs.empty()) continue;
+      Set peers{base + (f == Family::kIpv4 ? "_v4" : "_v6"), f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6,
+                false, true, {}, cidrs};
+      t.sets.push_back(peers);
+      std::vector<Match> m = head;
+      m.push_back(ingress ? saddrInSet(peers.name, f) : daddrInSet(peers.name, f));
+      c.rules.push_back(Rule{m, acceptStmt()});
+    }
+  }
+}
+
+} // namespace
+
+void addFirewall(Table& table, const FirewallConfig& fw, const std::set<Family>& families) {
+  Chain in = firewallChain("fw_ingress", "prerouting", fw.ingressDrop);
+  Chain out = firewallChain("fw_egress", "output", fw.egressDrop);
+  addRules(table, in, fw.ingress, "fw_in_", true, families);
+  addRules(table, out, fw.egress, "fw_out_", false, families);
+  table.chains.push_back(std::move(in));
+  table.chains.push_back(std::move(out));
+}
+
+} // namespace podsteer::plan

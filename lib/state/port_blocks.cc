@@ -1,0 +1,59 @@
+#include "state/port_blocks.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "state/lock.h"
+
+namespace podsteer::state {
+
+std::optional<std::string> PortBlocks::ownerOf(uint32_t index) const {
+  std::ifstream in(dir_ + "/" + std::to_string(index));
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount, std::optional<uint32_t> preferred,
+                                   const std::string& poolText) const {
+  if (preferred && *preferred < blockCount && ownerOf(*preferred) == owner) return *preferred;
+  if (auto s = ensureDirectory(dir_); !s) return s.error();
+  uint32_t inUse = 0;
+  for (uint32_t i = 0; i < blockCount; ++i) {
+    const std::string path = dir_ + "/" + std::to_string(i);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      if (errno != EEXIST)
+        return makeError(ErrorCode::kState, "claim port block " + path + ": " + std::strerror(errno));
+      if (ownerOf(i) == owner) return i; // a repeated ADD that lost its record
+      ++inUse;
+      continue;
+    }
+    bool ok = ::write(fd, owner.data(), owner.size()) == static_cast<ssize_t>(owner.size());
+    ::close(fd);
+    if (!ok) {
+      ::unlink(path.c_str());
+      return makeError(ErrorCode::kState, "claim port block " + path + ": write failed");
+    }
+    return i;
+  }
+  ::rmdir(dir_.c_str());
+  return makeError(ErrorCode::kTryAgain,
+                   "egressPortPool: pool exhausted: " + poolText + ", " + std::to_string(inUse) + " of " +
+                       std::to_string(blockCount) + " blocks in use",
+                   "release blocks by deleting pods, or widen egressPortPool.ports / lower blockSize");
+}
+
+void PortBlocks::release(const std::string& owner, uint32_t index) const {
+  if (ownerOf(index) != owner) return; // never free someone else's block
+  ::unlink((dir_ + "/" + std::to_string(index)).c_str());
+  ::rmdir(dir_.c_str()); // only succeeds when empty
+}
+
+} // namespace podsteer::state

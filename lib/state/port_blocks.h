@@ -1,0 +1,28 @@
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "cni/error.h"
+
+namespace podsteer::state {
+
+// Ownership of egress port blocks: <stateDir>/portblocks/<index> holds the owner's key.
+// Claiming is an O_EXCL create, so two pods can never own one block, and a killed ADD
+// leaves a claim that its DEL (which knows the owner key from the record) releases.
+class PortBlocks {
+public:
+  explicit PortBlocks(const std::string& stateDir) : dir_(stateDir + "/portblocks") {}
+
+  // Keeps `preferred` when the owner already holds it; else claims the lowest free block.
+  // All blocks taken: error 11 with the pool's numbers (`poolText` describes it).
+  Result<uint32_t> claim(const std::string& owner, uint32_t blockCount, std::optional<uint32_t> preferred,
+                         const std::string& poolText) const;
+  void release(const std::string& owner, uint32_t index) const;
+  std::optional<std::string> ownerOf(uint32_t index) const;
+
+private:
+  std::string dir_;
+};
+
+} // namespace podsteer::state
