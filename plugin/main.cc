@@ -9,6 +9,7 @@
 #include <string>
 
 #include "commands/commands.h"
+#include "commands/inspect.h"
 #include "config/netconf.h"
 
 namespace {
@@ -36,7 +37,10 @@ int usage() {
              "  network configuration on stdin.\n"
              "  version   print podsteer's version and the CNI versions it supports\n"
              "  explain   read the same environment and stdin as ADD; print the nftables ruleset\n"
-             "            it would program, in nft syntax; change nothing\n",
+             "            it would program, in nft syntax; change nothing\n"
+             "  list [--json] [--state-dir DIR]\n"
+             "            every attachment on the node: pod, addresses, domain, port block,\n"
+             "            config digest, and whether its programmed state is intact\n",
              stderr);
   return 2;
 }
@@ -59,5 +63,16 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "explain") return emit(podsteer::runExplain(env, readStdin()));
+  if (cmd == "list") {
+    bool json = false;
+    std::string stateDir = podsteer::kDefaultStateDir;
+    for (int i = 2; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "--json") json = true;
+      else if (a == "--state-dir" && i + 1 < argc) stateDir = argv[++i];
+      else return usage();
+    }
+    return emit(podsteer::runList(stateDir, json));
+  }
   return usage();
 }

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "cni/result.h"
 #include "commands/host.h"
@@ -157,8 +158,15 @@ CommandOutput cmdAdd(const Invocation& inv) {
     (void)store.remove(conf.name, env.containerId, env.ifname);
     return failure(applied.error(), conf.cniVersion);
   }
-  logInfo(plan->podTable ? "capture programmed (" + std::to_string(batch.size()) + " nftables operations)"
-                         : "nothing to program: " + plan->reason);
+  std::string summary = plan->podTable ? "pod table inet podsteer (" + std::to_string(batch.size()) + " nftables operations)"
+                                       : "no pod table (" + plan->reason + ")";
+  const auto& h = plan->host;
+  if (!h.domain.empty()) summary += ", routing domain " + h.domain;
+  if (h.hairpin) summary += ", hairpin";
+  if (h.portBlock)
+    summary += ", port block " + std::to_string(*h.portBlock) + " (" +
+               plan::portBlockRange(*conf.egressPortPool, *h.portBlock).toString() + ")";
+  logInfo("programmed " + summary);
   return {0, passThroughResult(*conf.prevResult, conf.cniVersion).dump() + "\n"};
 }
 
@@ -183,7 +191,8 @@ CommandOutput cmdDel(const Invocation& inv) {
       return failure(h.error(), conf.cniVersion);
   }
   if (auto r = store.remove(conf.name, env.containerId, env.ifname); !r) return failure(r.error(), conf.cniVersion);
-  logInfo("attachment removed");
+  logInfo(std::string("removed attachment") + (rec && *rec ? "" : " (no record)") +
+          (env.netns.empty() ? ", netns not given" : ""));
   return {0, ""};
 }
 
@@ -304,19 +313,31 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
   auto mode = env->command == "DEL" ? ParseMode::kLenient : ParseMode::kStrict;
   auto conf = parseNetConf(stdinText, mode);
   if (!conf) return failure(conf.error(), requestVersion(stdinText));
-  Logger::instance().configure(conf->logLevel, conf->logFile,
-                               env->command + " " + conf->name + " " + env->containerId +
-                                   (env->ifname.empty() ? "" : "/" + env->ifname));
+  auto arg = [&](const char* k) {
+    auto it = env->args.find(k);
+    if (it != env->args.end()) return it->second;
+    auto jt = conf->stdinArgs.find(k);
+    return jt != conf->stdinArgs.end() ? jt->second : std::string();
+  };
+  std::string context = env->command + " " + conf->name + " " + env->containerId +
+                        (env->ifname.empty() ? "" : "/" + env->ifname);
+  if (!arg("K8S_POD_NAME").empty()) context += " pod " + arg("K8S_POD_NAMESPACE") + "/" + arg("K8S_POD_NAME");
+  Logger::instance().configure(conf->logLevel, conf->logFile, context);
   for (const auto& w : conf->warnings) logWarn(w);
   if (auto s = checkCommandAllowed(env->command, conf->cniVersion); !s) return failure(s.error(), conf->cniVersion);
 
+  const auto start = std::chrono::steady_clock::now();
   Invocation inv{std::move(*env), std::move(*conf)};
   const std::string& cmd = inv.env.command;
-  if (cmd == "ADD") return cmdAdd(inv);
-  if (cmd == "DEL") return cmdDel(inv);
-  if (cmd == "CHECK") return cmdCheck(inv);
-  if (cmd == "GC") return cmdGc(inv);
-  return cmdStatus(inv);
+  CommandOutput out;
+  if (cmd == "ADD") out = cmdAdd(inv);
+  else if (cmd == "DEL") out = cmdDel(inv);
+  else if (cmd == "CHECK") out = cmdCheck(inv);
+  else if (cmd == "GC") out = cmdGc(inv);
+  else out = cmdStatus(inv);
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+  logInfo(std::string(out.exitCode == 0 ? "ok" : "failed") + " in " + std::to_string(us) + " us");
+  return out;
 }
 
 } // namespace podsteer

@@ -1,6 +1,7 @@
 #include "util/log.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -9,6 +10,8 @@
 namespace podsteer {
 
 namespace {
+constexpr off_t kMaxLogBytes = 10 * 1024 * 1024;
+
 const char* levelName(LogLevel l) {
   switch (l) {
   case LogLevel::kDebug: return "debug";
@@ -53,6 +56,10 @@ void Logger::log(LogLevel level, const std::string& msg) {
                      (context_.empty() ? "" : context_ + ": ") + msg + "\n";
   bool toFile = false;
   if (!file_.empty()) {
+    // One rotation: past kMaxLogBytes the file becomes <file>.1 (replacing the old one),
+    // so a node's log never grows without bound.
+    struct stat st {};
+    if (::stat(file_.c_str(), &st) == 0 && st.st_size > kMaxLogBytes) ::rename(file_.c_str(), (file_ + ".1").c_str());
     // O_APPEND keeps concurrent plugin invocations' lines whole.
     int fd = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
     if (fd >= 0) {

@@ -1,0 +1,129 @@
+#include "commands/inspect.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+
+#include "commands/host.h"
+#include "nl/netns.h"
+#include "nl/nft_socket.h"
+#include "nl/nft_table.h"
+#include "plan/host.h"
+#include "state/lock.h"
+
+namespace podsteer {
+
+Result<NetConf> confFromRecord(const state::AttachmentRecord& rec, const nlohmann::json* configOverride) {
+  nlohmann::json j = configOverride ? *configOverride : rec.config;
+  if (!j.is_object()) return makeError(ErrorCode::kState, "record has no config");
+  nlohmann::json ips = nlohmann::json::array();
+  for (const auto& ip : rec.ips) ips.push_back({{"address", ip}});
+  j["prevResult"] = {{"cniVersion", j.value("cniVersion", rec.cniVersion)}, {"ips", ips}};
+  j["runtimeConfig"] = {{kAnnotationsCapability, rec.annotations}};
+  j["args"] = {{"cni", {{"K8S_POD_NAMESPACE", rec.podNamespace}, {"K8S_POD_NAME", rec.podName}}}};
+  return parseNetConf(j.dump());
+}
+
+PodInfo podFromRecord(const state::AttachmentRecord& rec) {
+  PodInfo pod;
+  pod.containerId = rec.containerId;
+  pod.ifname = rec.ifname;
+  pod.netns = rec.netns;
+  pod.podNamespace = rec.podNamespace;
+  pod.podName = rec.podName;
+  pod.annotations = rec.annotations;
+  for (const auto& ip : rec.ips)
+    if (auto c = parseInterfaceAddress(ip)) pod.ips.push_back(*c);
+  return pod;
+}
+
+Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir) {
+  std::vector<std::string> diffs;
+  auto conf = confFromRecord(rec);
+  if (!conf) return conf.error();
+  auto plan = plan::buildPlan(*conf, podFromRecord(rec));
+  if (!plan) return plan.error();
+  auto ns = nl::openNetns(rec.netns);
+  if (!ns) return ns.error();
+  struct stat st {};
+  bool same = ns->state == nl::NetnsState::kOpen && ::fstat(ns->fd.get(), &st) == 0 &&
+              (rec.netnsIdentity.empty() ||
+               rec.netnsIdentity == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+  if (!same) {
+    diffs.push_back("pod netns " + rec.netns + " is gone");
+  } else {
+    auto sock = nl::NftSocket::openIn(ns->fd.get());
+    if (!sock) return sock.error();
+    if (plan->podTable) {
+      auto d = nl::diffTable(*sock, *plan->podTable);
+      if (!d) return d.error();
+      diffs.insert(diffs.end(), d->begin(), d->end());
+    } else {
+      auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
+      if (!exists) return exists.error();
+      if (*exists) diffs.push_back("table inet podsteer present, but " + plan->reason);
+    }
+  }
+  auto host = checkHostMembership(stateDir, membershipFromJson(rec.host));
+  if (!host) return host.error();
+  diffs.insert(diffs.end(), host->begin(), host->end());
+  return diffs;
+}
+
+CommandOutput runList(const std::string& stateDir, bool json) {
+  state::RecordStore store(stateDir);
+  std::vector<std::string> problems;
+  auto records = store.list("", &problems);
+  nlohmann::json out = nlohmann::json::array();
+  std::string text;
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-12s %-14s %-6s %-28s %-30s %-8s %-13s %-16s %s\n", "NETWORK", "CONTAINER",
+                "IFNAME", "POD", "ADDRESSES", "DOMAIN", "PORTS", "CONFIG", "STATE");
+  text += line;
+  for (const auto& rec : records) {
+    plan::HostMembership m = membershipFromJson(rec.host);
+    std::string ports;
+    for (const auto& e : m.elements)
+      if (e.data) ports = e.data->toString();
+    std::string stateText = "intact";
+    nlohmann::json diffs = nlohmann::json::array();
+    auto v = verifyRecord(rec, stateDir);
+    if (!v) {
+      stateText = "unknown: " + v.error().msg;
+    } else if (!v->empty()) {
+      stateText = "damaged: " + v->front() + (v->size() > 1 ? " (+" + std::to_string(v->size() - 1) + " more)" : "");
+      for (const auto& d : *v) diffs.push_back(d);
+    }
+    std::string addrs;
+    for (const auto& ip : rec.ips) addrs += (addrs.empty() ? "" : ",") + ip;
+    std::string pod = rec.podName.empty() ? "-" : rec.podNamespace + "/" + rec.podName;
+    nlohmann::json item = {{"network", rec.network},
+                           {"containerId", rec.containerId},
+                           {"ifname", rec.ifname},
+                           {"netns", rec.netns},
+                           {"pod", pod},
+                           {"ips", rec.ips},
+                           {"domain", m.domain},
+                           {"hairpin", m.hairpin},
+                           {"configDigest", rec.configDigest},
+                           {"intact", v && v->empty()},
+                           {"state", stateText},
+                           {"differences", diffs},
+                           {"updatedAt", rec.updatedAt}};
+    if (m.portBlock) {
+      item["portBlock"] = *m.portBlock;
+      item["ports"] = ports;
+    }
+    out.push_back(item);
+    std::snprintf(line, sizeof(line), "%-12s %-14.12s %-6s %-28s %-30s %-8s %-13s %-16s %s\n", rec.network.c_str(),
+                  rec.containerId.c_str(), rec.ifname.c_str(), pod.c_str(), addrs.c_str(),
+                  m.domain.empty() ? "-" : m.domain.c_str(), ports.empty() ? "-" : ports.c_str(),
+                  rec.configDigest.c_str(), stateText.c_str());
+    text += line;
+  }
+  for (const auto& p : problems) text += "warning: " + p + "\n";
+  if (json) return {0, nlohmann::json{{"attachments", out}, {"problems", problems}}.dump(2) + "\n"};
+  return {0, text};
+}
+
+} // namespace podsteer
