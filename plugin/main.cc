@@ -11,6 +11,7 @@
 #include "commands/commands.h"
 #include "commands/inspect.h"
 #include "config/netconf.h"
+#include "install/install.h"
 
 namespace {
 
@@ -40,7 +41,11 @@ int usage() {
              "            it would program, in nft syntax; change nothing\n"
              "  list [--json] [--state-dir DIR]\n"
              "            every attachment on the node: pod, addresses, domain, port block,\n"
-             "            config digest, and whether its programmed state is intact\n",
+             "            config digest, and whether its programmed state is intact\n"
+             "  install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--watch]\n"
+             "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
+             "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
+             "            remove exactly that again\n",
              stderr);
   return 2;
 }
@@ -63,6 +68,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "explain") return emit(podsteer::runExplain(env, readStdin()));
+  if (cmd == "install" || cmd == "uninstall") return podsteer::install::runInstallCommand(argc, argv);
   if (cmd == "list") {
     bool json = false;
     std::string stateDir = podsteer::kDefaultStateDir;

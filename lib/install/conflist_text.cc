@@ -1,0 +1,203 @@
+#include "install/conflist_text.h"
+
+#include <vector>
+
+namespace podsteer::install {
+
+namespace {
+
+struct Span {
+  size_t begin = 0, end = 0; // [begin, end)
+};
+
+// A minimal JSON scanner: enough to find value boundaries in valid JSON text.
+class Scanner {
+public:
+  explicit Scanner(const std::string& t) : t_(t) {}
+
+  size_t skipWs(size_t i) const {
+    while (i < t_.size() && (t_[i] == ' ' || t_[i] == '\t' || t_[i] == '\n' || t_[i] == '\r')) ++i;
+    return i;
+  }
+  // End of the value starting at i (after skipping whitespace); npos on error.
+  size_t valueEnd(size_t i) const {
+    i = skipWs(i);
+    if (i >= t_.size()) return std::string::npos;
+    if (t_[i] == '"') return stringEnd(i);
+    if (t_[i] == '{' || t_[i] == '[') {
+      int depth = 0;
+      for (size_t j = i; j < t_.size(); ++j) {
+        char c = t_[j];
+        if (c == '"') {
+          j = stringEnd(j);
+          if (j == std::string::npos) return j;
+          --j;
+        } else if (c == '{' || c == '[') {
+          ++depth;
+        } else if (c == '}' || c == ']') {
+          if (--depth == 0) return j + 1;
+        }
+      }
+      return std::string::npos;
+    }
+    size_t j = i;
+    while (j < t_.size() && t_[j] != ',' && t_[j] != '}' && t_[j] != ']' && t_[j] != ' ' && t_[j] != '\n' &&
+           t_[j] != '\t' && t_[j] != '\r')
+      ++j;
+    return j;
+  }
+  size_t stringEnd(size_t i) const {
+    for (size_t j = i + 1; j < t_.size(); ++j) {
+      if (t_[j] == '\\') ++j;
+      else if (t_[j] == '"') return j + 1;
+    }
+    return std::string::npos;
+  }
+
+private:
+  const std::string& t_;
+};
+
+struct PluginsArray {
+  size_t open = 0, close = 0; // positions of '[' and ']'
+  std::vector<Span> elements;
+};
+
+std::optional<PluginsArray> findPlugins(const std::string& t) {
+  Scanner s(t);
+  size_t i = s.skipWs(0);
+  if (i >= t.size() || t[i] != '{') return std::nullopt;
+  ++i;
+  while (true) {
+    i = s.skipWs(i);
+    if (i >= t.size() || t[i] == '}') return std::nullopt;
+    if (t[i] == ',') {
+      ++i;
+      continue;
+    }
+    if (t[i] != '"') return std::nullopt;
+    size_t keyEnd = s.stringEnd(i);
+    if (keyEnd == std::string::npos) return std::nullopt;
+    std::string key = t.substr(i + 1, keyEnd - i - 2);
+    i = s.skipWs(keyEnd);
+    if (i >= t.size() || t[i] != ':') return std::nullopt;
+    size_t vstart = s.skipWs(i + 1);
+    size_t vend = s.valueEnd(vstart);
+    if (vend == std::string::npos) return std::nullopt;
+    if (key == "plugins" && t[vstart] == '[') {
+      PluginsArray a;
+      a.open = vstart;
+      a.close = vend - 1;
+      size_t j = vstart + 1;
+      while (true) {
+        j = s.skipWs(j);
+        if (j >= a.close) break;
+        if (t[j] == ',') {
+          ++j;
+          continue;
+        }
+        size_t e = s.valueEnd(j);
+        if (e == std::string::npos || e > a.close) return std::nullopt;
+        a.elements.push_back({j, e});
+        j = e;
+      }
+      return a;
+    }
+    i = vend;
+  }
+}
+
+bool isOurs(const std::string& elementText) {
+  auto j = nlohmann::json::parse(elementText, nullptr, false);
+  return j.is_object() && j.value("type", "") == kPluginType;
+}
+
+// The indentation of the line `pos` is on.
+std::string lineIndent(const std::string& t, size_t pos) {
+  size_t lineStart = t.rfind('\n', pos);
+  lineStart = lineStart == std::string::npos ? 0 : lineStart + 1;
+  size_t end = lineStart;
+  while (end < pos && (t[end] == ' ' || t[end] == '\t')) ++end;
+  return t.substr(lineStart, end - lineStart);
+}
+
+Error notConflist(const std::string& why) { return makeError(ErrorCode::kInvalidConfig, "conflist: " + why); }
+
+} // namespace
+
+std::optional<nlohmann::json> findEntry(const std::string& text) {
+  auto a = findPlugins(text);
+  if (!a) return std::nullopt;
+  for (const auto& e : a->elements) {
+    std::string el = text.substr(e.begin, e.end - e.begin);
+    if (isOurs(el)) return nlohmann::json::parse(el);
+  }
+  return std::nullopt;
+}
+
+Result<std::optional<std::string>> withEntry(const std::string& text, const nlohmann::json& entry) {
+  if (nlohmann::json::parse(text, nullptr, false).is_discarded()) return notConflist("not valid JSON");
+  auto a = findPlugins(text);
+  if (!a) return notConflist("no \"plugins\" list");
+  const std::string entryText = entry.dump();
+  for (const auto& e : a->elements) {
+    std::string el = text.substr(e.begin, e.end - e.begin);
+    if (!isOurs(el)) continue;
+    if (nlohmann::json::parse(el) == entry) return std::optional<std::string>{};
+    return std::optional<std::string>{text.substr(0, e.begin) + entryText + text.substr(e.end)};
+  }
+  if (a->elements.empty())
+    return std::optional<std::string>{text.substr(0, a->open + 1) + entryText + text.substr(a->close)};
+  const Span& last = a->elements.back();
+  return std::optional<std::string>{text.substr(0, last.end) + ",\n" + lineIndent(text, last.begin) + entryText +
+                                    text.substr(last.end)};
+}
+
+Result<std::optional<std::string>> withoutEntry(const std::string& text) {
+  auto a = findPlugins(text);
+  if (!a) return notConflist("no \"plugins\" list");
+  for (size_t k = 0; k < a->elements.size(); ++k) {
+    const Span& e = a->elements[k];
+    if (!isOurs(text.substr(e.begin, e.end - e.begin))) continue;
+    // Remove the separator that came with it: the one before it, or (first element) the
+    // one after it.
+    size_t from = k > 0 ? a->elements[k - 1].end : e.begin;
+    size_t to = k > 0 ? e.end : (k + 1 < a->elements.size() ? a->elements[k + 1].begin : e.end);
+    return std::optional<std::string>{text.substr(0, from) + text.substr(to)};
+  }
+  return std::optional<std::string>{};
+}
+
+Result<std::string> confToConflist(const std::string& confText, const std::string& confFileName,
+                                   const nlohmann::json& entry) {
+  auto conf = nlohmann::json::parse(confText, nullptr, false);
+  if (!conf.is_object()) return notConflist(confFileName + " is not a JSON object");
+  Scanner s(confText);
+  size_t b = s.skipWs(0), e = s.valueEnd(b);
+  if (e == std::string::npos) return notConflist(confFileName + " is not valid JSON");
+  nlohmann::json ours = entry;
+  ours[kInstallKey] = {{"convertedFrom", confFileName},
+                       {"prefix", confText.substr(0, b)},
+                       {"suffix", confText.substr(e)}};
+  nlohmann::json head = {{"cniVersion", conf.value("cniVersion", "1.0.0")}, {"name", conf.value("name", "")}};
+  return "{\n  \"cniVersion\": " + head["cniVersion"].dump() + ",\n  \"name\": " + head["name"].dump() +
+         ",\n  \"plugins\": [\n" + confText.substr(b, e - b) + ",\n    " + ours.dump() + "\n  ]\n}\n";
+}
+
+std::optional<RestoredConf> conflistToConf(const std::string& text) {
+  auto a = findPlugins(text);
+  if (!a || a->elements.size() != 2) return std::nullopt;
+  auto ours = nlohmann::json::parse(text.substr(a->elements[1].begin, a->elements[1].end - a->elements[1].begin),
+                                    nullptr, false);
+  if (!ours.is_object() || ours.value("type", "") != kPluginType || !ours.contains(kInstallKey)) return std::nullopt;
+  const auto& info = ours[kInstallKey];
+  if (!info.is_object() || !info.contains("convertedFrom")) return std::nullopt;
+  RestoredConf r;
+  r.fileName = info.value("convertedFrom", "");
+  r.text = info.value("prefix", "") + text.substr(a->elements[0].begin, a->elements[0].end - a->elements[0].begin) +
+           info.value("suffix", "");
+  if (r.fileName.empty() || r.fileName.find('/') != std::string::npos) return std::nullopt;
+  return r;
+}
+
+} // namespace podsteer::install

@@ -1,0 +1,38 @@
+#pragma once
+
+// Edits a CNI config file's text without reformatting it: podsteer's entry is added to
+// (or removed from) the end of the `plugins` array as text, so uninstall gives back the
+// primary plugin's file byte for byte, whatever its layout.
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cni/error.h"
+
+namespace podsteer::install {
+
+inline constexpr const char* kPluginType = "podsteer";
+// Kept in our entry when we turned a single-plugin .conf into a .conflist.
+inline constexpr const char* kInstallKey = "podsteerInstall";
+
+// Returns the text with `entry` as the last plugin, replacing an existing podsteer entry
+// in place. nullopt: the text already holds exactly this entry.
+Result<std::optional<std::string>> withEntry(const std::string& conflistText, const nlohmann::json& entry);
+// Returns the text without the podsteer entry (nullopt: there was none).
+Result<std::optional<std::string>> withoutEntry(const std::string& conflistText);
+// The podsteer entry of a conflist text, if any.
+std::optional<nlohmann::json> findEntry(const std::string& conflistText);
+
+// A single-plugin .conf as a conflist whose first plugin is the original text, verbatim.
+Result<std::string> confToConflist(const std::string& confText, const std::string& confFileName,
+                                   const nlohmann::json& entry);
+// The inverse: the original .conf text and file name, when the conflist was made by us.
+struct RestoredConf {
+  std::string fileName;
+  std::string text;
+};
+std::optional<RestoredConf> conflistToConf(const std::string& conflistText);
+
+} // namespace podsteer::install

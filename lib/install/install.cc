@@ -1,0 +1,250 @@
+#include "install/install.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "install/conflist_text.h"
+
+namespace podsteer::install {
+
+namespace {
+
+volatile sig_atomic_t gStop = 0;
+
+bool readFile(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return true;
+}
+
+Status writeAtomic(const std::string& path, const std::string& data, mode_t mode) {
+  const std::string tmp = path + ".podsteer-tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) return makeError(ErrorCode::kIo, "write " + tmp + ": " + std::strerror(errno));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return makeError(ErrorCode::kIo, "write " + tmp + ": " + std::strerror(errno));
+    }
+    off += static_cast<size_t>(n);
+  }
+  ::fchmod(fd, mode);
+  ::fsync(fd);
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return makeError(ErrorCode::kIo, "rename " + path + ": " + std::strerror(errno));
+  }
+  return Status::success();
+}
+
+bool isConfigName(const std::string& n) {
+  for (const char* ext : {".conflist", ".conf", ".json"})
+    if (n.size() > std::strlen(ext) && n.compare(n.size() - std::strlen(ext), std::strlen(ext), ext) == 0) return true;
+  return false;
+}
+
+std::vector<std::string> configFiles(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n[0] != '.' && isConfigName(n) && n.find(".podsteer-tmp.") == std::string::npos) out.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool onlyOurs(const nlohmann::json& j) {
+  if (j.value("type", "") == kPluginType) return true;
+  if (!j.contains("plugins") || !j["plugins"].is_array() || j["plugins"].empty()) return false;
+  for (const auto& p : j["plugins"])
+    if (!p.is_object() || p.value("type", "") != kPluginType) return false;
+  return true;
+}
+
+Status installBinary(const InstallOptions& opts, bool& changed, std::string& report) {
+  std::string source = opts.binary.empty() ? "/proc/self/exe" : opts.binary;
+  std::string data, existing;
+  if (!readFile(source, data)) return makeError(ErrorCode::kIo, "read " + source + ": " + std::strerror(errno));
+  const std::string target = opts.binDir + "/" + kPluginType;
+  if (readFile(target, existing) && existing == data) return Status::success();
+  if (auto s = writeAtomic(target, data, 0755); !s) return s;
+  changed = true;
+  report += "installed " + target + "\n";
+  return Status::success();
+}
+
+Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+  const std::string path = opts.confDir + "/" + name;
+  std::string text;
+  if (!readFile(path, text)) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (!parsed.is_object()) return makeError(ErrorCode::kInvalidConfig, path + ": not a JSON object");
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  if (!parsed.contains("plugins")) {
+    // A single-plugin .conf becomes a .conflist (libcni prefers neither; the old name goes).
+    auto converted = confToConflist(text, name, entry);
+    if (!converted) return converted.error();
+    std::string base = name.substr(0, name.rfind('.'));
+    const std::string target = opts.confDir + "/" + base + ".conflist";
+    if (auto s = writeAtomic(target, *converted, 0644); !s) return s;
+    ::unlink(path.c_str());
+    changed = true;
+    report += "converted " + path + " into " + target + " with podsteer appended\n";
+    return Status::success();
+  }
+  if (auto existing = findEntry(text); existing && existing->contains(kInstallKey)) entry[kInstallKey] = (*existing)[kInstallKey];
+  auto updated = withEntry(text, entry);
+  if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
+  if (!*updated) return Status::success();
+  if (auto s = writeAtomic(path, **updated, 0644); !s) return s;
+  changed = true;
+  report += "added podsteer to " + path + "\n";
+  return Status::success();
+}
+
+} // namespace
+
+std::string findPrimaryConfig(const std::string& confDir) {
+  for (const auto& n : configFiles(confDir)) {
+    std::string text;
+    if (!readFile(confDir + "/" + n, text)) continue;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object() || onlyOurs(j)) continue;
+    return n;
+  }
+  return {};
+}
+
+Status installOnce(const InstallOptions& opts, bool& changed, std::string& report) {
+  changed = false;
+  auto deadline = std::chrono::steady_clock::now() + opts.waitForPrimary;
+  std::string primary = findPrimaryConfig(opts.confDir);
+  bool told = false;
+  while (primary.empty()) {
+    if (std::chrono::steady_clock::now() >= deadline || gStop)
+      return makeError(ErrorCode::kTryAgain, "no primary CNI config (*.conflist, *.conf) in " + opts.confDir +
+                                                 " after " + std::to_string(opts.waitForPrimary.count()) + " s",
+                       "podsteer is a chained plugin: install the primary network plugin first");
+    if (!told) std::cerr << "podsteer install: waiting for a primary CNI config in " << opts.confDir << "\n";
+    told = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    primary = findPrimaryConfig(opts.confDir);
+  }
+  if (auto s = installBinary(opts, changed, report); !s) return s;
+  return installEntry(opts, primary, changed, report);
+}
+
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report) {
+  for (const auto& n : configFiles(confDir)) {
+    const std::string path = confDir + "/" + n;
+    std::string text;
+    if (!readFile(path, text)) continue;
+    if (auto restored = conflistToConf(text)) {
+      if (auto s = writeAtomic(confDir + "/" + restored->fileName, restored->text, 0644); !s) return s;
+      if (restored->fileName != n) ::unlink(path.c_str());
+      report += "restored " + confDir + "/" + restored->fileName + "\n";
+      continue;
+    }
+    auto without = withoutEntry(text);
+    if (!without || !*without) continue;
+    if (auto s = writeAtomic(path, **without, 0644); !s) return s;
+    report += "removed podsteer from " + path + "\n";
+  }
+  const std::string bin = binDir + "/" + kPluginType;
+  if (::unlink(bin.c_str()) == 0) report += "removed " + bin + "\n";
+  else if (errno != ENOENT) return makeError(ErrorCode::kIo, "remove " + bin + ": " + std::strerror(errno));
+  return Status::success();
+}
+
+int runInstallCommand(int argc, char** argv) {
+  const std::string cmd = argv[1];
+  InstallOptions opts;
+  bool watch = false;
+  std::chrono::milliseconds interval{2000};
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* flag) -> std::optional<std::string> {
+      if (i + 1 >= argc) {
+        std::cerr << "podsteer " << cmd << ": " << flag << " needs a value\n";
+        return std::nullopt;
+      }
+      return std::string(argv[++i]);
+    };
+    std::optional<std::string> v;
+    if (a == "--watch") watch = true;
+    else if (a == "--cni-bin-dir" && (v = value("--cni-bin-dir"))) opts.binDir = *v;
+    else if (a == "--cni-conf-dir" && (v = value("--cni-conf-dir"))) opts.confDir = *v;
+    else if (a == "--binary" && (v = value("--binary"))) opts.binary = *v;
+    else if (a == "--timeout" && (v = value("--timeout"))) opts.waitForPrimary = std::chrono::seconds(std::atoi(v->c_str()));
+    else if (a == "--interval" && (v = value("--interval"))) interval = std::chrono::milliseconds(std::atoi(v->c_str()));
+    else if (a == "--conf" && (v = value("--conf"))) {
+      std::string text;
+      if (!readFile(*v, text)) {
+        std::cerr << "podsteer " << cmd << ": cannot read " << *v << "\n";
+        return 1;
+      }
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (!j.is_object()) {
+        std::cerr << "podsteer " << cmd << ": " << *v << " is not a JSON object (the podsteer conflist entry)\n";
+        return 1;
+      }
+      opts.entry = j;
+    } else {
+      std::cerr << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
+                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS]]\n"
+                   "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n";
+      return 2;
+    }
+  }
+  std::string report;
+  if (cmd == "uninstall") {
+    auto s = uninstall(opts.binDir, opts.confDir, report);
+    std::cout << report;
+    if (!s) std::cerr << "podsteer uninstall: " << s.error().msg << "\n";
+    return s ? 0 : 1;
+  }
+  signal(SIGTERM, [](int) { gStop = 1; });
+  signal(SIGINT, [](int) { gStop = 1; });
+  do {
+    bool changed = false;
+    report.clear();
+    auto s = installOnce(opts, changed, report);
+    std::cout << report << std::flush;
+    if (!s) {
+      std::cerr << "podsteer install: " << s.error().msg << (s.error().details.empty() ? "" : " (" + s.error().details + ")") << "\n";
+      if (!watch) return 1;
+    }
+    // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
+    // put our entry back whenever it disappears.
+    for (auto waited = std::chrono::milliseconds(0); watch && !gStop && waited < interval;
+         waited += std::chrono::milliseconds(100))
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  } while (watch && !gStop);
+  return 0;
+}
+
+} // namespace podsteer::install

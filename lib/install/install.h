@@ -1,0 +1,38 @@
+#pragma once
+
+// `podsteer install` / `podsteer uninstall`: what istio-cni's install-cni does, run by the
+// DaemonSet on every node. The binary goes into the CNI bin dir first and leaves it last,
+// so a conflist never points at a missing binary; every file is written as temp + rename.
+
+#include <chrono>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "cni/error.h"
+
+namespace podsteer::install {
+
+struct InstallOptions {
+  std::string binDir = "/opt/cni/bin";
+  std::string confDir = "/etc/cni/net.d";
+  std::string binary; // the podsteer binary to copy ("" = this executable)
+  nlohmann::json entry = {{"type", "podsteer"},
+                          {"capabilities", {{"io.kubernetes.cri.pod-annotations", true}}},
+                          {"redirect", nlohmann::json::object()}};
+  std::chrono::seconds waitForPrimary{300};
+};
+
+// The node's primary CNI config: the first *.conflist / *.conf / *.json in lexical order
+// that is not podsteer's alone. Empty when there is none.
+std::string findPrimaryConfig(const std::string& confDir);
+
+// One pass; `changed` tells whether anything was written. Waits (bounded) for a primary.
+Status installOnce(const InstallOptions& opts, bool& changed, std::string& report);
+// Removes our entry from every config in confDir (restoring a converted .conf), then the binary.
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report);
+
+// `podsteer install|uninstall [flags]` from argv.
+int runInstallCommand(int argc, char** argv);
+
+} // namespace podsteer::install
