@@ -10,6 +10,7 @@
 
 #include "commands/commands.h"
 #include "commands/inspect.h"
+#include "commands/reconcile.h"
 #include "config/netconf.h"
 #include "install/install.h"
 
@@ -45,7 +46,9 @@ int usage() {
              "  install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--watch]\n"
              "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
              "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-             "            remove exactly that again\n",
+             "            remove exactly that again\n"
+             "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
+             "            roll a changed config onto running pods, applying only the difference\n",
              stderr);
   return 2;
 }
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "explain") return emit(podsteer::runExplain(env, readStdin()));
+  if (cmd == "reconcile") return podsteer::runReconcileCommand(argc, argv);
   if (cmd == "install" || cmd == "uninstall") return podsteer::install::runInstallCommand(argc, argv);
   if (cmd == "list") {
     bool json = false;

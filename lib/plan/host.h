@@ -68,6 +68,7 @@ struct HostMembership {
   bool portPool = false;     // the pod is selected for an egress port block
   std::optional<uint32_t> portBlock; // the block it owns, once allocated
   bool empty() const { return domain.empty() && !hairpin && !portPool; }
+  bool operator==(const HostMembership&) const = default;
 };
 
 // Which domain the pod joins: its annotation (an unknown name is error 7), else the first

@@ -16,10 +16,7 @@ struct Plan {
   HostMembership host;           // what the pod takes part in on the host
   std::string reason;            // why a capability is off for this pod, for logs and explain
 
-  bool operator==(const Plan& o) const {
-    return podTable == o.podTable && host.domain == o.host.domain && host.hairpin == o.host.hairpin &&
-           host.elements == o.host.elements && host.rules == o.host.rules;
-  }
+  bool operator==(const Plan& o) const { return podTable == o.podTable && host == o.host; }
 };
 
 // Pure: (config, pod) -> Plan. Fails only on bad per-pod input (annotations: code 7).

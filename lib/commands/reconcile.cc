@@ -1,0 +1,243 @@
+#include "commands/reconcile.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "commands/host.h"
+#include "commands/inspect.h"
+#include "nl/netns.h"
+#include "nl/nft_socket.h"
+#include "nl/nft_table.h"
+#include "plan/diff.h"
+#include "plan/render.h"
+#include "state/host_users.h"
+#include "state/lock.h"
+#include "util/digest.h"
+
+namespace podsteer {
+
+namespace {
+
+// The podsteer entry of a conflist (with the list's name and cniVersion), or the file
+// itself when it is an entry.
+Result<nlohmann::json> loadEntry(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return makeError(ErrorCode::kIo, "--conf: cannot read " + path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  if (!j.is_object()) return makeError(ErrorCode::kDecode, "--conf: " + path + " is not a JSON object");
+  if (!j.contains("plugins")) return j;
+  for (const auto& p : j["plugins"]) {
+    if (!p.is_object() || p.value("type", "") != "podsteer") continue;
+    nlohmann::json entry = p;
+    entry["name"] = j.value("name", "");
+    entry["cniVersion"] = j.value("cniVersion", "1.0.0");
+    return entry;
+  }
+  return makeError(ErrorCode::kInvalidConfig, "--conf: " + path + " has no podsteer entry in its plugins");
+}
+
+struct PodOutcome {
+  std::string label;
+  std::string status; // changed, unchanged, failed, would change
+  std::vector<plan::Change> changes;
+  std::string error;
+};
+
+std::string netnsIdentityOf(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return {};
+  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
+                        const std::string& containerId, const std::string& ifname) {
+  PodOutcome out;
+  out.label = containerId + "/" + ifname;
+  auto fail = [&](const std::string& why) {
+    out.status = "failed";
+    out.error = why;
+    return out;
+  };
+  // Per pod: ADD and DEL for other pods wait at most one pod's worth of work.
+  auto lock = state::NodeLock::acquire(opts.stateDir);
+  if (!lock) return fail(lock.error().msg);
+  state::RecordStore store(opts.stateDir);
+  auto read = store.read(network, containerId, ifname);
+  if (!read) return fail(read.error().msg);
+  if (!*read) {
+    out.status = "gone";
+    return out;
+  }
+  state::AttachmentRecord rec = **read;
+  if (!rec.podName.empty()) out.label = rec.podNamespace + "/" + rec.podName + " (" + out.label + ")";
+
+  auto oldConf = confFromRecord(rec);
+  if (!oldConf) return fail("recorded config: " + oldConf.error().msg);
+  auto newConf = confFromRecord(rec, &entry);
+  if (!newConf) return fail("new config: " + newConf.error().msg);
+  PodInfo pod = podFromRecord(rec);
+  auto oldPlan = plan::buildPlan(*oldConf, pod);
+  if (!oldPlan) return fail(oldPlan.error().msg);
+  oldPlan->host = membershipFromJson(rec.host);
+  auto newPlan = plan::buildPlan(*newConf, pod);
+  if (!newPlan) return fail(newPlan.error().msg);
+  const std::string userKey = state::HostUsers::userKey(network, containerId, ifname);
+  if (newPlan->host.portPool) {
+    if (oldPlan->host.portBlock && (opts.dryRun || *oldPlan->host.portBlock < newConf->egressPortPool->blockCount())) {
+      plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *oldPlan->host.portBlock);
+    } else if (!opts.dryRun) {
+      auto block = claimPortBlock(opts.stateDir, userKey, *newConf->egressPortPool, oldPlan->host.portBlock);
+      if (!block) return fail(block.error().msg);
+      plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *block);
+    }
+  }
+
+  out.changes = plan::diffPlans(*oldPlan, *newPlan);
+  bool damaged = false;
+  if (opts.repair) {
+    auto v = verifyRecord(rec, opts.stateDir);
+    if (!v) return fail(v.error().msg);
+    for (const auto& d : *v) {
+      if (d.find("is gone") != std::string::npos) return fail(d);
+      out.changes.push_back({'!', "repair", d});
+      damaged = true;
+    }
+  }
+  if (out.changes.empty()) {
+    out.status = "unchanged";
+    // The record follows the new config even when the kernel need not change.
+    const std::string digest = digestHex(newConf->stableJson.dump());
+    if (!opts.dryRun && digest != rec.configDigest) {
+      rec.config = newConf->stableJson;
+      rec.configDigest = digest;
+      (void)store.write(rec);
+    }
+    return out;
+  }
+  if (opts.dryRun) {
+    out.status = "would change";
+    return out;
+  }
+
+  auto ns = nl::openNetns(rec.netns);
+  if (!ns) return fail(ns.error().msg);
+  if (ns->state != nl::NetnsState::kOpen ||
+      (!rec.netnsIdentity.empty() && netnsIdentityOf(ns->fd.get()) != rec.netnsIdentity))
+    return fail("pod netns " + rec.netns + " is gone; record left for DEL/GC");
+
+  // Record first (as ADD does): a reconcile killed half-way is finished by the next one.
+  state::AttachmentRecord updated = rec;
+  updated.config = newConf->stableJson;
+  updated.configDigest = digestHex(newConf->stableJson.dump());
+  updated.podTable = newPlan->podTable ? plan::renderTable(*newPlan->podTable) : "";
+  updated.planDigest = digestHex(updated.podTable);
+  updated.host = membershipToJson(newPlan->host);
+  updated.updatedAt = state::nowUtc();
+  if (auto s = store.write(updated); !s) return fail(s.error().msg);
+
+  if (oldPlan->podTable != newPlan->podTable || damaged) {
+    auto sock = nl::NftSocket::openIn(ns->fd.get());
+    if (!sock) return fail(sock.error().msg);
+    nl::NftBatch batch;
+    if (newPlan->podTable) nl::batchReplaceTable(batch, *newPlan->podTable);
+    else nl::batchDeleteTable(batch, "inet", plan::kTableName);
+    if (auto s = sock->commit(batch); !s) {
+      (void)store.write(rec);
+      return fail(s.error().msg);
+    }
+  }
+  if (!(oldPlan->host == newPlan->host) || damaged) {
+    if (auto s = applyHostMembership(opts.stateDir, userKey, newPlan->host, oldPlan->host, newConf->routingDomains,
+                                     newConf->egressPortPool);
+        !s)
+      return fail(s.error().msg);
+  }
+  out.status = damaged ? "repaired" : "changed";
+  return out;
+}
+
+} // namespace
+
+CommandOutput runReconcile(const ReconcileOptions& given) {
+  ReconcileOptions opts = given;
+  auto entry = loadEntry(opts.confFile);
+  if (!entry) return {1, "podsteer reconcile: " + entry.error().msg + "\n"};
+  // Validate the new config once, up front, as a runtime would.
+  nlohmann::json probe = *entry;
+  probe["prevResult"] = {{"ips", nlohmann::json::array()}};
+  auto conf = parseNetConf(probe.dump());
+  if (!conf) return {1, "podsteer reconcile: invalid config: " + conf.error().msg + "\n"};
+  if (opts.network.empty()) opts.network = conf->name;
+  if (opts.stateDir.empty()) opts.stateDir = conf->stateDir;
+
+  const auto start = std::chrono::steady_clock::now();
+  state::RecordStore store(opts.stateDir);
+  std::vector<PodOutcome> outcomes;
+  for (const auto& rec : store.list(opts.network))
+    outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+
+  size_t changed = 0, unchanged = 0, failed = 0;
+  std::string text;
+  nlohmann::json pods = nlohmann::json::array();
+  for (const auto& o : outcomes) {
+    if (o.status == "failed") ++failed;
+    else if (o.status == "unchanged" || o.status == "gone") ++unchanged;
+    else ++changed;
+    if (o.status != "unchanged") {
+      text += o.label + ": " + o.status + (o.error.empty() ? "" : ": " + o.error) + "\n";
+      text += plan::renderChanges(o.changes, "  ");
+    }
+    nlohmann::json changes = nlohmann::json::array();
+    for (const auto& c : o.changes) changes.push_back({{"op", std::string(1, c.op)}, {"where", c.where}, {"text", c.text}});
+    pods.push_back({{"pod", o.label}, {"status", o.status}, {"error", o.error}, {"changes", changes}});
+  }
+  std::string verb = opts.dryRun ? "would change" : "changed";
+  text += "reconcile" + std::string(opts.dryRun ? " (dry run)" : "") + ": " + std::to_string(outcomes.size()) +
+          " attachments, " + verb + " " + std::to_string(changed) + ", unchanged " + std::to_string(unchanged) +
+          ", failed " + std::to_string(failed) + " in " + std::to_string(ms) + " ms\n";
+  int rc = failed > 0 ? 1 : 0;
+  if (opts.json)
+    return {rc, nlohmann::json{{"dryRun", opts.dryRun},
+                               {"pods", pods},
+                               {"changed", changed},
+                               {"unchanged", unchanged},
+                               {"failed", failed},
+                               {"milliseconds", ms}}
+                        .dump(2) +
+                    "\n"};
+  return {rc, text};
+}
+
+int runReconcileCommand(int argc, char** argv) {
+  ReconcileOptions opts;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--dry-run") opts.dryRun = true;
+    else if (a == "--repair") opts.repair = true;
+    else if (a == "--json") opts.json = true;
+    else if (a == "--conf" && i + 1 < argc) opts.confFile = argv[++i];
+    else if (a == "--network" && i + 1 < argc) opts.network = argv[++i];
+    else if (a == "--state-dir" && i + 1 < argc) opts.stateDir = argv[++i];
+    else {
+      std::cerr << "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair] "
+                   "[--json]\n";
+      return 2;
+    }
+  }
+  if (opts.confFile.empty()) {
+    std::cerr << "podsteer reconcile: --conf FILE is required\n";
+    return 2;
+  }
+  auto out = runReconcile(opts);
+  std::cout << out.out << std::flush;
+  return out.exitCode;
+}
+
+} // namespace podsteer
