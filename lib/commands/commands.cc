@@ -144,9 +144,14 @@ CommandOutput cmdAdd(const Invocation& inv) {
     return failure(sock.error(), conf.cniVersion);
   }
   nl::NftBatch batch;
-  if (plan->podTable) nl::batchReplaceTable(batch, *plan->podTable);
-  else nl::batchDeleteTable(batch, "inet", plan::kTableName);
-  Status applied = sock->commit(batch);
+  auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
+  Status applied = exists ? Status::success() : Status(exists.error());
+  if (applied) {
+    if (plan->podTable && *exists) nl::batchReplaceTable(batch, *plan->podTable);
+    else if (plan->podTable) nl::batchCreateTable(batch, *plan->podTable);
+    else if (*exists) nl::batchDeleteTable(batch, "inet", plan::kTableName);
+    applied = sock->commit(batch);
+  }
   if (applied) applied = applyHostMembership(conf.stateDir, userKey, plan->host, before, conf.routingDomains,
                                                        conf.egressPortPool);
   if (!applied) {
@@ -330,11 +335,15 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
   Invocation inv{std::move(*env), std::move(*conf)};
   const std::string& cmd = inv.env.command;
   CommandOutput out;
+  // Each command's lock is released when it returns; parked sockets close after that.
+  nl::parkNftSocketCloses(true);
   if (cmd == "ADD") out = cmdAdd(inv);
   else if (cmd == "DEL") out = cmdDel(inv);
   else if (cmd == "CHECK") out = cmdCheck(inv);
   else if (cmd == "GC") out = cmdGc(inv);
   else out = cmdStatus(inv);
+  nl::parkNftSocketCloses(false);
+  nl::closeParkedSockets();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
   logInfo(std::string(out.exitCode == 0 ? "ok" : "failed") + " in " + std::to_string(us) + " us");
   return out;

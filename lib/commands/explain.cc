@@ -33,11 +33,21 @@ CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText) 
   std::vector<RoutingDomain> domains;
   for (const auto& d : conf->routingDomains)
     if (d.name == host.domain) domains.push_back(d);
-  plan::HostBase base = plan::buildHostBase(domains, host.hairpin);
+  std::optional<EgressPortPool> pool;
+  if (host.portPool) pool = conf->egressPortPool;
+  plan::HostBase base = plan::buildHostBase(domains, host.hairpin, pool);
   out += "\n# host (node netns): routing domain " + (host.domain.empty() ? std::string("none") : host.domain) +
-         ", hairpin " + (host.hairpin ? "on" : "off") + "\n";
+         ", hairpin " + (host.hairpin ? "on" : "off") + ", egress port pool " + (host.portPool ? "on" : "off") + "\n";
   if (base.table) out += plan::renderTable(*base.table);
   for (const auto& e : host.elements) out += e.text() + "\n";
+  if (pool) {
+    // ADD claims the lowest free block; explain shows what block 0 would look like.
+    plan::HostMembership example;
+    plan::addPortBlockElements(example, pod.ips, *pool, 0);
+    out += "# port block: ADD claims a free block of " + std::to_string(pool->blockSize) + " ports out of " +
+           std::to_string(pool->blockCount()) + "; with block 0:\n";
+    for (const auto& e : example.elements) out += e.text() + "\n";
+  }
   for (const auto& r : base.rules) out += "# " + r.text() + "\n";
   for (const auto& r : host.rules) out += "# " + r.text() + "\n";
   for (const auto& r : base.routes) out += "# " + r.text() + "\n";

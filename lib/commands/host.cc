@@ -1,13 +1,19 @@
 #include "commands/host.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <fstream>
 #include <set>
 
 #include "config/domains.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
 #include "nl/route.h"
+#include "plan/render.h"
 #include "state/host_users.h"
+#include "state/lock.h"
+#include "util/digest.h"
 #include "state/port_blocks.h"
 #include "util/log.h"
 
@@ -67,29 +73,58 @@ std::vector<plan::HostElement> minus(const std::vector<plan::HostElement>& a, co
 
 // One nftables transaction that leaves the host table matching `base`, with `remove`
 // elements gone and `add` elements present.
-Status commitHostTable(const plan::HostBase& base, const std::vector<plan::HostElement>& remove,
-                       const std::vector<plan::HostElement>& add) {
+// The digest of the shared objects last committed, so an ADD that changes only its own
+// elements does not rebuild (and make the kernel free and re-create) the base chains.
+std::string baseDigestPath(const std::string& stateDir) { return stateDir + "/host/base.json"; }
+
+std::string readBaseDigest(const std::string& stateDir) {
+  std::ifstream in(baseDigestPath(stateDir));
+  std::string d;
+  std::getline(in, d);
+  return d;
+}
+
+Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
+                       const std::vector<plan::HostElement>& remove, const std::vector<plan::HostElement>& add) {
   auto sock = nl::NftSocket::open();
   if (!sock) return sock.error();
   nl::NftBatch batch;
   const plan::Table shell = hostTableShell();
   if (!base.table) {
+    ::unlink(baseDigestPath(stateDir).c_str());
+    auto exists = nl::tableExists(*sock, shell.family, shell.name);
+    if (!exists) return exists.error();
+    if (!*exists) return Status::success();
     nl::batchDeleteTable(batch, shell.family, shell.name);
     return sock->commit(batch);
   }
-  nl::batchEnsureBase(batch, *base.table);
+  const std::string digest = digestHex(plan::renderTable(*base.table));
+  bool current = readBaseDigest(stateDir) == digest;
+  if (current) {
+    auto exists = nl::tableExists(*sock, shell.family, shell.name);
+    if (!exists) return exists.error();
+    current = *exists;
+  }
   std::set<std::string> wanted;
   for (const auto& s : base.table->sets) wanted.insert(s.name);
+  if (!current) nl::batchEnsureBase(batch, *base.table);
   std::vector<plan::HostElement> removable;
   for (const auto& e : remove)
     if (wanted.count(e.set)) removable.push_back(e);
   if (!removable.empty()) nl::batchDeleteElements(batch, shell, removable);
   if (!add.empty()) nl::batchAddElements(batch, shell, add);
-  auto existing = nl::listSets(*sock, shell.family, shell.name);
-  if (!existing) return existing.error();
-  for (const auto& name : *existing)
-    if (!wanted.count(name)) nl::batchDeleteSet(batch, shell, name);
-  return sock->commit(batch);
+  if (!current) {
+    auto existing = nl::listSets(*sock, shell.family, shell.name);
+    if (!existing) return existing.error();
+    for (const auto& name : *existing)
+      if (!wanted.count(name)) nl::batchDeleteSet(batch, shell, name);
+  }
+  if (auto s = sock->commit(batch); !s) return s;
+  if (!current) {
+    if (auto s = state::ensureDirectory(stateDir + "/host"); !s) return s;
+    std::ofstream(baseDigestPath(stateDir), std::ios::trunc) << digest << "\n";
+  }
+  return Status::success();
 }
 
 // Removes the ip rules and routes of a domain nobody uses any more, then its state.
@@ -160,7 +195,7 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
     state::PortBlocks(stateDir).release(userKey, *before.portBlock);
 
   plan::HostBase base = currentBase(users);
-  if (auto s = commitHostTable(base, minus(before.elements, now.elements), now.elements); !s) return s;
+  if (auto s = commitHostTable(stateDir, base, minus(before.elements, now.elements), now.elements); !s) return s;
 
   auto rs = nl::RouteSocket::open();
   if (!rs) return rs.error();
@@ -191,7 +226,7 @@ Status removeHostMembership(const std::string& stateDir, const std::string& user
   };
   for (const auto& r : resources) note(users.remove(r, userKey));
   plan::HostBase base = currentBase(users);
-  note(commitHostTable(base, had.elements, {}));
+  note(commitHostTable(stateDir, base, had.elements, {}));
   auto rs = nl::RouteSocket::open();
   if (rs) {
     for (const auto& r : had.rules) note(rs->deleteRule(r));

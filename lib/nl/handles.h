@@ -22,7 +22,14 @@ template <auto Fn> struct CDeleter {
   }
 };
 
-using MnlSocketPtr = std::unique_ptr<mnl_socket, CDeleter<mnl_socket_close>>;
+// Closing an nftables socket after a commit that deleted objects waits for the kernel to
+// free them (an RCU grace period, ~10 ms). closeNftSocket parks the socket instead while
+// a command holds the node lock; closeParkedSockets runs after the lock is released, so
+// that wait never serializes other pods' ADD/DEL.
+void closeNftSocket(mnl_socket* s);
+void parkNftSocketCloses(bool park);
+void closeParkedSockets();
+using MnlSocketPtr = std::unique_ptr<mnl_socket, CDeleter<closeNftSocket>>;
 using TablePtr = std::unique_ptr<nftnl_table, CDeleter<nftnl_table_free>>;
 using ChainPtr = std::unique_ptr<nftnl_chain, CDeleter<nftnl_chain_free>>;
 using RulePtr = std::unique_ptr<nftnl_rule, CDeleter<nftnl_rule_free>>;

@@ -51,7 +51,25 @@ std::string extackMessage(const nlmsghdr* nlh) {
   return {};
 }
 
+std::vector<mnl_socket*>& parked() {
+  static std::vector<mnl_socket*> sockets;
+  return sockets;
+}
+bool gPark = false;
+
 } // namespace
+
+void closeNftSocket(mnl_socket* s) {
+  if (gPark) parked().push_back(s);
+  else mnl_socket_close(s);
+}
+
+void parkNftSocketCloses(bool park) { gPark = park; }
+
+void closeParkedSockets() {
+  for (auto* s : parked()) mnl_socket_close(s);
+  parked().clear();
+}
 
 void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what) {
   std::vector<char> scratch(kMsgScratch);

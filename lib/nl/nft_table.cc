@@ -52,14 +52,17 @@ std::vector<SequenceDiff> diffRuleSequences(const std::vector<std::vector<std::s
 
 } // namespace
 
-void batchReplaceTable(NftBatch& batch, const plan::Table& desired) {
+namespace {
+void batchTable(NftBatch& batch, const plan::Table& desired, bool replace) {
   const uint16_t fam = familyNumber(desired.family);
   TablePtr table = encodeTable(desired);
   const std::string label = tableLabel(desired);
-  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE,
-            [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + label);
-  batch.add(NFT_MSG_DELTABLE, fam, 0, [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); },
-            "flush " + label);
+  if (replace) {
+    batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE,
+              [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + label);
+    batch.add(NFT_MSG_DELTABLE, fam, 0, [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); },
+              "flush " + label);
+  }
   batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE | NLM_F_EXCL,
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "create " + label);
   for (const auto& s : desired.sets) {
@@ -89,6 +92,10 @@ void batchReplaceTable(NftBatch& batch, const plan::Table& desired) {
     }
   }
 }
+} // namespace
+
+void batchReplaceTable(NftBatch& batch, const plan::Table& desired) { batchTable(batch, desired, true); }
+void batchCreateTable(NftBatch& batch, const plan::Table& desired) { batchTable(batch, desired, false); }
 
 void batchDeleteTable(NftBatch& batch, const std::string& family, const std::string& name) {
   plan::Table t;

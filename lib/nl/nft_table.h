@@ -15,6 +15,10 @@ namespace podsteer::nl {
 // transaction: "add table" (so the delete cannot fail), "delete table", then the table,
 // its chains and its rules. A repeated ADD therefore never duplicates a rule.
 void batchReplaceTable(NftBatch& batch, const plan::Table& desired);
+// The same for a table known not to exist: no delete, so the kernel has nothing to free
+// after the commit (freeing waits for an RCU grace period, several milliseconds, which a
+// fresh ADD should not pay).
+void batchCreateTable(NftBatch& batch, const plan::Table& desired);
 // Adds "delete table" to `batch`; a table that is already gone is not an error.
 void batchDeleteTable(NftBatch& batch, const std::string& family, const std::string& name);
 

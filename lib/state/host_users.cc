@@ -101,6 +101,7 @@ void HostUsers::forget(const std::string& resource) const {
   if (inUse(resource)) return;
   ::rmdir((dir_ + "/" + resource).c_str());
   ::unlink((dir_ + "/" + resource + ".json").c_str());
+  if (activeResources().empty()) ::unlink((dir_ + "/base.json").c_str());
   ::rmdir(dir_.c_str()); // only succeeds when nothing else is left
 }
 
