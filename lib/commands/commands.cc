@@ -3,11 +3,13 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <set>
 #include <chrono>
 
 #include "cni/result.h"
 #include "commands/host.h"
 #include "state/host_users.h"
+#include "state/port_blocks.h"
 #include "cni/version.h"
 #include "config/netconf.h"
 #include "config/pod.h"
@@ -19,6 +21,7 @@
 #include "state/lock.h"
 #include "state/record.h"
 #include "util/digest.h"
+#include "util/fault.h"
 #include "util/log.h"
 
 namespace podsteer {
@@ -99,6 +102,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
 
   auto lock = state::NodeLock::acquire(conf.stateDir);
   if (!lock) return failure(lock.error(), conf.cniVersion);
+  faultPoint("add:locked");
   RecordStore store(conf.stateDir);
   auto previous = store.read(conf.name, env.containerId, env.ifname);
 
@@ -127,6 +131,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
     auto block = claimPortBlock(conf.stateDir, userKey, *conf.egressPortPool, before.portBlock);
     if (!block) return failure(block.error(), conf.cniVersion);
     plan::addPortBlockElements(plan->host, pod.ips, *conf.egressPortPool, *block);
+    faultPoint("add:block-claimed");
   }
   rec.host = membershipToJson(plan->host);
 
@@ -136,6 +141,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
       (void)removeHostMembership(conf.stateDir, userKey, plan->host);
     return failure(s.error(), conf.cniVersion);
   }
+  faultPoint("add:record-written");
 
   auto sock = nl::NftSocket::openIn(ns->fd.get());
   if (!sock) {
@@ -152,6 +158,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
     else if (*exists) nl::batchDeleteTable(batch, "inet", plan::kTableName);
     applied = sock->commit(batch);
   }
+  if (applied) faultPoint("add:pod-programmed");
   if (applied) applied = applyHostMembership(conf.stateDir, userKey, plan->host, before, conf.routingDomains,
                                                        conf.egressPortPool);
   if (!applied) {
@@ -190,11 +197,15 @@ CommandOutput cmdDel(const Invocation& inv) {
     s = cleanupPodNetns((*rec)->netns, (*rec)->netnsIdentity);
   }
   if (!s) return failure(s.error(), conf.cniVersion);
+  faultPoint("del:pod-cleaned");
   if (rec && *rec) {
     const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
     if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->host)); !h)
       return failure(h.error(), conf.cniVersion);
   }
+  // A block claimed by an ADD that died before writing its record belongs to nobody else.
+  state::PortBlocks(conf.stateDir).releaseOwnedBy(state::HostUsers::userKey(conf.name, env.containerId, env.ifname));
+  faultPoint("del:host-cleaned");
   if (auto r = store.remove(conf.name, env.containerId, env.ifname); !r) return failure(r.error(), conf.cniVersion);
   logInfo(std::string("removed attachment") + (rec && *rec ? "" : " (no record)") +
           (env.netns.empty() ? ", netns not given" : ""));
@@ -286,6 +297,15 @@ CommandOutput cmdGc(const Invocation& inv) {
       continue;
     }
     ++removed;
+  }
+  store.removeStaleTemps(conf.name);
+  // Blocks claimed by ADDs that died before their record: GC frees those of this network
+  // whose owner has no record.
+  {
+    std::set<std::string> owners;
+    for (const auto& rec : store.list(conf.name))
+      owners.insert(state::HostUsers::userKey(rec.network, rec.containerId, rec.ifname));
+    state::PortBlocks(conf.stateDir).releaseUnless(conf.name + ":", [&](const std::string& o) { return owners.count(o) > 0; });
   }
   for (const auto& p : problems) logWarn("GC: " + p);
   logInfo("GC removed " + std::to_string(removed) + " stale attachment(s)");

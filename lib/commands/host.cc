@@ -14,6 +14,7 @@
 #include "state/host_users.h"
 #include "state/lock.h"
 #include "util/digest.h"
+#include "util/fault.h"
 #include "state/port_blocks.h"
 #include "util/log.h"
 
@@ -194,8 +195,10 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
   if (before.portBlock && before.portBlock != now.portBlock)
     state::PortBlocks(stateDir).release(userKey, *before.portBlock);
 
+  faultPoint("add:host-users");
   plan::HostBase base = currentBase(users);
   if (auto s = commitHostTable(stateDir, base, minus(before.elements, now.elements), now.elements); !s) return s;
+  faultPoint("add:host-table");
 
   auto rs = nl::RouteSocket::open();
   if (!rs) return rs.error();
@@ -206,6 +209,7 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
   for (const auto& r : before.rules)
     if (std::find(now.rules.begin(), now.rules.end(), r) == now.rules.end())
       if (auto s = rs->deleteRule(r); !s) return s;
+  faultPoint("add:host-base-routes");
   for (const auto& r : now.rules)
     if (auto s = rs->addRule(r); !s) return s;
   for (const auto& r : had)

@@ -1,5 +1,6 @@
 #include "state/port_blocks.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -48,6 +49,25 @@ Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount
                    "egressPortPool: pool exhausted: " + poolText + ", " + std::to_string(inUse) + " of " +
                        std::to_string(blockCount) + " blocks in use",
                    "release blocks by deleting pods, or widen egressPortPool.ports / lower blockSize");
+}
+
+std::vector<std::pair<uint32_t, std::string>> PortBlocks::claims() const {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
+    uint32_t index = static_cast<uint32_t>(std::stoul(n));
+    if (auto owner = ownerOf(index)) out.emplace_back(index, *owner);
+  }
+  ::closedir(d);
+  return out;
+}
+
+void PortBlocks::releaseOwnedBy(const std::string& owner) const {
+  for (const auto& [index, o] : claims())
+    if (o == owner) release(o, index);
 }
 
 void PortBlocks::release(const std::string& owner, uint32_t index) const {

@@ -2,6 +2,8 @@
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cni/error.h"
 
@@ -19,10 +21,20 @@ public:
   Result<uint32_t> claim(const std::string& owner, uint32_t blockCount, std::optional<uint32_t> preferred,
                          const std::string& poolText) const;
   void release(const std::string& owner, uint32_t index) const;
+  // Releases every block whose owner matches `owner` (a DEL that lost its record), or,
+  // with a prefix match, every block of a network whose owner `keep` does not accept (GC).
+  void releaseOwnedBy(const std::string& owner) const;
+  template <typename Keep> void releaseUnless(const std::string& ownerPrefix, Keep keep) const;
+  std::vector<std::pair<uint32_t, std::string>> claims() const;
   std::optional<std::string> ownerOf(uint32_t index) const;
 
 private:
   std::string dir_;
 };
+
+template <typename Keep> void PortBlocks::releaseUnless(const std::string& ownerPrefix, Keep keep) const {
+  for (const auto& [index, owner] : claims())
+    if (owner.rfind(ownerPrefix, 0) == 0 && !keep(owner)) release(owner, index);
+}
 
 } // namespace podsteer::state

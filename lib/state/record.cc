@@ -180,3 +180,18 @@ std::vector<AttachmentRecord> RecordStore::list(const std::string& network, std:
 }
 
 } // namespace podsteer::state
+
+namespace podsteer::state {
+
+void RecordStore::removeStaleTemps(const std::string& network) const {
+  const std::string netDir = stateDir_ + "/" + network;
+  for (const auto& cid : listDir(netDir)) {
+    const std::string dir = netDir + "/" + cid;
+    for (const auto& file : listDir(dir))
+      if (file.find(".json.tmp.") != std::string::npos) ::unlink((dir + "/" + file).c_str());
+    ::rmdir(dir.c_str()); // only when that left it empty
+  }
+  ::rmdir(netDir.c_str());
+}
+
+} // namespace podsteer::state

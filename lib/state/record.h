@@ -50,6 +50,8 @@ public:
   // All records of `network` (every network when empty). Unreadable records are skipped
   // and reported in `problems`.
   std::vector<AttachmentRecord> list(const std::string& network, std::vector<std::string>* problems = nullptr) const;
+  // Removes temp files left by writers killed before their rename (GC runs it).
+  void removeStaleTemps(const std::string& network) const;
 
 private:
   std::string stateDir_;
