@@ -46,7 +46,8 @@ size_t editDistance(const std::string& a, const std::string& b) {
 template <size_t N>
 void warnMisspelled(const nlohmann::json& obj, const std::array<const char*, N>& known, const std::string& prefix,
                     std::vector<std::string>& warnings) {
-  for (const auto& [key, _] : obj.items()) {
+  for (const auto& item : obj.items()) {
+    const std::string& key = item.key();
     if (std::find_if(known.begin(), known.end(), [&](const char* k) { return key == k; }) != known.end()) continue;
     // Prefer a case-insensitive exact match, then the nearest name within 2 edits, so
     // "excludeOutboundCidrs" is pointed at its own field, not at includeOutboundCIDRs.

@@ -8,8 +8,10 @@ namespace podsteer::plan {
 namespace {
 
 // Ingress is judged before the capture's redirect (-100) so the port the peer asked for
-// counts, not the proxy's; egress after the output NAT, so what actually leaves the pod
-// counts (the proxy's own connection, or the egress gateway), and app -> sidecar is lo.
+// counts, not the proxy's. Egress is judged in postrouting, after the output NAT and the
+// re-route it causes: what actually leaves the pod counts (the proxy's own connection, or
+// the egress gateway), and app -> sidecar is seen on lo. (In the output hook the packet
+// would still carry its original device, so the redirected connection would be dropped.)
 constexpr int kIngressPriority = -150;
 constexpr int kEgressPriority = 0;
 constexpr uint8_t kProtoIcmpv6 = 58;
@@ -63,7 +65,7 @@ void addRules(Table& t, Chain& c, const std::vector<FirewallRule>& rules, const 
 
 void addFirewall(Table& table, const FirewallConfig& fw, const std::set<Family>& families) {
   Chain in = firewallChain("fw_ingress", "prerouting", fw.ingressDrop);
-  Chain out = firewallChain("fw_egress", "output", fw.egressDrop);
+  Chain out = firewallChain("fw_egress", "postrouting", fw.egressDrop);
   addRules(table, in, fw.ingress, "fw_in_", true, families);
   addRules(table, out, fw.egress, "fw_out_", false, families);
   table.chains.push_back(std::move(in));

@@ -40,10 +40,6 @@ def uplink_gw6(name):
     return "fd00:6%d::1" % UPLINKS[name][0]
 
 
-def node_end4(name):
-    return "192.168.6%d.2" % UPLINKS[name][0]
-
-
 def domain(name, table, priority, uplink, mark=None, match="mark", v6=False, **extra):
     """A routingDomains entry whose table sends the servers' subnet out through uplink."""
     dev = UPLINKS[uplink][1]
@@ -82,7 +78,8 @@ class HostTopo:
         if main in self.uplink_ns:
             sh(["ip", "-n", env.node, "route", "add", SERVER_NET4, "via", uplink_gw4(main)])
             if v6:
-                sh(["ip", "-n", env.node, "-6", "route", "add", SERVER_NET6, "via", uplink_gw6(main)])
+                sh(["ip", "-n", env.node, "-6", "route", "add", SERVER_NET6, "via",
+                    uplink_gw6(main)])
         if servers:
             for name, ns in self.uplink_ns.items():
                 env.server(ns, SERVER_PORT, name)
@@ -185,7 +182,7 @@ class HostTopo:
         return self.env.ok(command, pod, conf, env={"CNI_ARGS": self.cni_args(pod)})
 
     # ---- traffic ------------------------------------------------------------------------
-    def reach(self, pod, want_name, want_peer, v6=False, why=""):
+    def reach(self, pod, want_name, want_peer, v6=False):
         """The pod's connection to the shared server address must be answered by server
         want_name, which must have seen want_peer as the source."""
         host = SERVER6 if v6 else SERVER4
@@ -254,9 +251,3 @@ def table_routes(env, table, v6=False, ns=None):
     out = sh(["ip", "-n", ns or env.node] + (["-6"] if v6 else []) +
              ["route", "show", "table", str(table)], check=False).stdout
     return [l.strip() for l in out.splitlines() if l.strip()]
-
-
-def link_tx(env, dev, ns=None):
-    """tx packet counter of a node device."""
-    out = sh(["ip", "-n", ns or env.node, "-s", "-j", "link", "show", dev]).stdout
-    return json.loads(out)[0]["stats64"]["tx"]["packets"]
