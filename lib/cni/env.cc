@@ -94,15 +94,23 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
   env.ifname = getenv("CNI_IFNAME").value_or("");
   env.path = getenv("CNI_PATH").value_or("");
 
+  // Only what the command uses is validated: libcni asks VERSION with CNI_NETNS=dummy,
+  // and a plugin that refuses that is refused by podman and CRI-O.
+  const bool pathsUsed = env.command == "ADD" || env.command == "CHECK" || env.command == "DEL" || !requireCommand;
   if (req->containerId && env.containerId.empty()) return envError("CNI_CONTAINERID", "not set");
-  if (!env.containerId.empty())
+  if (pathsUsed && !env.containerId.empty())
     if (auto s = validateContainerId(env.containerId); !s) return s.error();
   if (req->netns && env.netns.empty()) return envError("CNI_NETNS", "not set");
-  if (!env.netns.empty() && env.netns[0] != '/') return envError("CNI_NETNS", "must be an absolute path");
+  if (pathsUsed && !env.netns.empty() && env.netns[0] != '/') return envError("CNI_NETNS", "must be an absolute path");
   if (req->ifname && env.ifname.empty()) return envError("CNI_IFNAME", "not set");
-  if (!env.ifname.empty())
+  if (pathsUsed && !env.ifname.empty())
     if (auto s = validateIfname(env.ifname); !s) return s.error();
   if (req->path && env.path.empty()) return envError("CNI_PATH", "not set");
+  if (!pathsUsed) {
+    env.containerId.clear();
+    env.netns.clear();
+    env.ifname.clear();
+  }
 
   auto args = parseCniArgs(getenv("CNI_ARGS").value_or(""));
   if (!args) return args.error();

@@ -202,6 +202,9 @@ CommandOutput cmdDel(const Invocation& inv) {
     const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
     if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->host)); !h)
       return failure(h.error(), conf.cniVersion);
+    if (!(*rec)->pendingHost.is_null())
+      if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->pendingHost)); !h)
+        return failure(h.error(), conf.cniVersion);
   }
   // A block claimed by an ADD that died before writing its record belongs to nobody else.
   state::PortBlocks(conf.stateDir).releaseOwnedBy(state::HostUsers::userKey(conf.name, env.containerId, env.ifname));
@@ -287,9 +290,12 @@ CommandOutput cmdGc(const Invocation& inv) {
       continue;
     }
     const std::string userKey = state::HostUsers::userKey(rec.network, rec.containerId, rec.ifname);
-    if (auto s = removeHostMembership(conf.stateDir, userKey, membershipFromJson(rec.host)); !s) {
-      logWarn("GC " + key + ": " + s.error().msg);
-      if (!firstError) firstError = s.error();
+    Status hs = removeHostMembership(conf.stateDir, userKey, membershipFromJson(rec.host));
+    if (hs && !rec.pendingHost.is_null())
+      hs = removeHostMembership(conf.stateDir, userKey, membershipFromJson(rec.pendingHost));
+    if (!hs) {
+      logWarn("GC " + key + ": " + hs.error().msg);
+      if (!firstError) firstError = hs.error();
       continue;
     }
     if (auto s = store.remove(rec.network, rec.containerId, rec.ifname); !s) {

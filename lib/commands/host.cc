@@ -183,9 +183,22 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
     if (auto s = users.add(r, userKey); !s) return s;
   if (!now.domain.empty()) {
     auto d = std::find_if(domains.begin(), domains.end(), [&](const auto& x) { return x.name == now.domain; });
-    if (d != domains.end())
+    if (d != domains.end()) {
+      // A changed definition: what the old one installed and the new one does not goes.
+      if (auto old = domainFromState(users, domainResource(d->name)); old && !(old->source == d->source && old->markMask == d->markMask)) {
+        plan::HostBase was = plan::buildHostBase({*old}, false), will = plan::buildHostBase({*d}, false);
+        auto rs = nl::RouteSocket::open();
+        if (!rs) return rs.error();
+        for (const auto& r : was.rules)
+          if (std::find(will.rules.begin(), will.rules.end(), r) == will.rules.end())
+            if (auto s = rs->deleteRule(r); !s) return s;
+        for (const auto& r : was.routes)
+          if (std::find(will.routes.begin(), will.routes.end(), r) == will.routes.end())
+            if (auto s = rs->deleteRoute(r); !s) return s;
+      }
       if (auto s = users.writeConfig(domainResource(d->name), {{"source", d->source}, {"markMask", d->markMask}}); !s)
         return s;
+    }
   }
   if (now.portPool && now.portBlock && pool)
     if (auto s = users.writeConfig(kPortPoolResource, pool->source); !s) return s;

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "commands/host.h"
 #include "commands/inspect.h"
@@ -17,6 +18,7 @@
 #include "state/host_users.h"
 #include "state/lock.h"
 #include "util/digest.h"
+#include "util/fault.h"
 
 namespace podsteer {
 
@@ -53,6 +55,25 @@ std::string netnsIdentityOf(int fd) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) return {};
   return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
+}
+
+// Whether the node holds another definition of the pod's domain or port pool than the
+// new config ("" when not).
+std::string sharedDefinitionChange(const std::string& stateDir, const NetConf& conf, const plan::HostMembership& m) {
+  state::HostUsers users(stateDir);
+  if (!m.domain.empty()) {
+    for (const auto& d : conf.routingDomains) {
+      if (d.name != m.domain) continue;
+      auto held = users.readConfig("domain-" + d.name);
+      if (held && ((*held).value("source", nlohmann::json()) != d.source || (*held).value("markMask", 0u) != d.markMask))
+        return "routing domain " + d.name + " definition changed";
+    }
+  }
+  if (m.portPool && conf.egressPortPool) {
+    auto held = users.readConfig("portpool");
+    if (held && *held != conf.egressPortPool->source) return "egress port pool definition changed";
+  }
+  return {};
 }
 
 PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
@@ -98,8 +119,21 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     }
   }
 
-  out.changes = plan::diffPlans(*oldPlan, *newPlan);
   bool damaged = false;
+  if (!rec.pendingHost.is_null()) {
+    // A reconcile died between its record and the kernel: finish the move from the
+    // membership it started from.
+    oldPlan->host = membershipFromJson(rec.pendingHost);
+    damaged = true;
+  }
+  out.changes = plan::diffPlans(*oldPlan, *newPlan);
+  if (damaged) out.changes.push_back({'!', "repair", "an earlier reconcile of this pod did not finish"});
+  // A domain or port pool whose definition changed must reach the node even when the
+  // pod's own elements stay the same.
+  if (auto why = sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host); !why.empty()) {
+    out.changes.push_back({'~', "host", why});
+    damaged = true;
+  }
   if (opts.repair) {
     auto v = verifyRecord(rec, opts.stateDir);
     if (!v) return fail(v.error().msg);
@@ -138,8 +172,10 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   updated.podTable = newPlan->podTable ? plan::renderTable(*newPlan->podTable) : "";
   updated.planDigest = digestHex(updated.podTable);
   updated.host = membershipToJson(newPlan->host);
+  updated.pendingHost = rec.pendingHost.is_null() ? rec.host : rec.pendingHost;
   updated.updatedAt = state::nowUtc();
   if (auto s = store.write(updated); !s) return fail(s.error().msg);
+  faultPoint("reconcile:record-written");
 
   if (oldPlan->podTable != newPlan->podTable || damaged) {
     auto sock = nl::NftSocket::openIn(ns->fd.get());
@@ -158,7 +194,9 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
         !s)
       return fail(s.error().msg);
   }
-  out.status = damaged ? "repaired" : "changed";
+  updated.pendingHost = nullptr;
+  if (auto s = store.write(updated); !s) return fail(s.error().msg);
+  out.status = damaged && out.changes.size() == 1 && out.changes[0].op == '!' ? "repaired" : "changed";
   return out;
 }
 
@@ -179,8 +217,11 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   const auto start = std::chrono::steady_clock::now();
   state::RecordStore store(opts.stateDir);
   std::vector<PodOutcome> outcomes;
-  for (const auto& rec : store.list(opts.network))
+  for (const auto& rec : store.list(opts.network)) {
     outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
+    // Between pods the lock is free: give a queued ADD or DEL the chance to take it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
 
   size_t changed = 0, unchanged = 0, failed = 0;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,6 +127,26 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
   return Status::success();
 }
 
+// uninstall leaves this in the bin dir so a still-running `install --watch` (the kubelet
+// runs preStop before it stops the container) does not put podsteer back. A new install
+// process removes it when it starts.
+std::string uninstalledMarker(const std::string& binDir) { return binDir + "/.podsteer-uninstalled"; }
+
+// Serializes install passes and uninstall on one node.
+class InstallLock {
+public:
+  explicit InstallLock(const std::string& binDir) {
+    fd_ = ::open((binDir + "/.podsteer-install.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ >= 0) ::flock(fd_, LOCK_EX);
+  }
+  ~InstallLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+private:
+  int fd_ = -1;
+};
+
 } // namespace
 
 std::string findPrimaryConfig(const std::string& confDir) {
@@ -154,11 +175,20 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     primary = findPrimaryConfig(opts.confDir);
   }
+  InstallLock lock(opts.binDir);
+  if (::access(uninstalledMarker(opts.binDir).c_str(), F_OK) == 0) {
+    report += "podsteer was uninstalled on this node; not installing again\n";
+    gStop = 1;
+    return Status::success();
+  }
   if (auto s = installBinary(opts, changed, report); !s) return s;
   return installEntry(opts, primary, changed, report);
 }
 
 Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report) {
+  InstallLock lock(binDir);
+  // Tell a running `install --watch` to stop before we take anything away.
+  if (int fd = ::open(uninstalledMarker(binDir).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
   for (const auto& n : configFiles(confDir)) {
     const std::string path = confDir + "/" + n;
     std::string text;
@@ -227,6 +257,7 @@ int runInstallCommand(int argc, char** argv) {
     if (!s) std::cerr << "podsteer uninstall: " << s.error().msg << "\n";
     return s ? 0 : 1;
   }
+  ::unlink(uninstalledMarker(opts.binDir).c_str()); // a new install lifts an old uninstall
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
   do {

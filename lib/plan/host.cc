@@ -211,8 +211,8 @@ HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hai
   if (activePool) {
     // Port blocks first: a pod's connections to the pool's destinations leave with a
     // source port from its own block (one map lookup, whatever the number of pods).
-    t.sets.push_back(Set{kPoolMapV4, SetKey::kIpv4, true});
-    t.sets.push_back(Set{kPoolMapV6, SetKey::kIpv6, true});
+    t.sets.push_back(Set{kPoolMapV4, SetKey::kIpv4, true, false, {}, {}});
+    t.sets.push_back(Set{kPoolMapV6, SetKey::kIpv6, true, false, {}, {}});
     for (const auto& dst : activePool->destinations) {
       const char* map = dst.family == Family::kIpv4 ? kPoolMapV4 : kPoolMapV6;
       std::optional<Cidr> to;
@@ -232,7 +232,7 @@ HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hai
   for (const auto& d : domains) {
     for (Family f : {Family::kIpv4, Family::kIpv6}) {
       std::string set = domainSetName(d.name, f);
-      t.sets.push_back(Set{set, f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6, false});
+      t.sets.push_back(Set{set, f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6, false, false, {}, {}});
       // Mark mode: members' packets get the domain's bits; other bits are left as they were.
       if (d.match == DomainMatch::kMark) pre.rules.push_back(Rule{{saddrInSet(set, f)}, markSetStmt(d.mark, d.markMask)});
       if (d.snatAddress && d.snatAddress->family == f) {
@@ -265,8 +265,8 @@ HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hai
     for (const auto& route : d.routes) base.routes.push_back(IpRoute{d.table, route.dst, route.gw, route.dev});
   }
   if (hairpinActive) {
-    t.sets.push_back(Set{kHairpinSetV4, SetKey::kIpv4Pair, false});
-    t.sets.push_back(Set{kHairpinSetV6, SetKey::kIpv6Pair, false});
+    t.sets.push_back(Set{kHairpinSetV4, SetKey::kIpv4Pair, false, false, {}, {}});
+    t.sets.push_back(Set{kHairpinSetV6, SetKey::kIpv6Pair, false, false, {}, {}});
     // A pod that reached a VIP DNATed back to itself: masquerade so the answer comes
     // from the node, not from the pod's own address (which the pod would drop).
     post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV4, Family::kIpv4)}, masqueradeStmt()});

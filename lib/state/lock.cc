@@ -1,13 +1,14 @@
 #include "state/lock.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/time.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 namespace podsteer::state {
 
@@ -37,17 +38,30 @@ Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::mil
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(errno));
   nl::UniqueFd lockFd(fd);
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto backoff = std::chrono::milliseconds(1);
-  while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK && errno != EINTR)
-      return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(errno));
-    if (std::chrono::steady_clock::now() >= deadline)
+  // A blocking flock queues us in the kernel, so a command that releases and re-takes the
+  // lock in a loop (reconcile, per pod) cannot starve us the way polling could. A one-shot
+  // timer interrupts the wait at the deadline.
+  struct sigaction quiet {};
+  quiet.sa_handler = [](int) {};
+  sigemptyset(&quiet.sa_mask);
+  quiet.sa_flags = 0; // no SA_RESTART: flock must return EINTR
+  struct sigaction previous {};
+  ::sigaction(SIGALRM, &quiet, &previous);
+  itimerval timer{};
+  timer.it_value.tv_sec = timeout.count() / 1000;
+  timer.it_value.tv_usec = (timeout.count() % 1000) * 1000;
+  ::setitimer(ITIMER_REAL, &timer, nullptr);
+  int rc = ::flock(fd, LOCK_EX);
+  int err = errno;
+  itimerval off{};
+  ::setitimer(ITIMER_REAL, &off, nullptr);
+  ::sigaction(SIGALRM, &previous, nullptr);
+  if (rc != 0) {
+    if (err == EINTR)
       return makeError(ErrorCode::kTryAgain,
                        "timed out after " + std::to_string(timeout.count()) + " ms waiting for the node lock " + path,
                        "another podsteer command holds it; retry");
-    std::this_thread::sleep_for(backoff);
-    backoff = std::min(backoff * 2, std::chrono::milliseconds(50));
+    return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(err));
   }
   return NodeLock(std::move(lockFd));
 }

@@ -56,7 +56,7 @@ nlohmann::json AttachmentRecord::toJson() const {
           {"ifname", ifname},       {"netns", netns}, {"netnsIdentity", netnsIdentity},           {"podNamespace", podNamespace},
           {"podName", podName},     {"cniVersion", cniVersion}, {"annotations", annotations},
           {"ips", ips},             {"config", config},         {"configDigest", configDigest},
-          {"podTable", podTable},   {"planDigest", planDigest}, {"host", host}, {"updatedAt", updatedAt}};
+          {"podTable", podTable},   {"planDigest", planDigest}, {"host", host}, {"pendingHost", pendingHost}, {"updatedAt", updatedAt}};
 }
 
 std::optional<AttachmentRecord> AttachmentRecord::fromJson(const nlohmann::json& j) {
@@ -78,6 +78,7 @@ std::optional<AttachmentRecord> AttachmentRecord::fromJson(const nlohmann::json&
     r.podTable = j.value("podTable", "");
     r.planDigest = j.value("planDigest", "");
     r.host = j.value("host", nlohmann::json::object());
+    r.pendingHost = j.contains("pendingHost") ? j["pendingHost"] : nlohmann::json(nullptr);
     r.updatedAt = j.value("updatedAt", "");
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;

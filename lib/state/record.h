@@ -29,6 +29,9 @@ struct AttachmentRecord {
   std::string podTable;     // the pod netns table as nft text ("" when nothing is programmed)
   std::string planDigest;
   nlohmann::json host = nlohmann::json::object(); // the host membership (domain, hairpin, elements, rules)
+  // Set while a reconcile moves the attachment from this membership to `host`: if it dies
+  // half-way, DEL removes both and the next reconcile re-applies.
+  nlohmann::json pendingHost = nullptr;
   std::string updatedAt;
 
   nlohmann::json toJson() const;

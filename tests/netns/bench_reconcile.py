@@ -7,19 +7,20 @@
 One throwaway node namespace (harness.Env, uplink A of host_topology.HostTopo for the
 routing domain's route) and one pod netns per attachment (`ip netns add`: the pod table
 lives there; the pods need no interface, podsteer needs the addresses, so the
-prevResults are made up). Configs A and B are test_reconcile's: A -> B changes the
-excluded CIDR of every capturing pod, turns hairpin off for every pod and puts the
-core-* pods into routing domain "core"; pods are in the groups of test_reconcile (D 40%,
-C 30%, F 15%, K 15%). For each size: ADD everything under A (parallel), then per round
-time reconcile --conf B --dry-run, --conf B, --conf B again (nothing to do), --conf A.
-Prints the wall time (process start included) and the time reconcile reports, median
-over the rounds, per attachment and the ratio of the sizes; and the A->B change set of
-one pod of each group. Everything is removed afterwards (also on Ctrl-C).
+prevResults are made up: test_reconcile.synthetic_pods). Configs A and B are
+test_reconcile's: A -> B changes the excluded CIDR of every capturing pod, turns hairpin
+off for every pod and puts the core-* pods into routing domain "core"; the pods are in
+test_reconcile's groups (D 40%, C 30%, F 15%, K 15%). For each size: ADD everything
+under A (parallel), then per round time reconcile --conf B --dry-run, --conf B, --conf B
+again (nothing to do), --conf A. Prints the wall time (process start included) and the
+time reconcile reports, median over the rounds, per attachment and the ratio of the
+sizes; and the A->B change set of one pod of each group. By default all of it twice:
+stateDir on tmpfs (as /run/podsteer in production) and on the disk (records fsynced).
+Everything is removed afterwards (also on Ctrl-C). About 2.5 minutes with the defaults.
 """
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
 import shutil
@@ -34,36 +35,36 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.dont_write_bytecode = True
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
-from harness import Pod  # noqa: E402
 from host_topology import HostTopo  # noqa: E402
 import test_reconcile as T  # noqa: E402
 
-SHARES = (("D", 0.40), ("C", 0.30), ("F", 0.15), ("K", 0.15))
 
-
-def make_pods(env, first, n):
-    pods = []
-    for k in range(n):
-        i = first + k
-        ns = env.new_netns("p")
-        pod = Pod(env, 1000 + i, ns)
-        pod.ip4, pod.gw4 = "10.254.%d.%d" % (i // 200, i % 200 + 2), "10.254.%d.1" % (i // 200)
-        pos, acc = (i % 20) / 20.0, 0.0
-        for kind, share in SHARES:
-            acc += share
-            if pos < acc - 1e-9:
-                break
-        pod.kind = kind
-        pod.k8s_ns = {"C": "core-%d" % i, "K": "kube-system"}.get(kind, "default")
-        pod.k8s_name = "pod%d" % i
-        pod.ann = T.ANN_CAPTURE_OFF if kind == "F" else {}
-        pods.append(pod)
-    return pods
+def fs_type(path):
+    """Filesystem type of the mount holding path (from /proc/self/mounts)."""
+    best, kind = "", "?"
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            mnt = parts[1].replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, parts[2]
+    return kind
 
 
 class Bench:
-    def __init__(self, plugin, jobs):
+    """One node netns with its pods; stateDir on tmpfs (as /run/podsteer in production:
+    records are not fsynced) or on the disk under the harness's temp dir (fsynced)."""
+
+    def __init__(self, plugin, jobs, tmpfs):
         self.env = harness.Env(plugin, "bench-reconcile")
+        self.shm = None
+        if tmpfs:
+            self.shm = tempfile.mkdtemp(prefix="podsteer-bench-state-", dir="/dev/shm")
+            self.env.state_dir = self.shm
+        self.fs = fs_type(self.env.state_dir)
         HostTopo(self.env, uplinks=("A",), servers=False)
         self.jobs = jobs
         self.pods = []
@@ -75,14 +76,14 @@ class Bench:
         return c
 
     def grow(self, n):
-        new = make_pods(self.env, len(self.pods), n - len(self.pods))
+        t0 = time.perf_counter()
+        new = T.synthetic_pods(self.env, len(self.pods), n - len(self.pods))
 
         def add(p):
             r = self.env.cni("ADD", p, self.conf(p, "A"),
                              env={"CNI_ARGS": HostTopo.cni_args(p)})
             if r.rc != 0:
                 raise RuntimeError("ADD %s failed: %s" % (p.k8s_name, r.show()))
-        t0 = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(self.jobs) as ex:
             list(ex.map(add, new))
         self.env.log.clear()
@@ -99,7 +100,8 @@ class Bench:
         if p.returncode != 0:
             raise RuntimeError("reconcile --conf %s %s: exit %d\n%s%s" % (
                 which, " ".join(flags), p.returncode, out[-2000:], p.stderr.decode()[-2000:]))
-        m = re.search(r"(?:would change|changed) (\d+), unchanged (\d+), failed (\d+) in (\d+) ms\s*$", out)
+        m = re.search(r"(?:would change|changed) (\d+), unchanged (\d+), failed (\d+) "
+                      r"in (\d+) ms\s*$", out)
         if not m:
             raise RuntimeError("no summary line in:\n%s" % out[-2000:])
         if want is not None and int(m.group(1)) != want:
@@ -109,6 +111,68 @@ class Bench:
 
     def cleanup(self):
         self.env.cleanup()
+        if self.shm:
+            shutil.rmtree(self.shm, ignore_errors=True)
+
+
+KINDS = ("dry-run A->B", "A->B", "B->B (no-op)", "B->A")
+
+
+def run_sizes(bench, sizes, rounds):
+    """-> ({size: {kind: (wall median, own median)}}, first A->B output)."""
+    results, sample = {}, None
+    for n in sizes:
+        took = bench.grow(n)
+        touched = sum(1 for p in bench.pods if p.kind != "K")
+        print("  %d attachments (%d changed by A<->B): pod netns + ADD under A in %.1fs"
+              % (n, touched, took), flush=True)
+        rows = {k: [] for k in KINDS}
+        for _ in range(rounds):
+            rows["dry-run A->B"].append(bench.reconcile("B", "--dry-run", want=touched)[:2])
+            w, own, out = bench.reconcile("B", want=touched)
+            rows["A->B"].append((w, own))
+            if sample is None:
+                sample = out
+            rows["B->B (no-op)"].append(bench.reconcile("B", want=0)[:2])
+            rows["B->A"].append(bench.reconcile("A", want=touched)[:2])
+        results[n] = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+                      for k, v in rows.items()}
+    return results, sample
+
+
+def print_table(title, results, sizes, rounds):
+    print("\n%s, median of %d rounds (wall: including process start via ip netns exec; "
+          "own: what reconcile reports)" % (title, rounds))
+    print("%-14s" % "" + "".join("%30s" % ("%d attachments" % n) for n in sizes) +
+          ("%14s" % ("ratio %d/%d" % (sizes[-1], sizes[0])) if len(sizes) > 1 else ""))
+    for k in KINDS:
+        cells = ""
+        for n in sizes:
+            w, own = results[n][k]
+            cells += "%30s" % ("%.0f ms (own %.0f, %.2f/att.)" % (w * 1e3, own * 1e3,
+                                                                  own * 1e3 / n))
+        ratio = ""
+        if len(sizes) > 1:
+            ratio = "%14s" % ("%.1fx" % (results[sizes[-1]][k][1] /
+                                         max(results[sizes[0]][k][1], 1e-3)))
+        print("%-14s%s%s" % (k, cells, ratio))
+
+
+def print_sample(sample, pods, n):
+    print("\nA->B change set, one pod per group (from the %d-attachment run):" % n)
+    parsed = T.parse_output(sample)
+    by_cid = {p.cid: p for p in pods}
+    shown = set()
+    for cid, b in parsed["pods"].items():
+        kind = by_cid[cid].kind
+        if kind in shown:
+            continue
+        shown.add(kind)
+        print("%s: %s   [group %s]" % (b["label"], b["status"], kind))
+        for line in b["changes"]:
+            print("  " + line)
+    print([l for l in sample.splitlines() if l.startswith("reconcile")][0])
+    print("(group K, kube-system in excludeNamespaces: not listed, unchanged)")
 
 
 def main():
@@ -117,6 +181,9 @@ def main():
     ap.add_argument("--sizes", default="20,500")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=4, help="parallel ADDs while populating")
+    ap.add_argument("--state", choices=("tmpfs", "disk", "both"), default="both",
+                    help="where stateDir lives: tmpfs (/dev/shm, as /run/podsteer: no fsync), "
+                         "disk (the harness's temp dir: records fsynced), or both in turn")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_reconcile.py: must run as root", file=sys.stderr)
@@ -135,70 +202,32 @@ def main():
     copydir = tempfile.mkdtemp(prefix="podsteer-bench-")
     plugin = os.path.join(copydir, "podsteer")
     shutil.copy2(os.path.abspath(args.plugin), plugin)
-    bench = None
-    results = {}
-    sample = None
     t_start = time.perf_counter()
+    placements = ["tmpfs", "disk"] if args.state == "both" else [args.state]
+    tables = []
     try:
-        bench = Bench(plugin, args.jobs)
-        for n in sizes:
-            took = bench.grow(n)
-            touched = sum(1 for p in bench.pods if p.kind != "K")
-            print("%d attachments (%d changed by A<->B): pod netns + ADD under A in %.1fs"
-                  % (n, touched, took), flush=True)
-            rows = {k: [] for k in ("dry-run A->B", "A->B", "B->B (no-op)", "B->A")}
-            for _ in range(args.rounds):
-                rows["dry-run A->B"].append(bench.reconcile("B", "--dry-run", want=touched)[:2])
-                w, ms, out = bench.reconcile("B", want=touched)
-                rows["A->B"].append((w, ms))
-                if sample is None:
-                    sample = out
-                rows["B->B (no-op)"].append(bench.reconcile("B", want=0)[:2])
-                rows["B->A"].append(bench.reconcile("A", want=touched)[:2])
-            results[n] = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-                          for k, v in rows.items()}
-        print("\nreconcile, median of %d rounds (wall: process start via ip netns exec "
-              "included; own: the time reconcile reports)" % args.rounds)
-        print("%-14s" % "" + "".join("%26s" % ("%d attachments" % n) for n in sizes) +
-              ("%16s" % ("ratio %d/%d" % (sizes[-1], sizes[0])) if len(sizes) > 1 else ""))
-        for k in ("dry-run A->B", "A->B", "B->B (no-op)", "B->A"):
-            cells = ""
-            for n in sizes:
-                w, own = results[n][k]
-                cells += "%26s" % ("%.0f ms (own %.0f, %.2f/pod)" % (w * 1e3, own * 1e3,
-                                                                     own * 1e3 / n))
-            ratio = ""
-            if len(sizes) > 1:
-                ratio = "%16s" % ("%.1fx" % (results[sizes[-1]][k][1] /
-                                             max(results[sizes[0]][k][1], 1e-3)))
-            print("%-14s%s%s" % (k, cells, ratio))
-        # One pod of each group, from the first A->B run (size sizes[0]).
-        print("\nA->B change set, one pod per group (from the %d-attachment run):" % sizes[0])
-        parsed = T.parse_output(sample)
-        by_cid = {p.cid: p for p in bench.pods}
-        shown = set()
-        for cid, b in parsed["pods"].items():
-            kind = by_cid[cid].kind
-            if kind in shown:
-                continue
-            shown.add(kind)
-            print("%s: %s   [group %s]" % (b["label"], b["status"], kind))
-            for line in b["changes"]:
-                print("  " + line)
-        print([l for l in sample.splitlines() if l.startswith("reconcile")][0])
-        print("(group K, kube-system in excludeNamespaces: not listed, unchanged)")
+        for where in placements:
+            bench = Bench(plugin, args.jobs, tmpfs=(where == "tmpfs"))
+            try:
+                print("stateDir on %s (%s):" % (where, bench.fs), flush=True)
+                results, sample = run_sizes(bench, sizes, args.rounds)
+                tables.append(("stateDir on %s (%s)" % (where, bench.fs), results))
+                if len(tables) == 1:
+                    print_sample(sample, bench.pods, sizes[0])
+            finally:
+                t_clean = time.perf_counter()
+                bench.cleanup()
+                print("  (cleanup %.1fs)" % (time.perf_counter() - t_clean), flush=True)
+        for title, results in tables:
+            print_table(title, results, sizes, args.rounds)
     except KeyboardInterrupt as e:
         print("bench_reconcile.py: interrupted (%s); cleaning up" % (e or "Ctrl-C"),
               file=sys.stderr)
         return 130
     finally:
-        t_clean = time.perf_counter()
-        if bench is not None:
-            bench.cleanup()
         harness.cleanup_all()
         shutil.rmtree(copydir, ignore_errors=True)
-        print("(cleanup %.1fs, total %.1fs)" % (time.perf_counter() - t_clean,
-                                               time.perf_counter() - t_start), file=sys.stderr)
+        print("(total %.1fs)" % (time.perf_counter() - t_start), file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,321 @@
+"""conf/k8s: the manifests parse, have the DaemonSet's shape, carry a podsteer entry the
+plugin accepts, their install/preStop command lines work, and kubectl accepts them
+(offline, as far as kubectl can be offline).
+"""
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+from world import ANNOTATIONS_CAP, K8S_DIR, LIBCNI_GW, Fail, cut, fail, sh, test
+
+
+def load_k8s():
+    import yaml  # python3-yaml
+    docs = {}
+    for path in sorted(glob.glob(os.path.join(K8S_DIR, "*.yaml"))):
+        with open(path) as f:
+            for d in yaml.safe_load_all(f):
+                if d is None:
+                    continue
+                if not isinstance(d, dict) or not d.get("apiVersion") or not d.get("kind") \
+                        or not (d.get("metadata") or {}).get("name"):
+                    fail("%s: a document without apiVersion/kind/metadata.name" % path)
+                docs[(d["kind"], d["metadata"]["name"])] = (os.path.basename(path), d)
+    return docs
+
+
+def entry_from(docs):
+    _, cm = docs[("ConfigMap", "podsteer-config")]
+    try:
+        return json.loads(cm["data"]["entry.json"])
+    except (KeyError, ValueError) as e:
+        fail("ConfigMap podsteer-config data[entry.json] is not JSON: %s" % e)
+
+
+@test("k8s: manifests parse and have the DaemonSet's shape")
+def t_k8s_shape(w):
+    docs = load_k8s()
+    kinds = sorted(k for k, _ in docs)
+    for bad in ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"):
+        if bad in kinds:
+            fail("conf/k8s has a %s: podsteer needs no API access" % bad)
+    if ("DaemonSet", "podsteer") not in docs or ("ConfigMap", "podsteer-config") not in docs:
+        fail("want DaemonSet podsteer and ConfigMap podsteer-config, have %s" % sorted(docs))
+    entry = entry_from(docs)
+    if entry.get("type") != "podsteer" or \
+            (entry.get("capabilities") or {}).get(ANNOTATIONS_CAP) is not True:
+        fail("entry.json: want type podsteer with the %s capability: %r" % (ANNOTATIONS_CAP, entry))
+    if docs[("ConfigMap", "podsteer-config")][1]["metadata"].get("namespace") != "kube-system":
+        fail("ConfigMap podsteer-config: want namespace kube-system (the DaemonSet's)")
+    _, ds = docs[("DaemonSet", "podsteer")]
+    if ds["apiVersion"] != "apps/v1" or ds["metadata"].get("namespace") != "kube-system":
+        fail("DaemonSet: want apps/v1 in kube-system")
+    spec = ds["spec"]
+    tmpl = spec["template"]
+    sel = spec["selector"]["matchLabels"]
+    if any(tmpl["metadata"]["labels"].get(k) != v for k, v in sel.items()):
+        fail("DaemonSet selector %r does not match the template labels" % sel)
+    pod = tmpl["spec"]
+    if pod.get("priorityClassName") != "system-node-critical":
+        fail("priorityClassName is %r" % pod.get("priorityClassName"))
+    if {"operator": "Exists"} not in pod.get("tolerations", []):
+        fail("no toleration {operator: Exists} (tolerates every taint): %r" % pod.get("tolerations"))
+    vols = {v["name"]: v for v in pod["volumes"]}
+    host = {v["hostPath"]["path"]: n for n, v in vols.items() if "hostPath" in v}
+    for p in ("/opt/cni/bin", "/etc/cni/net.d", "/run/podsteer"):
+        if p not in host:
+            fail("no hostPath volume for %s (have %s)" % (p, sorted(host)))
+    (c,) = [c for c in pod["containers"] if c["name"] == "install"]
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    want_mounts = {"/host/opt/cni/bin": host["/opt/cni/bin"],
+                   "/host/etc/cni/net.d": host["/etc/cni/net.d"]}
+    for mp, vol in want_mounts.items():
+        if mounts.get(mp) != vol:
+            fail("install container: %s should mount volume %s, mounts %r" % (mp, vol, mounts))
+    cfg = [n for n, v in vols.items() if (v.get("configMap") or {}).get("name") == "podsteer-config"]
+    if not cfg or mounts.get("/etc/podsteer") != cfg[0]:
+        fail("the ConfigMap podsteer-config is not mounted at /etc/podsteer")
+    cmd = c.get("command", []) + c.get("args", [])
+    want = ["install", "--watch", "--conf", "/etc/podsteer/entry.json",
+            "--cni-bin-dir", "/host/opt/cni/bin", "--cni-conf-dir", "/host/etc/cni/net.d"]
+    if not cmd or os.path.basename(cmd[0]) != "podsteer" or cmd[1:] != want:
+        fail("install command is %r, want podsteer %s" % (cmd, " ".join(want)))
+    pre = c["lifecycle"]["preStop"]["exec"]["command"]
+    if os.path.basename(pre[0]) != "podsteer" or pre[1] != "uninstall" or \
+            "/host/opt/cni/bin" not in pre or "/host/etc/cni/net.d" not in pre:
+        fail("preStop is %r, want podsteer uninstall with the same dirs" % pre)
+    if pod.get("automountServiceAccountToken") is not False:
+        fail("automountServiceAccountToken should be false (no API access needed)")
+
+
+@test("k8s: the ConfigMap's entry is a valid podsteer config (podsteer explain)",
+      needs=["k8s: manifests parse and have the DaemonSet's shape"])
+def t_k8s_entry(w):
+    entry = entry_from(load_k8s())
+    # Only the node paths move into the temp dir (explain touches nothing, but a log
+    # line must not land in this machine's /var/log).
+    conf = dict(entry, cniVersion="1.0.0", name="k8s-entry", logFile=w.path("explain.log"),
+                stateDir=w.path("explain-state"))
+    conf["prevResult"] = {"cniVersion": "1.0.0",
+                          "interfaces": [{"name": "eth0", "sandbox": "/var/run/netns/none"}],
+                          "ips": [{"address": "10.198.0.9/24", "gateway": LIBCNI_GW,
+                                   "interface": 0}],
+                          "routes": [{"dst": "0.0.0.0/0"}]}
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+           "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web"}
+    p = sh(["unshare", "-n", w.plugin, "explain"], input=json.dumps(conf), env=env, check=False)
+    if p.returncode != 0 or "table inet podsteer" not in p.stdout:
+        fail("podsteer explain rejected the ConfigMap's entry (rc %d): %s %s"
+             % (p.returncode, cut(p.stdout), cut(p.stderr)))
+    for port in ("15001", "15006"):
+        if port not in p.stdout:
+            fail("explain output has no redirect to %s:\n%s" % (port, cut(p.stdout)))
+
+
+class FakeNode:
+    """A node's CNI dirs in the temp dir, and the DaemonSet's own command lines with
+    their paths (/host/..., /etc/podsteer/...) mapped into it. The primary is a plain
+    bridge + portmap conflist, as kubeadm-style clusters have."""
+
+    PRIMARY = "10-bridge.conflist"
+    ORIGINAL = json.dumps({"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [
+        {"type": "bridge", "bridge": "cni0", "isGateway": True, "ipMasq": True,
+         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                  "routes": [{"dst": "0.0.0.0/0"}]}},
+        {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=2) + "\n"
+
+    def __init__(self, w, name):
+        docs = load_k8s()
+        self.w = w
+        self.entry = entry_from(docs)
+        pod = docs[("DaemonSet", "podsteer")][1]["spec"]["template"]["spec"]
+        (c,) = [c for c in pod["containers"] if c["name"] == "install"]
+        self.root = w.path(name)
+        for d in ("host/opt/cni/bin", "host/etc/cni/net.d", "etc/podsteer"):
+            os.makedirs(os.path.join(self.root, d))
+        with open(os.path.join(self.root, "etc/podsteer/entry.json"), "w") as f:
+            f.write(docs[("ConfigMap", "podsteer-config")][1]["data"]["entry.json"])
+        self.bin_dir = os.path.join(self.root, "host/opt/cni/bin")
+        self.conf_dir = os.path.join(self.root, "host/etc/cni/net.d")
+        self.primary = os.path.join(self.conf_dir, self.PRIMARY)
+        self.write_primary(self.ORIGINAL)
+        self.install_cmd = self.mapped(c["command"] + c.get("args", []))
+        self.prestop_cmd = self.mapped(c["lifecycle"]["preStop"]["exec"]["command"])
+        self.watcher = None
+
+    def mapped(self, argv):
+        return [self.w.plugin] + [os.path.join(self.root, a.lstrip("/")) if a.startswith("/")
+                                  else a for a in argv[1:]]
+
+    def write_primary(self, text):
+        with open(self.primary + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(self.primary + ".tmp", self.primary)
+
+    def read_primary(self):
+        with open(self.primary) as f:
+            return f.read()
+
+    def chained(self):
+        try:
+            plugins = json.loads(self.read_primary()).get("plugins", [])
+        except ValueError:
+            return False
+        return [p.get("type") for p in plugins] == ["bridge", "portmap", "podsteer"] and \
+            plugins[-1].get("redirect") == self.entry.get("redirect") and \
+            os.access(os.path.join(self.bin_dir, "podsteer"), os.X_OK)
+
+    def wait(self, cond, seconds):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if cond():
+                return True
+            if self.watcher is not None and self.watcher.poll() is not None:
+                return cond()
+            time.sleep(0.1)
+        return cond()
+
+    def start_install(self):
+        """The container's main process, exactly as the manifest has it (--watch)."""
+        self.watcher = subprocess.Popen(self.install_cmd, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.w.procs.append(self.watcher)  # cleanup kills it whatever happens
+
+    def stop_install(self):
+        """What the kubelet does after the preStop hook: SIGTERM, then wait."""
+        self.watcher.terminate()
+        try:
+            out, _ = self.watcher.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            fail("install --watch did not exit within 10 s of SIGTERM")
+        return out.decode(errors="replace")
+
+    def prestop(self):
+        p = sh(self.prestop_cmd, timeout=30, check=False)
+        if p.returncode != 0:
+            fail("preStop (rc %d): %s\n    %s %s" % (p.returncode, " ".join(self.prestop_cmd),
+                                                    cut(p.stdout), cut(p.stderr)))
+
+    def expect_removed(self, why):
+        left = sorted(os.listdir(self.bin_dir)) + sorted(os.listdir(self.conf_dir))
+        if left != [self.PRIMARY]:
+            fail("%s: the node's CNI dirs hold %s, want only %s" % (why, left, self.PRIMARY))
+        if self.read_primary() != self.ORIGINAL:
+            fail("%s: the primary is not restored byte for byte:\n%s\n--- was ---\n%s"
+                 % (why, cut(self.read_primary()), cut(self.ORIGINAL)))
+
+
+K8S_INSTALL = ("k8s: the DaemonSet's install command chains the entry and re-inserts it "
+               "when the primary rewrites its file")
+
+
+@test(K8S_INSTALL, needs=["k8s: manifests parse and have the DaemonSet's shape"])
+def t_k8s_install(w):
+    node = FakeNode(w, "k8s-node-install")
+    node.start_install()
+    if not node.wait(node.chained, 10):
+        fail("10 s after `%s` the primary is %s and the bin dir holds %s"
+             % (" ".join(node.install_cmd), cut(node.read_primary()), os.listdir(node.bin_dir)))
+    chained = node.read_primary()
+    # The primary CNI (re)writes its own file, dropping our entry, as flannel or calico
+    # do on their upgrades.
+    node.write_primary(node.ORIGINAL)
+    if not node.wait(node.chained, 10):
+        fail("install --watch did not re-insert the entry within 10 s of the primary "
+             "rewriting its file: %s" % cut(node.read_primary()))
+    if node.read_primary() != chained:
+        fail("the re-inserted file differs from the first install:\n%s\n--- was ---\n%s"
+             % (cut(node.read_primary()), cut(chained)))
+    node.stop_install()
+    # Pod gone the usual way (kubelet: preStop, then SIGTERM), here with no race: the
+    # watcher is stopped first.
+    node.prestop()
+    node.expect_removed("after preStop")
+
+
+@test("k8s: preStop's uninstall stays done while install --watch still runs "
+      "(kubelet sends SIGTERM only after the hook)", needs=[K8S_INSTALL])
+def t_k8s_prestop_race(w):
+    """kubectl delete on the DaemonSet: the kubelet runs the preStop hook while the
+    container's main process (install --watch) is still running, and sends it SIGTERM
+    only when the hook has returned. If the watcher's next poll comes first, it puts
+    podsteer back; after SIGTERM nothing removes it again. Wait one poll interval
+    (the manifest leaves it at the default, 2 s) between hook and SIGTERM."""
+    node = FakeNode(w, "k8s-node-race")
+    node.start_install()
+    if not node.wait(node.chained, 10):
+        fail("install --watch did not install within 10 s: %s" % cut(node.read_primary()))
+    node.prestop()
+    node.expect_removed("right after preStop")
+    time.sleep(2.5)
+    out = node.stop_install()
+    try:
+        node.expect_removed("preStop, 2.5 s, then SIGTERM to install --watch")
+    except Fail as e:
+        fail("%s\n    install --watch printed: %s"
+             % (e, " | ".join(out.replace(w.tmp + "/", "").strip().splitlines())))
+
+
+@test("k8s: kubectl validates the manifests offline",
+      needs=["k8s: manifests parse and have the DaemonSet's shape"])
+def t_k8s_kubectl(w):
+    import yaml
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        w.notes.append("kubectl is not installed: kubectl validation skipped "
+                       "(scripts/e2e-deps.sh installs Debian's kubernetes-client when no "
+                       "kubectl is present)")
+        return
+    ver = sh([kubectl, "version", "--client"], check=False).stdout.strip().splitlines()
+    home = w.path("kube-home")
+    os.makedirs(home, exist_ok=True)
+    # A fresh, empty network namespace (unshare -n): whatever kubectl tries to reach fails
+    # at once, and no packet leaves this run's namespaces.
+    env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "HOME": home,
+           "KUBECONFIG": "/dev/null"}
+
+    def kc(*args):
+        return sh(["unshare", "-n", kubectl] + list(args), env=env, timeout=60, check=False)
+
+    files = sorted(glob.glob(os.path.join(K8S_DIR, "*.yaml")))
+    offline = re.compile(r"unable to recognize|localhost:8080|connection refused|"
+                         r"network is unreachable|failed to download openapi|"
+                         r"Unable to connect to the server")
+    noted = False
+    for f in files:
+        p = kc("create", "--dry-run=client", "-o", "yaml", "-f", f)
+        if p.returncode != 0 and offline.search(p.stderr):
+            # Validation wants the server's OpenAPI; without it, the kind mapping still
+            # wants its discovery. Show that second, real reason.
+            p = kc("create", "--dry-run=client", "--validate=false", "-o", "yaml", "-f", f)
+        if p.returncode == 0:
+            list(yaml.safe_load_all(p.stdout))
+            continue
+        if not offline.search(p.stderr):
+            fail("kubectl create --dry-run=client -f %s: %s" % (os.path.basename(f), cut(p.stderr)))
+        if not noted:
+            noted = True
+            w.notes.append(
+                "kubectl (%s): `create --dry-run=client` does not work offline, it needs "
+                "the API server's discovery to map kinds even with --validate=false (%s); "
+                "validated with kubectl's local decoding (set env/label --local) instead"
+                % (ver[0] if ver else "?", p.stderr.strip().splitlines()[-1]))
+        # Offline: `set env --local` decodes the object into its typed Go struct (a field
+        # of the wrong type fails), `label --local` parses every document.
+        docs = [d for d in yaml.safe_load_all(open(f)) if d]
+        if any(d.get("kind") == "DaemonSet" for d in docs):
+            p = kc("set", "env", "--local", "-o", "yaml", "-f", f, "PODSTEER_E2E=1")
+        else:
+            p = kc("label", "--local", "-o", "yaml", "-f", f, "podsteer-e2e=1")
+        if p.returncode != 0:
+            fail("kubectl %s --local -f %s: %s" % (p.args[3], os.path.basename(f), cut(p.stderr)))
+        back = [d for d in yaml.safe_load_all(p.stdout) if d]
+        if [(d["kind"], d["metadata"]["name"]) for d in back] != \
+                [(d["kind"], d["metadata"]["name"]) for d in docs]:
+            fail("kubectl's output for %s has other objects: %s" % (f, cut(p.stdout)))
