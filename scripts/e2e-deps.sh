@@ -18,20 +18,6 @@ if ! command -v kubectl >/dev/null 2>&1; then
   packages+=(kubernetes-client)
 fi
 
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-  echo "e2e-deps: missing packages (${missing[*]}); run as root to install them" >&2
-  exit 1
-fi
-echo "e2e-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# No recommends: podman would pull in slirp4netns, fuse-overlayfs, dbus-user-session ...,
-# none of which a root podman on the CNI backend needs.
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# No recommends (apt-ensure.sh): podman would pull in slirp4netns, fuse-overlayfs,
+# dbus-user-session ..., none of which a root podman on the CNI backend needs.
+exec bash "$(dirname "$0")/apt-ensure.sh" e2e-deps "${packages[@]}"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The whole test suite: installs dependencies, builds, runs the unit tests (no root
-# needed) and the netns suite (root; throwaway namespaces only), and ends with one line
-# "N passed, N failed". Exit status is non-zero when anything failed.
+# The whole test suite. Installs its dependencies, builds one test build (clang with
+# ASan+UBSan, the crash-test fault points and the libFuzzer targets: build-test/), and runs
+#   unit   doctest, no root needed
+#   netns  real packets in throwaway namespaces (capture, host side, egress, reconcile,
+#          crash consistency, lifecycle, bad input)
+#   e2e    libcni (as containerd/CRI-O call CNI), podman, the DaemonSet files
+#   fuzz   each libFuzzer target for a bounded time (PODSTEER_FUZZ_SECONDS, default 15)
+# and ends with one line "N passed, N failed". Exit status is non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,39 +15,89 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 bash scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
-if ! bash scripts/build.sh; then
+
+build=build-test
+if [ ! -f "$build/build.ninja" ]; then
+  CXX=clang++ meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false \
+    -Dfault_points=true -Dfuzz=true >/dev/null || { echo "test: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+if ! ninja -C "$build" >/dev/null; then
+  ninja -C "$build" | tail -30
   echo "test: build failed" >&2
   echo "0 passed, 1 failed"
   exit 1
 fi
+plugin="$PWD/$build/plugin/podsteer"
+# Undefined behaviour fails a test like a crash does; leaks are reported at exit.
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1
+export PODSTEER_FAULT_PLUGIN="$plugin"
 
 passed=0
 failed=0
+summary=""
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 
-# Unit tests: doctest prints "[doctest] test cases: T | P passed | F failed | S skipped".
+# add_counts NAME LOG RC: reads the suite's "N passed, N failed" line (or doctest's summary).
+add_counts() {
+  local name=$1 log=$2 rc=$3 line p f
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1)
+  p=$(sed -nE 's/^([0-9]+) passed.*/\1/p' <<<"$line")
+  f=$(sed -nE 's/.*, ([0-9]+) failed$/\1/p' <<<"$line")
+  if [ -z "$p" ] || [ -z "$f" ]; then p=0; f=1; fi
+  if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  summary="$summary $name: $p passed, $f failed;"
+}
+
 echo "== unit tests"
-build/tests/unit/podsteer-unit 2>&1 | tee "$log_dir/unit.log" | grep -E '^\[doctest\] (test cases|Status)|ERROR|FAILED'
-unit_rc=${PIPESTATUS[0]}
-line=$(grep '^\[doctest\] test cases:' "$log_dir/unit.log" | tail -1)
+"$build/tests/unit/podsteer-unit" >"$log_dir/unit.raw" 2>&1
+unit_rc=$?
+grep -E '^\[doctest\] (test cases|Status)|ERROR|FAILED|runtime error|Sanitizer' "$log_dir/unit.raw"
+line=$(grep '^\[doctest\] test cases:' "$log_dir/unit.raw" | tail -1)
 up=$(sed -nE 's/.*\| *([0-9]+) passed.*/\1/p' <<<"$line")
 uf=$(sed -nE 's/.*\| *([0-9]+) failed.*/\1/p' <<<"$line")
-if [ -z "$up" ] || [ -z "$uf" ]; then up=0; uf=1; fi
-if [ "$unit_rc" -ne 0 ] && [ "$uf" -eq 0 ]; then uf=1; fi
-passed=$((passed + up)); failed=$((failed + uf))
+echo "${up:-0} passed, ${uf:-1} failed" >"$log_dir/unit.log"
+add_counts unit "$log_dir/unit.log" "$unit_rc"
 
-# The netns suite prints "PASS name" / "FAIL name: why" and ends with "N passed, N failed".
 echo "== netns tests"
-python3 tests/netns/run.py --plugin "$PWD/build/plugin/podsteer" 2>&1 | tee "$log_dir/netns.log"
-netns_rc=${PIPESTATUS[0]}
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log_dir/netns.log" | tail -1)
-np=$(sed -nE 's/^([0-9]+) passed.*/\1/p' <<<"$line")
-nf=$(sed -nE 's/.*, ([0-9]+) failed$/\1/p' <<<"$line")
-if [ -z "$np" ] || [ -z "$nf" ]; then np=0; nf=1; fi
-if [ "$netns_rc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; fi
-passed=$((passed + np)); failed=$((failed + nf))
+python3 tests/netns/run.py --plugin "$plugin" 2>&1 | tee "$log_dir/netns.log"
+add_counts netns "$log_dir/netns.log" "${PIPESTATUS[0]}"
 
-echo "== total (unit: $up passed, $uf failed; netns: $np passed, $nf failed)"
+# The real-runtime suite bounds itself (SIGALRM); the outer timeout is a backstop whose
+# SIGTERM still runs the suite's cleanup.
+echo "== e2e tests"
+if bash scripts/e2e-deps.sh; then
+  timeout -k 30 300 python3 tests/e2e/run.py --plugin "$plugin" 2>&1 | tee "$log_dir/e2e.log"
+  e2e_rc=${PIPESTATUS[0]}
+else
+  echo "FAIL e2e: scripts/e2e-deps.sh could not install the e2e dependencies" | tee "$log_dir/e2e.log"
+  e2e_rc=1
+fi
+add_counts e2e "$log_dir/e2e.log" "$e2e_rc"
+
+echo "== fuzz (${PODSTEER_FUZZ_SECONDS:-15} s per target)"
+fp=0
+ff=0
+for target in config prevresult annotations cniargs; do
+  corpus="$log_dir/corpus-$target"
+  mkdir -p "$corpus"
+  if "$build/tests/fuzz/${target}_fuzz" "$corpus" "tests/fuzz/corpus/$target" \
+      -max_total_time="${PODSTEER_FUZZ_SECONDS:-15}" -rss_limit_mb=2048 -timeout=10 \
+      -artifact_prefix="$log_dir/$target-" >"$log_dir/fuzz-$target.log" 2>&1; then
+    echo "PASS fuzz_$target: $(grep -Eo 'Done [0-9]+ runs' "$log_dir/fuzz-$target.log" | tail -1)"
+    fp=$((fp + 1))
+  else
+    echo "FAIL fuzz_$target:"
+    grep -E 'ERROR|SUMMARY|==[0-9]+==' "$log_dir/fuzz-$target.log" | head -20
+    ls "$log_dir/$target-"* 2>/dev/null
+    ff=$((ff + 1))
+  fi
+done
+echo "$fp passed, $ff failed" >"$log_dir/fuzz.log"
+add_counts fuzz "$log_dir/fuzz.log" 0
+
+echo "== total ($summary )"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -127,16 +127,12 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
   return Status::success();
 }
 
-// uninstall leaves this in the bin dir so a still-running `install --watch` (the kubelet
-// runs preStop before it stops the container) does not put podsteer back. A new install
-// process removes it when it starts.
-std::string uninstalledMarker(const std::string& binDir) { return binDir + "/.podsteer-uninstalled"; }
-
-// Serializes install passes and uninstall on one node.
+// Serializes install passes and uninstall on one node: an flock on the bin dir itself,
+// so no lock file is left behind.
 class InstallLock {
 public:
   explicit InstallLock(const std::string& binDir) {
-    fd_ = ::open((binDir + "/.podsteer-install.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd_ = ::open(binDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd_ >= 0) ::flock(fd_, LOCK_EX);
   }
   ~InstallLock() {
@@ -146,6 +142,44 @@ public:
 private:
   int fd_ = -1;
 };
+
+// The kubelet runs preStop (uninstall) while the container's `install --watch` still
+// runs, and would let it put podsteer back. Uninstall stops such watchers first (they
+// share the container's PID namespace) and waits for them to exit.
+void stopWatchers(std::string& report) {
+  std::vector<pid_t> watchers;
+  DIR* d = ::opendir("/proc");
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::stol(n));
+    if (pid == ::getpid()) continue;
+    std::string cmdline;
+    if (!readFile("/proc/" + n + "/cmdline", cmdline)) continue;
+    std::vector<std::string> argv;
+    for (size_t start = 0; start < cmdline.size();) {
+      size_t end = cmdline.find('\0', start);
+      if (end == std::string::npos) end = cmdline.size();
+      argv.push_back(cmdline.substr(start, end - start));
+      start = end + 1;
+    }
+    if (argv.size() < 3 || argv[1] != "install") continue;
+    if (argv[0].size() < 8 || argv[0].compare(argv[0].size() - 8, 8, "podsteer") != 0) continue;
+    if (std::find(argv.begin(), argv.end(), "--watch") == argv.end()) continue;
+    if (::kill(pid, SIGTERM) == 0) watchers.push_back(pid);
+  }
+  ::closedir(d);
+  for (pid_t pid : watchers) {
+    for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) {
+      std::string stat;
+      // A zombie has exited (its parent reaps it later).
+      if (readFile("/proc/" + std::to_string(pid) + "/stat", stat) && stat.find(") Z") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    report += "stopped podsteer install --watch (pid " + std::to_string(pid) + ")\n";
+  }
+}
 
 } // namespace
 
@@ -176,19 +210,14 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
     primary = findPrimaryConfig(opts.confDir);
   }
   InstallLock lock(opts.binDir);
-  if (::access(uninstalledMarker(opts.binDir).c_str(), F_OK) == 0) {
-    report += "podsteer was uninstalled on this node; not installing again\n";
-    gStop = 1;
-    return Status::success();
-  }
+  if (gStop) return Status::success(); // told to stop (uninstall) while waiting for the lock
   if (auto s = installBinary(opts, changed, report); !s) return s;
   return installEntry(opts, primary, changed, report);
 }
 
 Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report) {
+  stopWatchers(report);
   InstallLock lock(binDir);
-  // Tell a running `install --watch` to stop before we take anything away.
-  if (int fd = ::open(uninstalledMarker(binDir).c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
   for (const auto& n : configFiles(confDir)) {
     const std::string path = confDir + "/" + n;
     std::string text;
@@ -257,7 +286,6 @@ int runInstallCommand(int argc, char** argv) {
     if (!s) std::cerr << "podsteer uninstall: " << s.error().msg << "\n";
     return s ? 0 : 1;
   }
-  ::unlink(uninstalledMarker(opts.binDir).c_str()); // a new install lifts an old uninstall
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
   do {

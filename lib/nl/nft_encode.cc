@@ -35,9 +35,9 @@ void metaLoad(nftnl_rule* r, uint32_t key) {
   add(r, e);
 }
 
-void payloadLoad(nftnl_rule* r, uint32_t base, uint32_t offset, uint32_t len) {
+void payloadLoad(nftnl_rule* r, uint32_t base, uint32_t offset, uint32_t len, uint32_t dreg = NFT_REG_1) {
   auto* e = expr("payload");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
   nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
@@ -116,15 +116,6 @@ void lookup(nftnl_rule* r, const std::string& set, uint32_t sreg) {
   add(r, e);
 }
 
-void payloadLoadInto(nftnl_rule* r, uint32_t dreg, uint32_t offset, uint32_t len) {
-  auto* e = expr("payload");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-  add(r, e);
-}
-
 void encodeSetLookup(nftnl_rule* r, const Match& m) {
   bool v4 = m.cidr.family == Family::kIpv4;
   requireNfproto(r, m.cidr.family);
@@ -138,8 +129,9 @@ void encodeSetLookup(nftnl_rule* r, const Match& m) {
   // A concatenation lives in consecutive 32-bit registers, each field padded to 4 bytes.
   // Register numbers are written the way the kernel dumps them (a 32-bit register that
   // starts a 128-bit one is reported by the legacy number), so CHECK compares like with like.
-  payloadLoadInto(r, NFT_REG_1, saddrOff, len);
-  payloadLoadInto(r, v4 ? static_cast<uint32_t>(NFT_REG32_01) : static_cast<uint32_t>(NFT_REG_2), daddrOff, len);
+  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, saddrOff, len);
+  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, daddrOff, len,
+              v4 ? static_cast<uint32_t>(NFT_REG32_01) : static_cast<uint32_t>(NFT_REG_2));
   lookup(r, m.name, NFT_REG_1);
 }
 

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Side-by-side performance benchmark of podsteer against the tools operators use today
+# (issue 7; method and a real run's results in docs/bench.md). Not a test: it prints
+# min / median / p95 and ratios measured in one run, and whether each budget line is met;
+# its exit status only says whether the benchmark ran.
+#
+#   sudo bash scripts/bench.sh [--write-docs] [run.py options]
+#
+#   --write-docs       also rewrite the results section of docs/bench.md and
+#                      docs/bench-add-latency.png from this run
+#   --rounds N         latency rounds (60)          --scale-rounds N   scale rounds (25)
+#   --levels 0,1,1000,5000                          --rss-reps N       GNU time runs (7)
+#   --churn-pods 64 --churn-parallel 16 --churn-reps 3
+#   --dp-members 2000 --dp-seconds 3 --dp-reps 5    --skip latency,scale,churn,datapath
+#   --plugin PATH      measure this binary instead of building build-release/
+#   --plugin-b PATH [--plugin-b-label TEXT]
+#                      a second build measured alongside in the latency phase
+#
+# Installs what it compares against from Debian (apt-get), builds a release copy of
+# podsteer in build-release/ (meson --buildtype=release -Db_ndebug=true), and runs
+# everything inside throwaway network namespaces named psb<pid>-*, removed on exit
+# (EXIT trap, also on failure or Ctrl-C). The machine's own namespace is never touched.
+# The defaults take about 6-8 minutes on 2 cores.
+set -Eeuo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then
+  sed -n '2,/^set -E/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "bench: run as root (it creates network namespaces): sudo bash scripts/bench.sh" >&2
+  exit 2
+fi
+
+cmdline="sudo bash scripts/bench.sh$(printf ' %q' "$@")"
+cmdline=${cmdline% \'\'}
+write_docs=0
+plugin=""
+plugin_b=""
+pass=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --write-docs) write_docs=1 ;;
+    --plugin) plugin=$2; shift ;;
+    --plugin-b) plugin_b=$2; shift ;;
+    *) pass+=("$1") ;;
+  esac
+  shift
+done
+
+export PSBENCH_PREFIX="psb$$"
+WORK=$(mktemp -d /tmp/podsteer-bench.XXXXXX)
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  # Namespaces of this run only (the Python side removes them too; this is the net).
+  local ns pid
+  for ns in $(ls /var/run/netns 2>/dev/null | grep "^${PSBENCH_PREFIX}-"); do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    ip netns delete "$ns" 2>/dev/null
+  done
+  rm -rf "$WORK" "/dev/shm/${PSBENCH_PREFIX}-work" "/dev/shm/${PSBENCH_PREFIX}-state"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---- what the benchmark compares against, and what builds podsteer ------------------
+packages=(build-essential meson ninja-build pkg-config
+  libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev doctest-dev
+  iproute2 nftables iptables containernetworking-plugins time gnuplot-nox python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "bench: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# ---- a release build of podsteer (build-release/ is gitignored) ------------------------
+if [[ -z $plugin ]]; then
+  if [[ ! -f build-release/build.ninja ]]; then
+    meson setup build-release --buildtype=release -Db_ndebug=true >/dev/null
+  fi
+  ninja -C build-release >/dev/null
+  plugin=build-release/plugin/podsteer
+fi
+# A private copy: a rebuild of the tree during the run must not swap the binary.
+cp "$plugin" "$WORK/podsteer"
+export PSBENCH_PLUGIN_SRC=$plugin
+extra=()
+if [[ -n $plugin_b ]]; then
+  cp "$plugin_b" "$WORK/podsteer-b"
+  extra=(--plugin-b "$WORK/podsteer-b")
+fi
+gcc -O2 -Wall -o "$WORK/benchrun" scripts/bench/benchrun.c
+gcc -O2 -Wall -o "$WORK/udpflood" scripts/bench/udpflood.c
+
+docs=()
+[[ $write_docs -eq 1 ]] && docs=(--docs "$REPO/docs/bench.md")
+out=$REPO/build-release/bench-results
+mkdir -p "$out"
+export PSBENCH_CMDLINE=$cmdline
+python3 -B scripts/bench/run.py --plugin "$WORK/podsteer" --runner "$WORK/benchrun" \
+  --flood "$WORK/udpflood" \
+  --out "$out" "${extra[@]}" "${docs[@]}" "${pass[@]}"

@@ -1,0 +1,411 @@
+#!/usr/bin/env python3
+"""podsteer side-by-side benchmark (issue 7). Started by scripts/bench.sh; see docs/bench.md.
+
+Phases (each can be skipped with --skip):
+  latency   one pod start per tool, interleaved rounds, fresh pod netns per ADD; + peak RSS
+  scale     ADD cost with 0 / 1 / 1,000 / 5,000 attachments on the node (mark, source, portmap)
+  churn     N pods ADDed with P in parallel, then DELed
+  datapath  packets/s through a routing domain: none, mark 10, mark N, source N
+Prints min / median / p95 and ratios from this one run, and the budget verdicts. It
+never fails on a number: the exit status says only whether the benchmark itself ran.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True
+sys.path.insert(0, HERE)
+
+import nsenv  # noqa: E402
+import stats  # noqa: E402
+import tools  # noqa: E402
+from stats import fmt_ms, summary, table  # noqa: E402
+
+BUDGET = {"floor_x": 2.0, "ipt_x": 8.0, "scale_x": 1.25, "rss_kib": 6 * 1024}
+MARK_BEGIN, MARK_END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+class Ctx:
+    pass
+
+
+def parse_args():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--plugin", required=True, help="the podsteer binary to measure")
+    ap.add_argument("--runner", required=True, help="compiled benchrun")
+    ap.add_argument("--flood", required=True, help="compiled udpflood")
+    ap.add_argument("--plugin-b", default="", help="a second podsteer build to measure "
+                    "alongside (full config, latency phase), e.g. a static build")
+    ap.add_argument("--plugin-b-label", default="", help="what build B is (for the table)")
+    ap.add_argument("--out", required=True, help="directory for results (md, json, png)")
+    ap.add_argument("--rounds", type=int, default=60, help="latency rounds (default 60)")
+    ap.add_argument("--rss-reps", type=int, default=7, help="GNU time runs per tool (7)")
+    ap.add_argument("--levels", default="0,1,1000,5000",
+                    help="attachments on the node for the scale phase (0,1,1000,5000)")
+    ap.add_argument("--scale-rounds", type=int, default=25, help="scale rounds (25)")
+    ap.add_argument("--fill-jobs", type=int, default=4, help="parallel filler ADDs (4)")
+    ap.add_argument("--churn-pods", type=int, default=64)
+    ap.add_argument("--churn-parallel", type=int, default=16)
+    ap.add_argument("--churn-reps", type=int, default=3)
+    ap.add_argument("--dp-members", type=int, default=2000)
+    ap.add_argument("--dp-seconds", type=int, default=3)
+    ap.add_argument("--dp-reps", type=int, default=5)
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: "
+                    "latency,scale,churn,datapath")
+    ap.add_argument("--docs", default="", help="docs/bench.md to update between the "
+                    "bench:results markers (and its PNG next to it)")
+    a = ap.parse_args()
+    a.levels = [int(x) for x in a.levels.split(",") if x.strip()]
+    a.skip = {x.strip() for x in a.skip.split(",") if x.strip()}
+    return a
+
+
+def machine_info(plugin):
+    def out(argv):
+        try:
+            return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  timeout=20).stdout.decode(errors="replace").strip()
+        except OSError:
+            return "?"
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    libs = [ln.split()[0] for ln in out(["ldd", plugin]).splitlines()
+            if "=>" in ln or ln.strip().startswith("/")]
+    pkgs = out(["dpkg-query", "-W", "-f", "${Package} ${Version}\n", "containernetworking-plugins",
+                "iptables", "nftables"])
+    return {"kernel": platform.release(), "cpu": cpu, "cpus": os.cpu_count(),
+            "debian": out(["cat", "/etc/debian_version"]), "packages": pkgs.splitlines(),
+            "plugin": os.environ.get("PSBENCH_PLUGIN_SRC") or plugin,
+            "plugin_bytes": os.path.getsize(plugin),
+            "plugin_libs": libs,
+            "iptables": out([tools.IPTABLES_RESTORE, "--version"])}
+
+
+# ---- reporting -------------------------------------------------------------------------
+def verdict(ok):
+    return "**met**" if ok else "**NOT met**"
+
+
+def report_latency(cs, res, rss, md, summ):
+    floor = summary(res.secs("true ADD"))["median"]
+    ipt = summary(res.secs("ipt-ipne ADD"))["median"]
+    rows = []
+    for c in cs:
+        a = summary(res.secs(c.key + " ADD"))
+        d = summary(res.secs(c.key + " DEL")) if c.dele else None
+        fails = len(res.failures.get(c.key + " ADD", [])) + len(res.failures.get(c.key + " DEL", []))
+        rows.append([c.label, a["n"], fmt_ms(a["min"]), fmt_ms(a["median"]), fmt_ms(a["p95"]),
+                     "%.2f×" % (a["median"] / floor),
+                     "%.2f×" % (ipt / a["median"]) if not c.key.startswith(("true", "ps-version")) else "",
+                     fmt_ms(d["median"]) if d else "", fmt_ms(d["p95"]) if d else "",
+                     str(fails) if fails else ""])
+        summ["latency"][c.key] = {"add": a, "del": d, "failures": fails}
+    md.append("### 1. One pod start, per tool (ms, %d interleaved rounds)\n" % res.count("true ADD"))
+    md.append(table(["tool", "n", "ADD min", "ADD median", "ADD p95", "÷ floor",
+                     "iptables-restore ÷ this", "DEL median", "DEL p95", "failed"], rows))
+    md.append("\n`÷ floor`: ADD median / `/bin/true` median. `iptables-restore ÷ this`: "
+              "median of Istio's path (ip netns exec + iptables-restore) / this tool's "
+              "median: how many times faster than Istio's capture this tool is.\n")
+    for k, msgs in res.failures.items():
+        md.append("- failures of %s (%d), first: `%s`" % (k, len(msgs), msgs[0][:300]))
+    # paired ratios (same round)
+    pr = stats.paired_ratio(res.by_round("ps-full ADD"), res.by_round("true ADD"))
+    pi = stats.paired_ratio(res.by_round("ipt-ipne ADD"), res.by_round("ps-full ADD"))
+    summ["paired"] = {"full_over_floor": pr, "ipt_over_full": pi}
+    if rss:
+        rows = [[k, len(v), sorted(v)[len(v) // 2], max(v), "%.2f MiB" % (max(v) / 1024)]
+                for k, v in rss.items()]
+        md.append("\n### Peak RSS of one command (GNU time `%M`, KiB)\n")
+        md.append(table(["command", "runs", "median KiB", "max KiB", "max"], rows))
+        md.append("\nwait4()'s ru_maxrss of the timed ADDs above (every sample): podsteer full "
+                  "ADD max %d KiB, sbr ADD max %d KiB, portmap ADD max %d KiB.\n"
+                  % (max(res.rss("ps-full ADD") or [0]), max(res.rss("sbr ADD") or [0]),
+                     max(res.rss("portmap ADD") or [0])))
+        summ["rss"] = rss
+
+
+def report_scale(phase, cs, res, md, summ):
+    levels = phase.levels
+    tools_ = ["podsteer mark", "podsteer source", "portmap"]
+    md.append("\n### 2. ADD against attachments already on the node (median ms [p95], "
+              "%d interleaved rounds)\n" % res.count("true ADD"))
+    rows, drows = [], []
+    summ["scale"] = {}
+    for t in tools_:
+        row, drow = [t], [t]
+        for lv in levels:
+            a = summary(res.secs("%s@%d ADD" % (t, lv)))
+            d = summary(res.secs("%s@%d DEL" % (t, lv)))
+            summ["scale"]["%s@%d" % (t, lv)] = {"add": a, "del": d}
+            row.append("%s [%s]" % (fmt_ms(a["median"]), fmt_ms(a["p95"])))
+            drow.append("%s [%s]" % (fmt_ms(d["median"]), fmt_ms(d["p95"])))
+        hi = max(levels)
+        m = lambda lv: summary(res.secs("%s@%d ADD" % (t, lv)))["median"]  # noqa: E731
+        row.append("%.2f" % (m(hi) / m(0)) if 0 in levels else "-")
+        row.append("%.2f" % (m(hi) / m(1)) if 1 in levels else "-")
+        rows.append(row)
+        drows.append(drow)
+    f = summary(res.secs("true ADD"))
+    hdr = ["tool"] + ["%d" % lv for lv in levels]
+    md.append(table(hdr + ["%d ÷ 0" % max(levels), "%d ÷ 1" % max(levels)], rows))
+    md.append("\n`/bin/true` in the same rounds: median %s ms. DEL (right after each ADD), "
+              "median ms [p95]:\n" % fmt_ms(f["median"]))
+    md.append(table(hdr, drows))
+    summ["scale"]["true"] = f
+    fill = ", ".join("portmap@%d %.1fs" % (k[1], v) for k, v in phase.fill_secs.items()
+                     if v is not None and k[1])
+    md.append("\nBuilding the nodes: %d podsteer filler ADDs took %.1fs in all (%d parallel); "
+              "portmap mappings written by iptables-restore: %s.\n"
+              % (sum(k[1] for k in phase.nodes if k[0] != "portmap"), phase.fill_total,
+                 phase.jobs, fill or "-"))
+    for k, msgs in res.failures.items():
+        md.append("- failures of %s (%d), first: `%s`" % (k, len(msgs), msgs[0][:300]))
+
+
+def report_churn(out, tables, args, md, summ):
+    md.append("\n### 3. Parallel churn: %d pods, %d in parallel, all capabilities, node starts "
+              "empty\n" % (args.churn_pods, args.churn_parallel))
+    rows = []
+    for i, r in enumerate(out):
+        for what in ("add", "del"):
+            x = r[what]
+            rows.append(["%d %s" % (i + 1, what.upper()), "%.2f s" % x["wall"],
+                         "%d/%d" % (x["ok"], x["n"]), x["timeouts"], fmt_ms(x["lat"]["median"]),
+                         fmt_ms(x["lat"]["p95"]), fmt_ms(x["lat"]["max"]),
+                         "%.0f" % (x["n"] / x["wall"])])
+    md.append(table(["rep", "wall", "succeeded", "lock timeouts (11)", "median ms", "p95 ms",
+                     "max ms", "pods/s"], rows))
+    md.append("\nAfter the last DEL the node's nftables tables: `%s`.\n"
+              % (tables.replace("\n", "; ") or "(none)"))
+    summ["churn"] = out
+
+
+def report_datapath(labels, res, args, md, summ):
+    md.append("\n### 4. Datapath: 64-byte UDP packets/s through the domain, pod -> node -> "
+              "uplink (udpflood, %d s × %d interleaved reps; counted where they arrive)\n"
+              % (args.dp_seconds, args.dp_reps))
+    base = stats.statistics.median(res[labels[0]]["rx"])
+    mark10 = stats.statistics.median(res[labels[1]]["rx"])
+    rows = []
+    for lb in labels:
+        rx = res[lb]["rx"]
+        med = stats.statistics.median(rx)
+        rows.append([lb, "%.0f" % (med / 1e3), "%.0f" % (min(rx) / 1e3), "%.0f" % (max(rx) / 1e3),
+                     "%.0f" % (stats.statistics.median(res[lb]["tx"]) / 1e3),
+                     "%.3f" % (med / base), "%.3f" % (med / mark10)])
+    md.append(table(["case", "arrived kpps median", "min", "max", "sent kpps median",
+                     "÷ no domain", "÷ mark 10"], rows))
+    summ["datapath"] = res
+
+
+def report_budget(summ, args, md):
+    md.append("\n### Budget verdicts (issue 7)\n")
+    lines = []
+    lat = summ.get("latency")
+    if lat:
+        floor = lat["true"]["add"]["median"]
+        full = lat["ps-full"]["add"]["median"]
+        ipt = lat["ipt-ipne"]["add"]["median"]
+        ipts = lat["ipt-setns"]["add"]["median"]
+        r1 = full / floor
+        lines.append("- full ADD (capture + hairpin + domain, node with one resident pod) median "
+                     "%.2f ms = **%.2f× the /bin/true floor** (%.2f ms); budget ≤ %.0f×: %s "
+                     "(paired per-round ratio %.2f×)"
+                     % (full, r1, floor, BUDGET["floor_x"], verdict(r1 <= BUDGET["floor_x"]),
+                        summ["paired"]["full_over_floor"] or 0))
+        r2 = ipt / full
+        lines.append("- Istio's path (ip netns exec + iptables-restore) median %.2f ms = **%.2f× "
+                     "the full ADD**; budget ≥ %.0f×: %s (setns + iptables-restore, without ip's "
+                     "mount namespace: %.2f ms = %.2f×)"
+                     % (ipt, r2, BUDGET["ipt_x"], verdict(r2 >= BUDGET["ipt_x"]), ipts,
+                        ipts / full))
+    sc = summ.get("scale")
+    if sc and "podsteer mark@0" in sc:
+        hi = max(args.levels)
+        a0 = sc["podsteer mark@0"]["add"]["median"]
+        ah = sc["podsteer mark@%d" % hi]["add"]["median"]
+        r3 = ah / a0
+        extra = ""
+        if "podsteer mark@1" in sc:
+            a1 = sc["podsteer mark@1"]["add"]["median"]
+            extra = "; against 1 attachment (base already there) %.2f ms: %.2f×" % (a1, ah / a1)
+        lines.append("- mark mode ADD with %d attachments %.2f ms vs with 0 %.2f ms = **%.2f×**; "
+                     "budget ≤ %.2f×: %s%s" % (hi, ah, a0, r3, BUDGET["scale_x"],
+                                              verdict(r3 <= BUDGET["scale_x"]), extra))
+    rss = summ.get("rss")
+    if rss:
+        m = max(max(rss["podsteer full ADD"]), max(rss.get("podsteer all ADD", [0])))
+        lines.append("- peak RSS of a podsteer ADD (max over runs, full and all configs) "
+                     "**%d KiB = %.2f MiB**; budget ≤ 6 MiB: %s (sbr ADD: %d KiB)"
+                     % (m, m / 1024, verdict(m <= BUDGET["rss_kib"]), max(rss["sbr ADD"])))
+    ch = summ.get("churn")
+    if ch:
+        n = sum(r[w]["n"] for r in ch for w in ("add", "del"))
+        ok = sum(r[w]["ok"] for r in ch for w in ("add", "del"))
+        to = sum(r[w]["timeouts"] for r in ch for w in ("add", "del"))
+        walls = ", ".join("%.2f/%.2f s" % (r["add"]["wall"], r["del"]["wall"]) for r in ch)
+        lines.append("- parallel churn: **%d/%d commands succeeded, %d lock timeouts** "
+                     "(ADD/DEL wall per rep: %s); budget 100%% and 0: %s"
+                     % (ok, n, to, walls, verdict(ok == n and to == 0)))
+    dp = summ.get("datapath")
+    if dp:
+        labels = list(dp)
+        med = {lb: stats.statistics.median(dp[lb]["rx"]) for lb in labels}
+        lines.append("- datapath (not a budget line, the issue asks mark N to cost no more than "
+                     "mark 10): %s / %s = %.3f; %s / %s = %.3f"
+                     % (labels[2], labels[1], med[labels[2]] / med[labels[1]], labels[3],
+                        labels[1], med[labels[3]] / med[labels[1]]))
+    md.extend(lines)
+    summ["verdicts"] = lines
+
+
+def write_docs(docs, md_text, png):
+    with open(docs) as f:
+        text = f.read()
+    if MARK_BEGIN not in text or MARK_END not in text:
+        nsenv.log("bench: %s has no %s ... %s markers; not updated" % (docs, MARK_BEGIN, MARK_END))
+        return
+    head, rest = text.split(MARK_BEGIN, 1)
+    _, tail = rest.split(MARK_END, 1)
+    with open(docs, "w") as f:
+        f.write(head + MARK_BEGIN + "\n" + md_text.strip() + "\n" + MARK_END + tail)
+    if png and os.path.exists(png):
+        shutil.copy(png, os.path.join(os.path.dirname(docs), "bench-add-latency.png"))
+    nsenv.log("bench: updated %s and bench-add-latency.png" % docs)
+
+
+def plot(out, summ, levels):
+    sc, lat = summ.get("scale"), summ.get("latency")
+    if not sc:
+        return None
+    dat = os.path.join(out, "add-latency.dat")
+    with open(dat, "w") as f:
+        f.write("# x label  mark(median min p95)  source(...)  portmap(...)  [ms]\n")
+        for i, lv in enumerate(levels):
+            cols = [str(i), '"%d"' % lv]
+            for t in ("podsteer mark", "podsteer source", "portmap"):
+                a = sc["%s@%d" % (t, lv)]["add"]
+                cols += ["%.4f" % a["median"], "%.4f" % a["min"], "%.4f" % a["p95"]]
+            f.write(" ".join(cols) + "\n")
+    png = os.path.join(out, "bench-add-latency.png")
+    floor = sc["true"]["median"]
+    ipt = lat["ipt-ipne"]["add"]["median"] if lat else float("nan")
+    r = subprocess.run(["gnuplot", "-e", "data='%s'; out='%s'; floor=%f; ipt=%f"
+                        % (dat, png, floor, ipt), os.path.join(HERE, "add-latency.gp")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
+    if r.returncode != 0:
+        nsenv.log("bench: gnuplot failed: " + r.stdout.decode(errors="replace"))
+        return None
+    return png
+
+
+def main():
+    args = parse_args()
+    if os.geteuid() != 0:
+        print("bench: must run as root", file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    ctx = Ctx()
+    ctx.plugin = args.plugin
+    ctx.flood = args.flood
+    ctx.plugin_b = args.plugin_b
+    ctx.plugin_b_label = args.plugin_b_label or args.plugin_b
+    nsenv.RUNNER = args.runner
+    ctx.work = nsenv.WORK = os.path.join("/dev/shm", nsenv.PREFIX + "-work")
+    ctx.state_root = os.path.join("/dev/shm", nsenv.PREFIX + "-state")  # tmpfs, as /run
+    os.makedirs(ctx.work)
+    os.makedirs(ctx.state_root)
+    t_start = time.time()
+    summ = {"machine": machine_info(args.plugin), "args": vars(args), "latency": {}}
+    summ["args"]["skip"] = sorted(args.skip)
+    md = []
+    try:
+        ctx.istio_rules, ctx.istio_nft = tools.istio_files(ctx.work)
+        if "latency" not in args.skip:
+            import latency
+            nsenv.log("== latency: building nodes and pod pools")
+            ph = latency.Phase(ctx, args.rounds, args.rss_reps)
+            cs, res = ph.run()
+            nsenv.log("== peak RSS (GNU time)")
+            rss = ph.rss() if args.rss_reps else {}
+            report_latency(cs, res, rss, md, summ)
+            nsenv.log("\n".join(md))
+        if "scale" not in args.skip:
+            import scale
+            nsenv.log("== scale: building nodes with %s attachments" % args.levels)
+            ph = scale.Phase(ctx, args.levels, args.scale_rounds, args.fill_jobs)
+            ph.jobs = args.fill_jobs
+            cs, res = ph.run()
+            n0 = len(md)
+            report_scale(ph, cs, res, md, summ)
+            nsenv.log("\n".join(md[n0:]))
+        if "churn" not in args.skip:
+            import churn
+            nsenv.log("== churn")
+            ph = churn.Phase(ctx, args.churn_reps, args.churn_pods, args.churn_parallel)
+            out, tables = ph.run()
+            n0 = len(md)
+            report_churn(out, tables, args, md, summ)
+            nsenv.log("\n".join(md[n0:]))
+        if "datapath" not in args.skip:
+            import datapath
+            nsenv.log("== datapath")
+            labels, res = datapath.run(ctx, args.dp_members, args.dp_seconds, args.dp_reps,
+                                          args.fill_jobs)
+            n0 = len(md)
+            report_datapath(labels, res, args, md, summ)
+            nsenv.log("\n".join(md[n0:]))
+        n0 = len(md)
+        report_budget(summ, args, md)
+        nsenv.log("\n".join(md[n0:]))
+    finally:
+        t_clean = time.time()
+        nsenv.cleanup()
+        shutil.rmtree(ctx.work, ignore_errors=True)
+        shutil.rmtree(ctx.state_root, ignore_errors=True)
+    m = summ["machine"]
+    head = ["Run %s on %s (%d CPUs, kernel %s, Debian %s), %.0f s including cleanup (%.0f s)."
+            % (time.strftime("%Y-%m-%d %H:%M"), m["cpu"], m["cpus"], m["kernel"], m["debian"],
+               time.time() - t_start, time.time() - t_clean),
+            "podsteer binary: %s (%d bytes; shared libraries: %s). Compared: %s."
+            % (m["plugin"], m["plugin_bytes"],
+               ", ".join(os.path.basename(x) for x in m["plugin_libs"]),
+               "; ".join(m["packages"])),
+            "Command: `%s`\n" % " ".join(["scripts/bench.sh"] + sys.argv[1:]
+                                         if not os.environ.get("PSBENCH_CMDLINE")
+                                         else [os.environ["PSBENCH_CMDLINE"]])]
+    md_text = "\n".join(head + md) + "\n"
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md_text)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(summ, f, indent=1, default=str)
+    png = plot(args.out, summ, args.levels)
+    if png:
+        md_text += ("\n![ADD latency vs attachments on the node](bench-add-latency.png)\n")
+    if args.docs:
+        write_docs(args.docs, md_text, png)
+    nsenv.log("bench: results in %s (results.md, results.json%s); %.0f s"
+              % (args.out, ", bench-add-latency.png" if png else "", time.time() - t_start))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        nsenv.cleanup()
+        sys.exit(130)
