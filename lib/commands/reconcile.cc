@@ -218,7 +218,12 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   state::RecordStore store(opts.stateDir);
   std::vector<PodOutcome> outcomes;
   for (const auto& rec : store.list(opts.network)) {
+    // Sockets close after the pod's lock is released (closing can wait ~10 ms for the
+    // kernel to free what the commit deleted; ADD/DEL need not wait for that).
+    nl::parkNftSocketCloses(true);
     outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
+    nl::parkNftSocketCloses(false);
+    nl::closeParkedSockets();
     // Between pods the lock is free: give a queued ADD or DEL the chance to take it.
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
