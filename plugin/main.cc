@@ -72,7 +72,14 @@ int main(int argc, char** argv) {
   }
   if (cmd == "explain") return emit(podsteer::runExplain(env, readStdin()));
   if (cmd == "reconcile") return podsteer::runReconcileCommand(argc, argv);
-  if (cmd == "install" || cmd == "uninstall") return podsteer::install::runInstallCommand(argc, argv);
+  if (cmd == "install" || cmd == "uninstall")
+    return podsteer::install::runInstallCommand(argc, argv, [](const std::string& confFile) {
+      podsteer::ReconcileOptions opts;
+      opts.confFile = confFile;
+      auto out = podsteer::runReconcile(opts);
+      std::fwrite(out.out.data(), 1, out.out.size(), stdout);
+      return out.exitCode;
+    });
   if (cmd == "list") {
     bool json = false;
     std::string stateDir = podsteer::kDefaultStateDir;

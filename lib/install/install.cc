@@ -239,10 +239,12 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
   return Status::success();
 }
 
-int runInstallCommand(int argc, char** argv) {
+int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile) {
   const std::string cmd = argv[1];
   InstallOptions opts;
   bool watch = false;
+  bool reconcileOnChange = false;
+  std::string confFile;
   std::chrono::milliseconds interval{2000};
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -255,12 +257,14 @@ int runInstallCommand(int argc, char** argv) {
     };
     std::optional<std::string> v;
     if (a == "--watch") watch = true;
+    else if (a == "--reconcile") reconcileOnChange = true;
     else if (a == "--cni-bin-dir" && (v = value("--cni-bin-dir"))) opts.binDir = *v;
     else if (a == "--cni-conf-dir" && (v = value("--cni-conf-dir"))) opts.confDir = *v;
     else if (a == "--binary" && (v = value("--binary"))) opts.binary = *v;
     else if (a == "--timeout" && (v = value("--timeout"))) opts.waitForPrimary = std::chrono::seconds(std::atoi(v->c_str()));
     else if (a == "--interval" && (v = value("--interval"))) interval = std::chrono::milliseconds(std::atoi(v->c_str()));
     else if (a == "--conf" && (v = value("--conf"))) {
+      confFile = *v;
       std::string text;
       if (!readFile(*v, text)) {
         std::cerr << "podsteer " << cmd << ": cannot read " << *v << "\n";
@@ -274,7 +278,7 @@ int runInstallCommand(int argc, char** argv) {
       opts.entry = j;
     } else {
       std::cerr << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
-                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS]]\n"
+                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
                    "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n";
       return 2;
     }
@@ -288,9 +292,25 @@ int runInstallCommand(int argc, char** argv) {
   }
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
+  std::string lastEntry = opts.entry.dump();
   do {
     bool changed = false;
     report.clear();
+    if (watch && !confFile.empty()) {
+      // A ConfigMap volume swaps the file on edit: pick up the new entry each pass.
+      std::string text;
+      auto j = readFile(confFile, text) ? nlohmann::json::parse(text, nullptr, false) : nlohmann::json();
+      if (j.is_object() && j.dump() != lastEntry) {
+        opts.entry = j;
+        lastEntry = j.dump();
+        std::cout << "podsteer install: " << confFile << " changed\n";
+        if (reconcileOnChange && reconcile) {
+          // Reconcile reads the entry's own stateDir; new pods get the entry via installOnce.
+          int rc = reconcile(confFile);
+          std::cout << "podsteer install: reconcile exited " << rc << "\n";
+        }
+      }
+    }
     auto s = installOnce(opts, changed, report);
     std::cout << report << std::flush;
     if (!s) {

@@ -5,6 +5,7 @@
 // so a conflist never points at a missing binary; every file is written as temp + rename.
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -33,6 +34,8 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
 Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report);
 
 // `podsteer install|uninstall [flags]` from argv.
-int runInstallCommand(int argc, char** argv);
+// `reconcile` (may be empty) runs when `install --watch --reconcile` sees the --conf file
+// change, e.g. an edited ConfigMap: it rolls the new entry onto running pods.
+int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {});
 
 } // namespace podsteer::install
