@@ -228,6 +228,7 @@ CommandOutput cmdCheck(const Invocation& inv) {
   if (ns->state != nl::NetnsState::kOpen)
     return failure(makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env.netns + " does not exist"), conf.cniVersion);
 
+  if (auto s = state::checkStateDir(conf.stateDir); !s) return failure(s.error(), conf.cniVersion);
   RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
   if (!rec) return failure(rec.error(), conf.cniVersion);

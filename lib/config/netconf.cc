@@ -241,9 +241,25 @@ Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
   if (!conf.logFile.empty() && conf.logFile[0] != '/') return fieldError("logFile", "must be an absolute path").error();
   if (auto s = readLogLevel(root, conf.logLevel); !s) return s.error();
   if (auto s = readStringField(root, "", "stateDir", conf.stateDir); !s) return s.error();
-  if (conf.stateDir.empty() || conf.stateDir[0] != '/' || conf.stateDir.find("/../") != std::string::npos ||
-      conf.stateDir.ends_with("/.."))
-    return fieldError("stateDir", "must be an absolute path without '..'").error();
+  if (conf.stateDir.empty() || conf.stateDir[0] != '/')
+    return fieldError("stateDir", "must be an absolute path").error();
+  {
+    // Lexical normal form: "/run/x/", "/run/x/." and "/run//x" are "/run/x", so the
+    // symlink check on the last component sees the component (lstat follows a link
+    // named with a trailing slash).
+    std::string normal;
+    size_t start = 1;
+    while (start <= conf.stateDir.size()) {
+      size_t end = conf.stateDir.find('/', start);
+      std::string part = conf.stateDir.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      if (part == "..") return fieldError("stateDir", "must not contain '..'").error();
+      if (!part.empty() && part != ".") normal += "/" + part;
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    if (normal.empty()) return fieldError("stateDir", "must not be the root directory").error();
+    conf.stateDir = normal;
+  }
 
   auto strict = [&](Status s) -> Status { return mode == ParseMode::kStrict ? s : Status::success(); };
   if (auto s = strict(readGlobList(root, "excludeNamespaces", conf.excludeNamespaces)); !s) return s.error();

@@ -30,6 +30,14 @@ Status ensureDirectory(const std::string& dir) {
   return Status::success();
 }
 
+Status checkStateDir(const std::string& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return Status::success();
+  if (S_ISLNK(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is a symlink");
+  if (!S_ISDIR(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is not a directory");
+  return Status::success();
+}
+
 Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::milliseconds timeout) {
   if (auto s = ensureDirectory(stateDir); !s) return s.error();
   // The lock is the state directory itself: no lock file is left behind when the last

@@ -26,5 +26,8 @@ private:
 // Creates `dir` (and parents) mode 0700 and refuses a symlink in its place: the state
 // directory decides what DEL and GC delete, so it must be the directory it says it is.
 Status ensureDirectory(const std::string& dir);
+// For commands that only read state (CHECK): the directory may be missing, but it must
+// not be a symlink or something other than a directory.
+Status checkStateDir(const std::string& dir);
 
 } // namespace podsteer::state
