@@ -16,6 +16,7 @@
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
+#include "nl/route.h"
 #include "plan/plan.h"
 #include "plan/render.h"
 #include "state/lock.h"
@@ -79,6 +80,25 @@ Status cleanupPodNetns(const std::string& netnsPath, const std::string& expected
   return sock->commit(batch);
 }
 
+Status checkPodAddresses(int netnsFd, const std::string& ifname, const std::vector<Cidr>& ips) {
+  if (ips.empty()) return Status::success();
+  auto have = nl::interfaceAddresses(netnsFd, ifname);
+  if (!have) return have.error();
+  if (!*have) {
+    logDebug("interface " + ifname + " not in the pod netns; prevResult addresses not checked");
+    return Status::success();
+  }
+  for (size_t i = 0; i < ips.size(); ++i) {
+    Cidr host = ips[i];
+    host.prefixLen = host.maxPrefix();
+    if (std::find((*have)->begin(), (*have)->end(), host) == (*have)->end())
+      return makeError(ErrorCode::kInvalidConfig, "prevResult.ips[" + std::to_string(i) + "].address: " +
+                                                      host.addressString() + " is not an address of " + ifname +
+                                                      " in the pod's network namespace");
+  }
+  return Status::success();
+}
+
 struct Invocation {
   CniEnv env;
   NetConf conf;
@@ -99,6 +119,11 @@ CommandOutput cmdAdd(const Invocation& inv) {
   if (!ns) return failure(ns.error(), conf.cniVersion);
   if (ns->state != nl::NetnsState::kOpen)
     return failure(makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env.netns + " does not exist"), conf.cniVersion);
+
+  // The prevResult's addresses become node-wide set elements and rules: they must be the
+  // pod's own. When the interface exists, every address must be on it (a prevResult that
+  // names another pod's address would steer that pod's traffic).
+  if (auto s = checkPodAddresses(ns->fd.get(), env.ifname, pod.ips); !s) return failure(s.error(), conf.cniVersion);
 
   auto lock = state::NodeLock::acquire(conf.stateDir);
   if (!lock) return failure(lock.error(), conf.cniVersion);

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "cni/error.h"
 #include "plan/host.h"
@@ -30,5 +32,9 @@ private:
   explicit RouteSocket(nl_sock* s) : sock_(s) {}
   nl_sock* sock_ = nullptr;
 };
+
+// The addresses on interface `ifname` in network namespace `netnsFd`; nullopt when the
+// namespace has no such interface.
+Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const std::string& ifname);
 
 } // namespace podsteer::nl

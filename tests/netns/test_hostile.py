@@ -325,3 +325,21 @@ def test_hostile_after_add(env):
     env.expect_no_table(pod.ns, "after DEL")
     if _files_under(env.state_dir):
         fail("after DEL stateDir holds %s" % _files_under(env.state_dir))
+
+
+def test_hostile_prevresult_not_on_interface(env):
+    """A prevResult naming an address that is not on the pod's interface (e.g. another
+    pod's) would make podsteer steer that address's traffic on the node: refused with 7,
+    nothing programmed. The same pod with its real prevResult is accepted."""
+    pod = _world(env)
+    good = _good(env, pod)
+    before, before_files = _snapshot(env, pod), _files_under(env.state_dir)
+    bad = copy.deepcopy(good)
+    bad["prevResult"]["ips"][0]["address"] = "10.250.99.7/24"
+    r = env.cni("ADD", pod, bad)
+    env.error(r, "prevResult address not on the interface", code=7,
+              msg_has="prevResult.ips[0].address")
+    _expect_unchanged(env, pod, before, before_files, "ADD with a foreign prevResult address")
+    env.add(pod, good)
+    env.ok("CHECK", pod, good)
+    env.ok("DEL", pod, good)
