@@ -78,6 +78,15 @@ std::vector<plan::HostElement> minus(const std::vector<plan::HostElement>& a, co
 // elements does not rebuild (and make the kernel free and re-create) the base chains.
 std::string baseDigestPath(const std::string& stateDir) { return stateDir + "/host/base.json"; }
 
+// Covers the shared table and the shared ip rules and routes: a changed route is a
+// changed base.
+std::string baseDigest(const plan::HostBase& base) {
+  std::string text = base.table ? plan::renderTable(*base.table) : "";
+  for (const auto& r : base.rules) text += r.text() + "\n";
+  for (const auto& r : base.routes) text += r.text() + "\n";
+  return digestHex(text);
+}
+
 std::string readBaseDigest(const std::string& stateDir) {
   std::ifstream in(baseDigestPath(stateDir));
   std::string d;
@@ -85,8 +94,12 @@ std::string readBaseDigest(const std::string& stateDir) {
   return d;
 }
 
+// `baseWasCurrent` (optional) tells the caller the shared objects were already in place,
+// so it can skip re-asserting the base's ip rules and routes (which needs a dump of every
+// rule or route on the node: the cost would grow with the node's size).
 Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
-                       const std::vector<plan::HostElement>& remove, const std::vector<plan::HostElement>& add) {
+                       const std::vector<plan::HostElement>& remove, const std::vector<plan::HostElement>& add,
+                       bool* baseWasCurrent = nullptr) {
   auto sock = nl::NftSocket::open();
   if (!sock) return sock.error();
   nl::NftBatch batch;
@@ -99,13 +112,14 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
     nl::batchDeleteTable(batch, shell.family, shell.name);
     return sock->commit(batch);
   }
-  const std::string digest = digestHex(plan::renderTable(*base.table));
+  const std::string digest = baseDigest(base);
   bool current = readBaseDigest(stateDir) == digest;
   if (current) {
     auto exists = nl::tableExists(*sock, shell.family, shell.name);
     if (!exists) return exists.error();
     current = *exists;
   }
+  if (baseWasCurrent != nullptr) *baseWasCurrent = current;
   std::set<std::string> wanted;
   for (const auto& s : base.table->sets) wanted.insert(s.name);
   if (!current) nl::batchEnsureBase(batch, *base.table);
@@ -121,11 +135,16 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
       if (!wanted.count(name)) nl::batchDeleteSet(batch, shell, name);
   }
   if (auto s = sock->commit(batch); !s) return s;
-  if (!current) {
-    if (auto s = state::ensureDirectory(stateDir + "/host"); !s) return s;
-    std::ofstream(baseDigestPath(stateDir), std::ios::trunc) << digest << "\n";
-  }
+  // The digest is recorded by the caller once the base's rules and routes are in place
+  // too: a command killed before that leaves the next one to finish the job.
+  if (!current) ::unlink(baseDigestPath(stateDir).c_str());
   return Status::success();
+}
+
+void recordBaseDigest(const std::string& stateDir, const plan::HostBase& base) {
+  if (!base.table) return;
+  if (!state::ensureDirectory(stateDir + "/host")) return;
+  std::ofstream(baseDigestPath(stateDir), std::ios::trunc) << baseDigest(base) << "\n";
 }
 
 // Removes the ip rules and routes of a domain nobody uses any more, then its state.
@@ -210,15 +229,22 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
 
   faultPoint("add:host-users");
   plan::HostBase base = currentBase(users);
-  if (auto s = commitHostTable(stateDir, base, minus(before.elements, now.elements), now.elements); !s) return s;
+  bool baseCurrent = false;
+  if (auto s = commitHostTable(stateDir, base, minus(before.elements, now.elements), now.elements, &baseCurrent); !s)
+    return s;
   faultPoint("add:host-table");
 
   auto rs = nl::RouteSocket::open();
   if (!rs) return rs.error();
-  for (const auto& r : base.rules)
-    if (auto s = rs->addRule(r); !s) return s;
-  for (const auto& r : base.routes)
-    if (auto s = rs->addRoute(r); !s) return s;
+  // The shared rules and routes go with the shared table: when the table's base was
+  // already current, so are they (the same command installed both). CHECK and
+  // `reconcile --repair` catch one removed behind our back.
+  if (!baseCurrent) {
+    for (const auto& r : base.rules)
+      if (auto s = rs->addRule(r); !s) return s;
+    for (const auto& r : base.routes)
+      if (auto s = rs->addRoute(r); !s) return s;
+  }
   for (const auto& r : before.rules)
     if (std::find(now.rules.begin(), now.rules.end(), r) == now.rules.end())
       if (auto s = rs->deleteRule(r); !s) return s;
@@ -228,6 +254,7 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
   for (const auto& r : had)
     if (!has.count(r))
       if (auto s = retireResource(*rs, users, r); !s) return s;
+  if (!baseCurrent) recordBaseDigest(stateDir, base);
   return Status::success();
 }
 
@@ -248,6 +275,7 @@ Status removeHostMembership(const std::string& stateDir, const std::string& user
   if (rs) {
     for (const auto& r : had.rules) note(rs->deleteRule(r));
     for (const auto& r : resources) note(retireResource(*rs, users, r));
+    if (!first) recordBaseDigest(stateDir, base);
   } else {
     note(rs.error());
   }
