@@ -8,13 +8,15 @@
 #
 #   --write-docs       also rewrite the results section of docs/bench.md and
 #                      docs/bench-add-latency.png from this run
-#   --rounds N         latency rounds (60)          --scale-rounds N   scale rounds (25)
+#   --rounds N         latency rounds (80)          --scale-rounds N   scale rounds (30)
 #   --levels 0,1,1000,5000                          --rss-reps N       GNU time runs (7)
 #   --churn-pods 64 --churn-parallel 16 --churn-reps 3
-#   --dp-members 2000 --dp-seconds 3 --dp-reps 5    --skip latency,scale,churn,datapath
+#   --dp-members 2000 --dp-seconds 3 --dp-reps 7    --skip latency,scale,churn,datapath
 #   --plugin PATH      measure this binary instead of building build-release/
 #   --plugin-b PATH [--plugin-b-label TEXT]
 #                      a second build measured alongside in the latency phase
+#   --static-b         build B from this tree in build-release-static/ (static
+#                      libstdc++/libgcc/libnftnl/libnl, LTO; a few minutes) and measure it
 #
 # Installs what it compares against from Debian (apt-get), builds a release copy of
 # podsteer in build-release/ (meson --buildtype=release -Db_ndebug=true), and runs
@@ -40,12 +42,14 @@ cmdline=${cmdline% \'\'}
 write_docs=0
 plugin=""
 plugin_b=""
+static_b=0
 pass=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --write-docs) write_docs=1 ;;
     --plugin) plugin=$2; shift ;;
     --plugin-b) plugin_b=$2; shift ;;
+    --static-b) static_b=1 ;;
     *) pass+=("$1") ;;
   esac
   shift
@@ -67,32 +71,44 @@ cleanup() {
   rm -rf "$WORK" "/dev/shm/${PSBENCH_PREFIX}-work" "/dev/shm/${PSBENCH_PREFIX}-state"
   exit "$rc"
 }
+child=""
+stop() {
+  # Let the Python side remove what it made, then fall through to cleanup (EXIT).
+  if [[ -n $child ]]; then
+    kill -TERM "$child" 2>/dev/null
+    wait "$child" 2>/dev/null
+  fi
+  exit "$1"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'stop 130' INT
+trap 'stop 143' TERM
 
 # ---- what the benchmark compares against, and what builds podsteer ------------------
 packages=(build-essential meson ninja-build pkg-config
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev doctest-dev
   iproute2 nftables iptables containernetworking-plugins time gnuplot-nox python3)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  echo "bench: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash scripts/apt-ensure.sh bench "${packages[@]}"
 
 # ---- a release build of podsteer (build-release/ is gitignored) ------------------------
 if [[ -z $plugin ]]; then
   if [[ ! -f build-release/build.ninja ]]; then
     meson setup build-release --buildtype=release -Db_ndebug=true >/dev/null
   fi
-  ninja -C build-release >/dev/null
+  ninja -C build-release plugin/podsteer >/dev/null
   plugin=build-release/plugin/podsteer
+fi
+if [[ $static_b -eq 1 ]]; then
+  # The same tree linked statically where Debian ships static libraries (libstdc++,
+  # libgcc, libnftnl, libnl-3, libnl-route-3; libmnl has no .a) and with LTO: meson
+  # command-line options only, no change to the build files.
+  if [[ ! -f build-release-static/build.ninja ]]; then
+    meson setup build-release-static --buildtype=release -Db_ndebug=true -Db_lto=true \
+      -Dprefer_static=true -Dcpp_link_args='-static-libstdc++ -static-libgcc' >/dev/null
+  fi
+  ninja -C build-release-static plugin/podsteer >/dev/null
+  plugin_b=build-release-static/plugin/podsteer
+  pass+=(--plugin-b-label "same tree, static libstdc++/libgcc/libnftnl/libnl + LTO")
 fi
 # A private copy: a rebuild of the tree during the run must not swap the binary.
 cp "$plugin" "$WORK/podsteer"
@@ -100,6 +116,7 @@ export PSBENCH_PLUGIN_SRC=$plugin
 extra=()
 if [[ -n $plugin_b ]]; then
   cp "$plugin_b" "$WORK/podsteer-b"
+  export PSBENCH_PLUGIN_B_SRC=$plugin_b
   extra=(--plugin-b "$WORK/podsteer-b")
 fi
 gcc -O2 -Wall -o "$WORK/benchrun" scripts/bench/benchrun.c
@@ -110,6 +127,9 @@ docs=()
 out=$REPO/build-release/bench-results
 mkdir -p "$out"
 export PSBENCH_CMDLINE=$cmdline
+# In the background and waited for, so that INT/TERM reach the traps at once.
 python3 -B scripts/bench/run.py --plugin "$WORK/podsteer" --runner "$WORK/benchrun" \
   --flood "$WORK/udpflood" \
-  --out "$out" "${extra[@]}" "${docs[@]}" "${pass[@]}"
+  --out "$out" "${extra[@]}" "${docs[@]}" "${pass[@]}" &
+child=$!
+wait "$child"

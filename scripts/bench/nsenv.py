@@ -3,10 +3,11 @@
 Everything the benchmark creates is named PREFIX-* (PREFIX comes from bench.sh, which
 also deletes PREFIX-* in its EXIT trap): node namespaces (where a runtime runs CNI
 plugins), pod namespaces joined to their node by a veth pair, uplink namespaces for the
-datapath check, and the background processes (iperf3 servers) started inside them.
-cleanup() kills those processes by their own pid and deletes the namespaces; it runs at
-exit and on SIGTERM/SIGINT. The machine's own network namespace is never touched: every
-command runs with `ip -n NS`, `ip netns exec NS` or benchrun's setns into NS.
+datapath check. cleanup() deletes them; run.py calls it in a finally block, and SIGTERM /
+SIGHUP are turned into SystemExit so that block runs. Nothing is left running in them:
+every command the benchmark starts is waited for. The machine's own network namespace is
+never touched: every command runs with `ip -n NS`, `ip netns exec NS` or benchrun's setns
+into NS.
 
 Pod addressing (like Calico's, so one node holds thousands of pods without subnets):
 pod k has eth0 = 10.64.0.0 + k /32, a link route to 169.254.1.1 and its default route
@@ -31,7 +32,6 @@ FILL_BASE = int(ipaddress.IPv4Address("10.128.0.0"))
 GW = "169.254.1.1"
 
 _namespaces = []     # creation order
-_procs = []          # Popen objects we started (own process group)
 _counter = {"ns": 0, "pod": 0}
 RUNNER = None        # path of the compiled benchrun, set by run.py
 WORK = None          # tmpfs work dir for stdin/stdout files, set by run.py
@@ -139,32 +139,7 @@ def make_pods(node, n, jobs=4):
     return pods
 
 
-def spawn(ns, argv, log):
-    """A background process inside ns (own process group), killed by cleanup()."""
-    f = open(log, "wb")
-    p = subprocess.Popen([IP, "netns", "exec", ns] + argv, stdout=f, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)
-    f.close()
-    _procs.append(p)
-    return p
-
-
-def kill(p):
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        p.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    if p in _procs:
-        _procs.remove(p)
-
-
 def cleanup():
-    while _procs:
-        kill(_procs[-1])
     delete_namespaces(list(reversed(_namespaces)))
     _namespaces.clear()
     # Belt and braces: anything else carrying our prefix.

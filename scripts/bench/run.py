@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ import tools  # noqa: E402
 from stats import fmt_ms, summary, table  # noqa: E402
 
 BUDGET = {"floor_x": 2.0, "ipt_x": 8.0, "scale_x": 1.25, "rss_kib": 6 * 1024}
+TOOLS_PLOT = ["podsteer mark", "podsteer source", "podsteer mark, no host routes", "portmap"]
 MARK_BEGIN, MARK_END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 
 
@@ -45,18 +47,18 @@ def parse_args():
                     "alongside (full config, latency phase), e.g. a static build")
     ap.add_argument("--plugin-b-label", default="", help="what build B is (for the table)")
     ap.add_argument("--out", required=True, help="directory for results (md, json, png)")
-    ap.add_argument("--rounds", type=int, default=60, help="latency rounds (default 60)")
+    ap.add_argument("--rounds", type=int, default=80, help="latency rounds (default 80)")
     ap.add_argument("--rss-reps", type=int, default=7, help="GNU time runs per tool (7)")
     ap.add_argument("--levels", default="0,1,1000,5000",
                     help="attachments on the node for the scale phase (0,1,1000,5000)")
-    ap.add_argument("--scale-rounds", type=int, default=25, help="scale rounds (25)")
+    ap.add_argument("--scale-rounds", type=int, default=30, help="scale rounds (30)")
     ap.add_argument("--fill-jobs", type=int, default=4, help="parallel filler ADDs (4)")
     ap.add_argument("--churn-pods", type=int, default=64)
     ap.add_argument("--churn-parallel", type=int, default=16)
     ap.add_argument("--churn-reps", type=int, default=3)
     ap.add_argument("--dp-members", type=int, default=2000)
     ap.add_argument("--dp-seconds", type=int, default=3)
-    ap.add_argument("--dp-reps", type=int, default=5)
+    ap.add_argument("--dp-reps", type=int, default=7)
     ap.add_argument("--skip", default="", help="comma list of phases to skip: "
                     "latency,scale,churn,datapath")
     ap.add_argument("--docs", default="", help="docs/bench.md to update between the "
@@ -65,6 +67,18 @@ def parse_args():
     a.levels = [int(x) for x in a.levels.split(",") if x.strip()]
     a.skip = {x.strip() for x in a.skip.split(",") if x.strip()}
     return a
+
+
+def binary_info(path):
+    libs = []
+    try:
+        out = subprocess.run(["ldd", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             timeout=20).stdout.decode(errors="replace")
+        libs = [ln.split()[0] for ln in out.splitlines() if "=>" in ln or ln.strip().startswith("/")]
+    except OSError:
+        pass
+    return "%d bytes; shared libraries: %s" % (os.path.getsize(path),
+                                               ", ".join(os.path.basename(x) for x in libs))
 
 
 def machine_info(plugin):
@@ -140,7 +154,8 @@ def report_latency(cs, res, rss, md, summ):
 
 def report_scale(phase, cs, res, md, summ):
     levels = phase.levels
-    tools_ = ["podsteer mark", "podsteer source", "portmap"]
+    import scale
+    tools_ = scale.TOOLS
     md.append("\n### 2. ADD against attachments already on the node (median ms [p95], "
               "%d interleaved rounds)\n" % res.count("true ADD"))
     rows, drows = [], []
@@ -198,14 +213,14 @@ def report_datapath(labels, res, args, md, summ):
     md.append("\n### 4. Datapath: 64-byte UDP packets/s through the domain, pod -> node -> "
               "uplink (udpflood, %d s × %d interleaved reps; counted where they arrive)\n"
               % (args.dp_seconds, args.dp_reps))
-    base = stats.statistics.median(res[labels[0]]["rx"])
-    mark10 = stats.statistics.median(res[labels[1]]["rx"])
+    base = statistics.median(res[labels[0]]["rx"])
+    mark10 = statistics.median(res[labels[1]]["rx"])
     rows = []
     for lb in labels:
         rx = res[lb]["rx"]
-        med = stats.statistics.median(rx)
+        med = statistics.median(rx)
         rows.append([lb, "%.0f" % (med / 1e3), "%.0f" % (min(rx) / 1e3), "%.0f" % (max(rx) / 1e3),
-                     "%.0f" % (stats.statistics.median(res[lb]["tx"]) / 1e3),
+                     "%.0f" % (statistics.median(res[lb]["tx"]) / 1e3),
                      "%.3f" % (med / base), "%.3f" % (med / mark10)])
     md.append(table(["case", "arrived kpps median", "min", "max", "sent kpps median",
                      "÷ no domain", "÷ mark 10"], rows))
@@ -227,31 +242,46 @@ def report_budget(summ, args, md):
                      "(paired per-round ratio %.2f×)"
                      % (full, r1, floor, BUDGET["floor_x"], verdict(r1 <= BUDGET["floor_x"]),
                         summ["paired"]["full_over_floor"] or 0))
+        if "ps-full-b" in lat:
+            fb = lat["ps-full-b"]["add"]["median"]
+            lines[-1] += ("; build B (%s): %.2f ms = %.2f× the floor"
+                          % (summ["args"].get("plugin_b_label") or "second build", fb, fb / floor))
         r2 = ipt / full
         lines.append("- Istio's path (ip netns exec + iptables-restore) median %.2f ms = **%.2f× "
                      "the full ADD**; budget ≥ %.0f×: %s (setns + iptables-restore, without ip's "
                      "mount namespace: %.2f ms = %.2f×)"
                      % (ipt, r2, BUDGET["ipt_x"], verdict(r2 >= BUDGET["ipt_x"]), ipts,
                         ipts / full))
+        if "ps-full-b" in lat:
+            lines[-1] += "; build B: %.2f×" % (ipt / lat["ps-full-b"]["add"]["median"])
     sc = summ.get("scale")
     if sc and "podsteer mark@0" in sc:
         hi = max(args.levels)
-        a0 = sc["podsteer mark@0"]["add"]["median"]
-        ah = sc["podsteer mark@%d" % hi]["add"]["median"]
-        r3 = ah / a0
-        extra = ""
-        if "podsteer mark@1" in sc:
-            a1 = sc["podsteer mark@1"]["add"]["median"]
-            extra = "; against 1 attachment (base already there) %.2f ms: %.2f×" % (a1, ah / a1)
-        lines.append("- mark mode ADD with %d attachments %.2f ms vs with 0 %.2f ms = **%.2f×**; "
-                     "budget ≤ %.2f×: %s%s" % (hi, ah, a0, r3, BUDGET["scale_x"],
-                                              verdict(r3 <= BUDGET["scale_x"]), extra))
+        for tool, what in (("podsteer mark", "node with one /32 host route per pod "
+                            "(Calico-style)"),
+                           ("podsteer mark, no host routes", "node without per-pod routes "
+                            "(bridge-style)")):
+            if "%s@0" % tool not in sc:
+                continue
+            a0 = sc["%s@0" % tool]["add"]["median"]
+            ah = sc["%s@%d" % (tool, hi)]["add"]["median"]
+            r3 = ah / a0
+            extra = ""
+            if "%s@1" % tool in sc:
+                a1 = sc["%s@1" % tool]["add"]["median"]
+                extra = "; against 1 attachment (base already there) %.2f ms: %.2f×" % (a1, ah / a1)
+            lines.append("- mark mode ADD, %s, with %d attachments %.2f ms vs with 0 %.2f ms = "
+                         "**%.2f×**; budget ≤ %.2f×: %s%s"
+                         % (what, hi, ah, a0, r3, BUDGET["scale_x"],
+                            verdict(r3 <= BUDGET["scale_x"]), extra))
     rss = summ.get("rss")
     if rss:
         m = max(max(rss["podsteer full ADD"]), max(rss.get("podsteer all ADD", [0])))
         lines.append("- peak RSS of a podsteer ADD (max over runs, full and all configs) "
                      "**%d KiB = %.2f MiB**; budget ≤ 6 MiB: %s (sbr ADD: %d KiB)"
                      % (m, m / 1024, verdict(m <= BUDGET["rss_kib"]), max(rss["sbr ADD"])))
+        if "B: podsteer full ADD" in rss:
+            lines[-1] += "; build B: %d KiB" % max(rss["B: podsteer full ADD"])
     ch = summ.get("churn")
     if ch:
         n = sum(r[w]["n"] for r in ch for w in ("add", "del"))
@@ -264,7 +294,7 @@ def report_budget(summ, args, md):
     dp = summ.get("datapath")
     if dp:
         labels = list(dp)
-        med = {lb: stats.statistics.median(dp[lb]["rx"]) for lb in labels}
+        med = {lb: statistics.median(dp[lb]["rx"]) for lb in labels}
         lines.append("- datapath (not a budget line, the issue asks mark N to cost no more than "
                      "mark 10): %s / %s = %.3f; %s / %s = %.3f"
                      % (labels[2], labels[1], med[labels[2]] / med[labels[1]], labels[3],
@@ -294,10 +324,10 @@ def plot(out, summ, levels):
         return None
     dat = os.path.join(out, "add-latency.dat")
     with open(dat, "w") as f:
-        f.write("# x label  mark(median min p95)  source(...)  portmap(...)  [ms]\n")
+        f.write("# x label  then (median min p95) in ms for: %s\n" % ", ".join(TOOLS_PLOT))
         for i, lv in enumerate(levels):
             cols = [str(i), '"%d"' % lv]
-            for t in ("podsteer mark", "podsteer source", "portmap"):
+            for t in TOOLS_PLOT:
                 a = sc["%s@%d" % (t, lv)]["add"]
                 cols += ["%.4f" % a["median"], "%.4f" % a["min"], "%.4f" % a["p95"]]
             f.write(" ".join(cols) + "\n")
@@ -378,16 +408,20 @@ def main():
         shutil.rmtree(ctx.work, ignore_errors=True)
         shutil.rmtree(ctx.state_root, ignore_errors=True)
     m = summ["machine"]
-    head = ["Run %s on %s (%d CPUs, kernel %s, Debian %s), %.0f s including cleanup (%.0f s)."
+    head = ["- Run %s on %s (%d CPUs, kernel %s, Debian %s): %.0f s, of which cleanup %.0f s."
             % (time.strftime("%Y-%m-%d %H:%M"), m["cpu"], m["cpus"], m["kernel"], m["debian"],
                time.time() - t_start, time.time() - t_clean),
-            "podsteer binary: %s (%d bytes; shared libraries: %s). Compared: %s."
+            "- podsteer: %s (%d bytes; shared libraries: %s).\n- Compared: %s."
             % (m["plugin"], m["plugin_bytes"],
                ", ".join(os.path.basename(x) for x in m["plugin_libs"]),
                "; ".join(m["packages"])),
-            "Command: `%s`\n" % " ".join(["scripts/bench.sh"] + sys.argv[1:]
+            "- Command: `%s`\n" % " ".join(["scripts/bench.sh"] + sys.argv[1:]
                                          if not os.environ.get("PSBENCH_CMDLINE")
                                          else [os.environ["PSBENCH_CMDLINE"]])]
+    if args.plugin_b:
+        head.insert(2, "- Build B: %s (%s), %s." % (os.environ.get("PSBENCH_PLUGIN_B_SRC")
+                                                  or args.plugin_b, binary_info(args.plugin_b),
+                                                  args.plugin_b_label or "second build"))
     md_text = "\n".join(head + md) + "\n"
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write(md_text)

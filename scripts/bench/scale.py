@@ -2,10 +2,14 @@
 
 One node per (tool, level): podsteer full config (capture + hairpin + domain) in match
 "mark" and in match "source", and portmap (snat: true), each with 0, 1, 1,000 and 5,000
-attachments (levels are a flag). podsteer's are made by real ADDs (tools.PodsteerNode.
+attachments (levels are a flag); and podsteer mark once more on nodes without the per-pod
+host routes (see below), a bridge-style node. podsteer's are made by real ADDs (tools.PodsteerNode.
 filler); portmap's by one iptables-restore writing exactly the rules N portmap ADDs leave,
-checked against a real portmap DEL. Each round ADDs one fresh pod into every node, in
-random order, and DELs it right away, so every sample sees the same N.
+checked against a real portmap DEL. Every node also gets one /32 host route per existing
+attachment (blackhole routes to the fillers' addresses), as a Calico-style node has one
+per pod and as the measured pods have; a plugin that dumps the routing table pays for
+them. Each round ADDs one fresh pod into every node, in random order, and DELs it right
+away, so every sample sees the same N.
 """
 
 import concurrent.futures
@@ -15,6 +19,12 @@ import tools
 from nsenv import sh
 from rounds import Case, run_rounds
 
+# tool label -> (match, one /32 host route per attachment on the node)
+PODSTEER = {"podsteer mark": ("mark", True),
+            "podsteer source": ("source", True),
+            "podsteer mark, no host routes": ("mark", False)}
+TOOLS = list(PODSTEER) + ["portmap"]
+
 
 class Phase:
     def __init__(self, ctx, levels, rounds, jobs):
@@ -22,10 +32,10 @@ class Phase:
         self.nodes = {}      # (tool, level) -> node object
         self.fill_secs = {}  # (tool, level) -> seconds to build that node's state
         n = rounds + 1
-        for match in ("mark", "source"):
+        for tool, (match, _routes) in PODSTEER.items():
             for lv in levels:
-                self.nodes[("podsteer " + match, lv)] = tools.PodsteerNode(
-                    ctx.plugin, "full", ctx.state_root, match=match)
+                self.nodes[(tool, lv)] = tools.PodsteerNode(ctx.plugin, "full", ctx.state_root,
+                                                            match=match)
         for lv in levels:
             self.nodes[("portmap", lv)] = tools.RefNode("portmap")
         self.ref = tools.RefNode("ref")
@@ -57,12 +67,19 @@ class Phase:
         nsenv.log("  %d podsteer filler ADDs in %.1fs (%d parallel)" % (len(work), total, jobs))
         for key, node in ps:
             self.fill_secs[key] = None  # interleaved: no per-node time
-            if key[0] == "podsteer source" and key[1]:
+            if PODSTEER[key[0]][0] == "source" and key[1]:
                 rules = tools.ip_rules(node.node)
                 if rules < key[1]:
                     raise nsenv.BenchError("source node with %d members has %d ip rules"
                                            % (key[1], rules))
         self.fill_total = total
+        for (tool, lv), node in self.nodes.items():
+            if tool in PODSTEER and not PODSTEER[tool][1]:
+                continue
+            lines = ["route add blackhole %s/32\n" % nsenv.ip4(nsenv.FILL_BASE, i + 2)
+                     for i in range(lv)]
+            for j in range(0, len(lines), 2000):
+                sh([nsenv.IP, "-n", node.node, "-batch", "-"], input="".join(lines[j:j + 2000]))
         # portmap: its top-level chains first (a real ADD + DEL), then the mappings.
         for key, node in self.nodes.items():
             if key[0] != "portmap":
