@@ -214,6 +214,32 @@ void verdict(nftnl_rule* r, int code, const std::string& chain = {}) {
   add(r, e);
 }
 
+void immediate(nftnl_rule* r, uint32_t dreg, const void* data, uint32_t len) {
+  auto* e = expr("immediate");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, dreg);
+  nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, data, len);
+  add(r, e);
+}
+
+// A nat expression with the address in `addrReg` and, when `protoMin` is set, the port
+// range in `protoMin`..`protoMax` (with the flags the kernel would report back, so CHECK
+// compares like with like).
+void natExpr(nftnl_rule* r, uint32_t type, Family f, uint32_t addrReg, uint32_t protoMin, uint32_t protoMax) {
+  auto* nat = expr("nat");
+  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, type);
+  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, f == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, addrReg);
+  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, addrReg);
+  uint32_t flags = NF_NAT_RANGE_MAP_IPS;
+  if (protoMin != 0) {
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MIN, protoMin);
+    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MAX, protoMax);
+    flags |= NF_NAT_RANGE_PROTO_SPECIFIED;
+  }
+  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, flags);
+  add(r, nat);
+}
+
 void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
   switch (s.kind) {
   case plan::StatementKind::kReturn: verdict(r, NFT_RETURN); return;
@@ -221,11 +247,8 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
   case plan::StatementKind::kDrop: verdict(r, NF_DROP); return;
   case plan::StatementKind::kJump: verdict(r, NFT_JUMP, s.target); return;
   case plan::StatementKind::kRedirect: {
-    auto* imm = expr("immediate");
     uint16_t port = htons(s.port);
-    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
-    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, &port, sizeof(port));
-    add(r, imm);
+    immediate(r, NFT_REG_1, &port, sizeof(port));
     auto* redir = expr("redir");
     nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_REG_PROTO_MIN, NFT_REG_1);
     nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_REG_PROTO_MAX, NFT_REG_1);
@@ -250,20 +273,10 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
     add(r, set);
     return;
   }
-  case plan::StatementKind::kSnat: {
-    auto* imm = expr("immediate");
-    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
-    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
-    add(r, imm);
-    auto* nat = expr("nat");
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, s.address.family == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS);
-    add(r, nat);
+  case plan::StatementKind::kSnat:
+    immediate(r, NFT_REG_1, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
+    natExpr(r, NFT_NAT_SNAT, s.address.family, NFT_REG_1, 0, 0);
     return;
-  }
   case plan::StatementKind::kMasquerade: add(r, expr("masq")); return;
   case plan::StatementKind::kPortMapNat: {
     // The map's value is a port range: two 4-byte-padded ports, landing in consecutive
@@ -284,40 +297,15 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
       add(r, masq);
       return;
     }
-    auto* imm = expr("immediate");
-    nftnl_expr_set_u32(imm, NFTNL_EXPR_IMM_DREG, NFT_REG_2);
-    nftnl_expr_set(imm, NFTNL_EXPR_IMM_DATA, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
-    add(r, imm);
-    auto* nat = expr("nat");
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, NFT_NAT_SNAT);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, v4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_2);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_2);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_1);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFT_REG32_01);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
-    add(r, nat);
+    immediate(r, NFT_REG_2, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
+    natExpr(r, NFT_NAT_SNAT, s.address.family, NFT_REG_2, NFT_REG_1, NFT_REG32_01);
     return;
   }
   case plan::StatementKind::kDnat: {
-    auto* addr = expr("immediate");
-    nftnl_expr_set_u32(addr, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
-    nftnl_expr_set(addr, NFTNL_EXPR_IMM_DATA, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
-    add(r, addr);
-    auto* port = expr("immediate");
-    uint16_t p = htons(s.port);
-    nftnl_expr_set_u32(port, NFTNL_EXPR_IMM_DREG, NFT_REG_2);
-    nftnl_expr_set(port, NFTNL_EXPR_IMM_DATA, &p, sizeof(p));
-    add(r, port);
-    auto* nat = expr("nat");
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, s.address.family == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, NFT_REG_1);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_2);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_PROTO_MAX, NFT_REG_2);
-    nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED);
-    add(r, nat);
+    uint16_t port = htons(s.port);
+    immediate(r, NFT_REG_1, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
+    immediate(r, NFT_REG_2, &port, sizeof(port));
+    natExpr(r, NFT_NAT_DNAT, s.address.family, NFT_REG_1, NFT_REG_2, NFT_REG_2);
     return;
   }
   }

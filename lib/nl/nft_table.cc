@@ -8,6 +8,7 @@
 #include <set>
 
 #include "nl/nft_encode.h"
+#include "plan/align.h"
 #include "plan/render.h"
 
 namespace podsteer::nl {
@@ -20,35 +21,6 @@ struct ObservedChain {
   ChainPtr chain;
   std::vector<std::vector<std::string>> rules; // in handle order (the kernel lists in order)
 };
-
-struct SequenceDiff {
-  bool missing; // true: desired[index] has no counterpart; false: observed[index] is extra
-  size_t index;
-};
-
-// Longest-common-subsequence alignment of desired and observed rules, so one deleted
-// or inserted rule is reported as exactly that, not as every rule after it changing.
-std::vector<SequenceDiff> diffRuleSequences(const std::vector<std::vector<std::string>>& want,
-                                            const std::vector<std::vector<std::string>>& have) {
-  const size_t n = want.size(), m = have.size();
-  std::vector<std::vector<uint32_t>> lcs(n + 1, std::vector<uint32_t>(m + 1, 0));
-  for (size_t i = n; i-- > 0;)
-    for (size_t j = m; j-- > 0;)
-      lcs[i][j] = want[i] == have[j] ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
-  std::vector<SequenceDiff> out;
-  size_t i = 0, j = 0;
-  while (i < n || j < m) {
-    if (i < n && j < m && want[i] == have[j]) {
-      ++i;
-      ++j;
-    } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
-      out.push_back({false, j++});
-    } else {
-      out.push_back({true, i++});
-    }
-  }
-  return out;
-}
 
 } // namespace
 
@@ -190,7 +162,7 @@ Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& d
     }
     std::vector<std::vector<std::string>> want;
     for (const auto& r : c.rules) want.push_back(ruleExpressions(encodeRule(desired, c, r).get()));
-    for (const auto& d : diffRuleSequences(want, it->second.rules)) {
+    for (const auto& d : plan::alignSequences(want, it->second.rules)) {
       if (d.missing)
         diffs.push_back(chainLabel + ": rule " + std::to_string(d.index + 1) + " `" +
                         plan::renderRule(c.rules[d.index]) + "` missing");

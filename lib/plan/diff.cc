@@ -2,31 +2,18 @@
 
 #include <algorithm>
 
+#include "plan/align.h"
 #include "plan/render.h"
 
 namespace podsteer::plan {
 
 namespace {
 
-// Longest-common-subsequence alignment of two rule lists (as text).
+// Rule lists compared as text, aligned so only real additions and removals show.
 void alignRules(const std::vector<std::string>& a, const std::vector<std::string>& b, const std::string& prefix,
                 std::vector<Change>& out) {
-  const size_t n = a.size(), m = b.size();
-  std::vector<std::vector<uint32_t>> lcs(n + 1, std::vector<uint32_t>(m + 1, 0));
-  for (size_t i = n; i-- > 0;)
-    for (size_t j = m; j-- > 0;)
-      lcs[i][j] = a[i] == b[j] ? lcs[i + 1][j + 1] + 1 : std::max(lcs[i + 1][j], lcs[i][j + 1]);
-  size_t i = 0, j = 0;
-  while (i < n || j < m) {
-    if (i < n && j < m && a[i] == b[j]) {
-      ++i;
-      ++j;
-    } else if (j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j])) {
-      out.push_back({'+', "pod", prefix + b[j++]});
-    } else {
-      out.push_back({'-', "pod", prefix + a[i++]});
-    }
-  }
+  for (const auto& d : alignSequences(a, b))
+    out.push_back(d.missing ? Change{'-', "pod", prefix + a[d.index]} : Change{'+', "pod", prefix + b[d.index]});
 }
 
 std::vector<std::string> ruleTexts(const Chain* c) {

@@ -13,6 +13,9 @@
 namespace podsteer::state {
 
 Status ensureDirectory(const std::string& dir) {
+  struct stat existing {};
+  // The common case (it exists) costs one lstat, not a mkdir per path component.
+  if (::lstat(dir.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) return Status::success();
   std::string partial;
   size_t pos = 0;
   while (pos != std::string::npos) {
