@@ -196,8 +196,10 @@ class HostTopo:
 
 
 # ---- node snapshots -------------------------------------------------------------------
-def node_snapshot(env, ns=None):
-    """Everything of the node a chained host plugin may touch, as text."""
+def node_snapshot(env, ns=None, stable=False):
+    """Everything of the node a chained host plugin may touch, as text. stable=True
+    leaves out link-local routes, which the kernel adds on its own seconds after a link
+    comes up (not ours, and they would make before/after comparisons flaky)."""
     ns = ns or env.node
     snap = {}
     snap["nft list ruleset"] = sh(["ip", "netns", "exec", ns, "nft", "list", "ruleset"]).stdout
@@ -206,6 +208,11 @@ def node_snapshot(env, ns=None):
     snap["ip route show table all"] = sh(["ip", "-n", ns, "route", "show", "table", "all"]).stdout
     snap["ip -6 route show table all"] = sh(["ip", "-n", ns, "-6", "route", "show", "table",
                                              "all"]).stdout
+    if stable:
+        for k in list(snap):
+            if "route" in k:
+                snap[k] = "\n".join(l for l in snap[k].splitlines()
+                                    if "fe80::" not in l and "ff00::" not in l)
     return snap
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 
 from harness import NETWORK, Pod, diff, fail, sh
-from host_topology import node_snapshot
+from host_topology import node_snapshot, state_files
 
 N_PODS = 50
 N_NEVER = 5       # pods that only ever get DELs
@@ -226,20 +226,11 @@ def _del_all(env, pods):
 
 
 def _snapshot(env):
-    snap = node_snapshot(env)
-    for k in list(snap):
-        if "route" in k:  # link-local routes appear on their own after a link comes up
-            snap[k] = "\n".join(l for l in snap[k].splitlines()
-                                if "fe80::" not in l and "ff00::" not in l)
-    return snap
+    return node_snapshot(env, stable=True)
 
 
 def _state_files(env):
-    out = []
-    for root, dirs, files in os.walk(env.state_dir):
-        for x in dirs + files:
-            out.append(os.path.relpath(os.path.join(root, x), env.state_dir))
-    return sorted(out)
+    return state_files(env)
 
 
 def _expect_same(before, after, why):

@@ -45,11 +45,7 @@ def _world(env):
 
 
 def _snapshot(env, pod):
-    snap = ht.node_snapshot(env)
-    # Link-local routes appear on their own some time after a link comes up: not ours.
-    for k in list(snap):
-        if "route" in k:
-            snap[k] = "\n".join(l for l in snap[k].splitlines() if "fe80::" not in l and "ff00::" not in l)
+    snap = ht.node_snapshot(env, stable=True)
     snap["pod ruleset"] = sh(["ip", "netns", "exec", pod.ns, "nft", "list", "ruleset"]).stdout
     return snap
 

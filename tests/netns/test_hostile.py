@@ -44,11 +44,7 @@ def _good(env, pod):
 
 
 def _snapshot(env, pod):
-    snap = node_snapshot(env)
-    for k in list(snap):
-        if "route" in k:  # link-local routes come and go on their own: not ours
-            snap[k] = "\n".join(l for l in snap[k].splitlines()
-                                if "fe80::" not in l and "ff00::" not in l)
+    snap = node_snapshot(env, stable=True)
     snap["pod nft list ruleset"] = sh(["ip", "netns", "exec", pod.ns, "nft", "list",
                                        "ruleset"]).stdout
     return snap
