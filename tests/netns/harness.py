@@ -16,6 +16,7 @@ and is the pod's default gateway.
 import atexit
 import glob
 import ipaddress
+import concurrent.futures
 import json
 import os
 import re
@@ -242,6 +243,23 @@ class Env:
         sh(["ip", "-n", pod.ns, "link", "set", "lo", "up"])
         self.pods.append(pod)
         return pod
+
+    def address_only_pods(self, n, net, idx_base, first=0):
+        """n dual-stack pods whose addresses exist only in their prevResult (no interface),
+        made in parallel: cheap pods for node-side scale tests. Addresses 10.<net>.x.y and
+        fd00:<net>::z, numbered from `first`; Pod.idx from idx_base + number."""
+        with concurrent.futures.ThreadPoolExecutor(8) as ex:
+            made = list(ex.map(lambda _: self.new_netns("p"), range(n)))
+        pods = []
+        for k, ns in enumerate(made):
+            i = first + k
+            sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+            pod = Pod(self, idx_base + i, ns, v4=True, v6=True)
+            pod.ip4, pod.gw4 = "10.%d.%d.%d" % (net, i // 200, i % 200 + 2), "10.%d.%d.1" % (net, i // 200)
+            pod.ip6, pod.gw6 = "fd00:%d::%x" % (net, i + 2), "fd00:%d::1" % net
+            self.pods.append(pod)
+            pods.append(pod)
+        return pods
 
     def pod(self, v4=True, v6=False):
         """A pod joined to the node by a veth pair, addressed as in the module doc."""

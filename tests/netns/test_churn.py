@@ -18,7 +18,7 @@ import random
 import threading
 import time
 
-from harness import NETWORK, Pod, diff, fail, sh
+from harness import NETWORK, diff, fail, sh
 from host_topology import node_snapshot, state_files
 
 N_PODS = 50
@@ -52,15 +52,8 @@ DOMAINS = [
 
 def _pods(env):
     """N_PODS + N_NEVER cheap pods; pod.domain is m (namespace glob), s (annotation) or -."""
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        made = list(ex.map(lambda _: env.new_netns("p"), range(N_PODS + N_NEVER)))
     pods = []
-    for i, ns in enumerate(made):
-        sh(["ip", "-n", ns, "link", "set", "lo", "up"])
-        pod = Pod(env, 2000 + i, ns, v4=True, v6=True)
-        env.pods.append(pod)
-        pod.ip4, pod.gw4 = "10.254.%d.%d" % (i // 200, i % 200 + 2), "10.254.%d.1" % (i // 200)
-        pod.ip6, pod.gw6 = "fd00:254::%x" % (i + 2), "fd00:254::1"
+    for i, pod in enumerate(env.address_only_pods(N_PODS + N_NEVER, 254, 2000)):
         pod.domain = "ms-"[i % 3]
         pod.k8s_ns = "core-%d" % i if pod.domain == "m" else "default"
         pod.args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=pod%d" % (pod.k8s_ns, i)

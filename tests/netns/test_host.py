@@ -6,7 +6,7 @@ import concurrent.futures
 import os
 import re
 
-from harness import NETWORK, Pod, diff, fail, parse_reply, sh
+from harness import NETWORK, diff, fail, parse_reply, sh
 from host_topology import (SERVER4, SERVER_NET4, SERVER_PORT, HostTopo, domain, node_snapshot,
                            podsteer_rules, set_elements, state_files, table_routes)
 
@@ -311,20 +311,13 @@ def _synthetic_pods(env, topo, n, first=0):
     """n pod netns (lo only) with made-up dual-stack prevResults: podsteer needs the
     addresses, not the interface. Members of a (namespace glob), b (annotation) and s
     (source match, annotation) in turn."""
-    pods = []
-    with concurrent.futures.ThreadPoolExecutor(8) as ex:
-        made = list(ex.map(lambda _: env.new_netns("p"), range(n)))
-    for k, ns in enumerate(made):
+    pods = env.address_only_pods(n, 253, 1000, first=first)
+    for k, pod in enumerate(pods):
         i = first + k
-        pod = Pod(env, 1000 + i, ns, v4=True, v6=True)
-        env.pods.append(pod)
-        pod.ip4, pod.gw4 = "10.253.%d.%d" % (i // 200, i % 200 + 2), "10.253.%d.1" % (i // 200)
-        pod.ip6, pod.gw6 = "fd00:253::%x" % (i + 2), "fd00:253::1"
         pod.domain = "abs"[i % 3]
         pod.k8s_ns = "core-%d" % i if pod.domain == "a" else "default"
         pod.k8s_name = "pod%d" % i
         pod.ann = {} if pod.domain == "a" else {"podsteer.io/routing-domain": pod.domain}
-        pods.append(pod)
     return pods
 
 

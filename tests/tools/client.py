@@ -44,12 +44,7 @@ def main():
             s.send(b"QUERY\n")
             buf = s.recv(4096)
         else:
-            buf = b""
-            while b"\n" not in buf and len(buf) < 4096:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                buf += chunk
+            buf = pstnet.read_line(s)
         s.close()
     except socket.timeout:
         print("client: %s %s:%d: timed out after %gs" % (proto, args.host, args.port, args.timeout),

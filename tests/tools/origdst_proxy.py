@@ -68,15 +68,7 @@ def main():
 
     upstream = pstnet.split_hostport(args.connect) if args.connect else None
 
-    try:
-        listener = pstnet.tcp_listener(args.listen)
-    except OSError as e:
-        if not args.udp:
-            raise
-        print("origdst_proxy: TCP port %d unavailable (%s); UDP only" % (args.listen, e),
-              file=sys.stderr, flush=True)
-        listener = None
-    udp = pstnet.udp_socket(args.listen) if args.udp else None
+    listener, udp = pstnet.listeners(args.listen, args.udp, "origdst_proxy")
     pstnet.drop_privileges(args.uid, args.gid)
 
     in_flight = [0]
@@ -89,12 +81,7 @@ def main():
             try:
                 s.settimeout(args.timeout)
                 s.connect((host, port))
-                buf = b""
-                while b"\n" not in buf and len(buf) < 4096:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    buf += chunk
+                buf = pstnet.read_line(s)
             finally:
                 s.close()
             line = buf.decode(errors="replace").strip()

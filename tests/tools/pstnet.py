@@ -61,6 +61,31 @@ def tcp_listener(port):
     return s
 
 
+def listeners(port, udp, who):
+    """The TCP listener (None when the port is taken and UDP alone was asked for too)
+    and, with udp, the UDP socket on the same port."""
+    try:
+        listener = tcp_listener(port)
+    except OSError as e:
+        if not udp:
+            raise
+        print("%s: TCP port %d unavailable (%s); UDP only" % (who, port, e),
+              file=sys.stderr, flush=True)
+        listener = None
+    return listener, (udp_socket(port) if udp else None)
+
+
+def read_line(s, limit=4096):
+    """Reads from a connected stream socket until a newline, EOF or `limit` bytes."""
+    buf = b""
+    while b"\n" not in buf and len(buf) < limit:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
 def udp_socket(port):
     """[::]:port UDP, dual-stack, with IPV6_RECVPKTINFO so replies can leave from the
     address the datagram arrived at. That matters after a nat redirect: the datagram

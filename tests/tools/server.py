@@ -29,15 +29,7 @@ def main():
     def line(peer):
         return ("SERVER %s PEER %s %d\n" % (args.name, pstnet.plain(peer[0]), peer[1])).encode()
 
-    try:
-        listener = pstnet.tcp_listener(args.listen)
-    except OSError as e:
-        if not args.udp:
-            raise
-        print("server: TCP port %d unavailable (%s); UDP only" % (args.listen, e),
-              file=sys.stderr, flush=True)
-        listener = None
-    udp = pstnet.udp_socket(args.listen) if args.udp else None
+    listener, udp = pstnet.listeners(args.listen, args.udp, "server")
 
     if listener is not None:
         pstnet.serve_tcp(listener, lambda conn, peer: conn.sendall(line(peer)))
