@@ -5,7 +5,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
 #include <string>
 
 #include "commands/commands.h"
@@ -13,6 +12,7 @@
 #include "commands/reconcile.h"
 #include "config/netconf.h"
 #include "install/install.h"
+#include "util/file_io.h"
 
 namespace {
 
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
       podsteer::ReconcileOptions opts;
       opts.confFile = confFile;
       auto out = podsteer::runReconcile(opts);
-      std::fwrite(out.out.data(), 1, out.out.size(), stdout);
+      podsteer::writeAll(STDOUT_FILENO, out.out); // unbuffered, in order with install's own lines
       return out.exitCode;
     });
   if (cmd == "list") {

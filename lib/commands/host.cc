@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
 #include <set>
 
 #include "config/domains.h"
@@ -15,6 +14,7 @@
 #include "state/lock.h"
 #include "util/digest.h"
 #include "util/fault.h"
+#include "util/file_io.h"
 #include "state/port_blocks.h"
 #include "util/log.h"
 
@@ -88,10 +88,9 @@ std::string baseDigest(const plan::HostBase& base) {
 }
 
 std::string readBaseDigest(const std::string& stateDir) {
-  std::ifstream in(baseDigestPath(stateDir));
-  std::string d;
-  std::getline(in, d);
-  return d;
+  auto text = readFile(baseDigestPath(stateDir));
+  if (!text) return {};
+  return text->substr(0, text->find('\n'));
 }
 
 // `baseWasCurrent` (optional) tells the caller the shared objects were already in place,
@@ -144,7 +143,8 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
 void recordBaseDigest(const std::string& stateDir, const plan::HostBase& base) {
   if (!base.table) return;
   if (!state::ensureDirectory(stateDir + "/host")) return;
-  std::ofstream(baseDigestPath(stateDir), std::ios::trunc) << baseDigest(base) << "\n";
+  // Best effort: without it the next command re-asserts the base, which is harmless.
+  (void)writeFileAtomic(baseDigestPath(stateDir), baseDigest(base) + "\n", "write");
 }
 
 // Removes the ip rules and routes of a domain nobody uses any more, then its state.

@@ -1,11 +1,9 @@
 #include "commands/reconcile.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 #include <thread>
 
 #include "commands/host.h"
@@ -18,6 +16,7 @@
 #include "state/host_users.h"
 #include "state/lock.h"
 #include "util/digest.h"
+#include "util/file_io.h"
 #include "util/fault.h"
 
 namespace podsteer {
@@ -27,11 +26,9 @@ namespace {
 // The podsteer entry of a conflist (with the list's name and cniVersion), or the file
 // itself when it is an entry.
 Result<nlohmann::json> loadEntry(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return makeError(ErrorCode::kIo, "--conf: cannot read " + path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto text = readFile(path);
+  if (!text) return makeError(ErrorCode::kIo, "--conf: cannot read " + path);
+  auto j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object()) return makeError(ErrorCode::kDecode, "--conf: " + path + " is not a JSON object");
   if (!j.contains("plugins")) return j;
   for (const auto& p : j["plugins"]) {
@@ -272,17 +269,17 @@ int runReconcileCommand(int argc, char** argv) {
     else if (a == "--network" && i + 1 < argc) opts.network = argv[++i];
     else if (a == "--state-dir" && i + 1 < argc) opts.stateDir = argv[++i];
     else {
-      std::cerr << "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair] "
+      FdWriter(STDERR_FILENO) << "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair] "
                    "[--json]\n";
       return 2;
     }
   }
   if (opts.confFile.empty()) {
-    std::cerr << "podsteer reconcile: --conf FILE is required\n";
+    FdWriter(STDERR_FILENO) << "podsteer reconcile: --conf FILE is required\n";
     return 2;
   }
   auto out = runReconcile(opts);
-  std::cout << out.out << std::flush;
+  FdWriter(STDOUT_FILENO) << out.out;
   return out.exitCode;
 }
 

@@ -10,13 +10,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iostream>
-#include <sstream>
 #include <thread>
 #include <vector>
 
 #include "install/conflist_text.h"
+#include "util/file_io.h"
 
 namespace podsteer::install {
 
@@ -25,37 +23,14 @@ namespace {
 volatile sig_atomic_t gStop = 0;
 
 bool readFile(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
+  auto text = podsteer::readFile(path);
+  if (!text) return false;
+  out = std::move(*text);
   return true;
 }
 
 Status writeAtomic(const std::string& path, const std::string& data, mode_t mode) {
-  const std::string tmp = path + ".podsteer-tmp." + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) return makeError(ErrorCode::kIo, "write " + tmp + ": " + std::strerror(errno));
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return makeError(ErrorCode::kIo, "write " + tmp + ": " + std::strerror(errno));
-    }
-    off += static_cast<size_t>(n);
-  }
-  ::fchmod(fd, mode);
-  ::fsync(fd);
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return makeError(ErrorCode::kIo, "rename " + path + ": " + std::strerror(errno));
-  }
-  return Status::success();
+  return writeFileAtomic(path, data, "write", Durability::kAlways, mode, ErrorCode::kIo);
 }
 
 bool isConfigName(const std::string& n) {
@@ -70,7 +45,7 @@ std::vector<std::string> configFiles(const std::string& dir) {
   if (d == nullptr) return out;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
-    if (n[0] != '.' && isConfigName(n) && n.find(".podsteer-tmp.") == std::string::npos) out.push_back(n);
+    if (n[0] != '.' && isConfigName(n) && n.find(kTempInfix) == std::string::npos) out.push_back(n);
   }
   ::closedir(d);
   std::sort(out.begin(), out.end());
@@ -204,7 +179,7 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
       return makeError(ErrorCode::kTryAgain, "no primary CNI config (*.conflist, *.conf) in " + opts.confDir +
                                                  " after " + std::to_string(opts.waitForPrimary.count()) + " s",
                        "podsteer is a chained plugin: install the primary network plugin first");
-    if (!told) std::cerr << "podsteer install: waiting for a primary CNI config in " << opts.confDir << "\n";
+    if (!told) FdWriter(STDERR_FILENO) << "podsteer install: waiting for a primary CNI config in " << opts.confDir << "\n";
     told = true;
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     primary = findPrimaryConfig(opts.confDir);
@@ -250,7 +225,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     std::string a = argv[i];
     auto value = [&](const char* flag) -> std::optional<std::string> {
       if (i + 1 >= argc) {
-        std::cerr << "podsteer " << cmd << ": " << flag << " needs a value\n";
+        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << flag << " needs a value\n";
         return std::nullopt;
       }
       return std::string(argv[++i]);
@@ -267,17 +242,17 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       confFile = *v;
       std::string text;
       if (!readFile(*v, text)) {
-        std::cerr << "podsteer " << cmd << ": cannot read " << *v << "\n";
+        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": cannot read " << *v << "\n";
         return 1;
       }
       auto j = nlohmann::json::parse(text, nullptr, false);
       if (!j.is_object()) {
-        std::cerr << "podsteer " << cmd << ": " << *v << " is not a JSON object (the podsteer conflist entry)\n";
+        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << *v << " is not a JSON object (the podsteer conflist entry)\n";
         return 1;
       }
       opts.entry = j;
     } else {
-      std::cerr << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
+      FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
                    "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
                    "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n";
       return 2;
@@ -286,8 +261,8 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
   std::string report;
   if (cmd == "uninstall") {
     auto s = uninstall(opts.binDir, opts.confDir, report);
-    std::cout << report;
-    if (!s) std::cerr << "podsteer uninstall: " << s.error().msg << "\n";
+    FdWriter(STDOUT_FILENO) << report;
+    if (!s) FdWriter(STDERR_FILENO) << "podsteer uninstall: " << s.error().msg << "\n";
     return s ? 0 : 1;
   }
   signal(SIGTERM, [](int) { gStop = 1; });
@@ -303,18 +278,18 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       if (j.is_object() && j.dump() != lastEntry) {
         opts.entry = j;
         lastEntry = j.dump();
-        std::cout << "podsteer install: " << confFile << " changed\n";
+        FdWriter(STDOUT_FILENO) << "podsteer install: " << confFile << " changed\n";
         if (reconcileOnChange && reconcile) {
           // Reconcile reads the entry's own stateDir; new pods get the entry via installOnce.
           int rc = reconcile(confFile);
-          std::cout << "podsteer install: reconcile exited " << rc << "\n";
+          FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc << "\n";
         }
       }
     }
     auto s = installOnce(opts, changed, report);
-    std::cout << report << std::flush;
+    FdWriter(STDOUT_FILENO) << report;
     if (!s) {
-      std::cerr << "podsteer install: " << s.error().msg << (s.error().details.empty() ? "" : " (" + s.error().details + ")") << "\n";
+      FdWriter(STDERR_FILENO) << "podsteer install: " << s.error().msg << (s.error().details.empty() ? "" : " (" + s.error().details + ")") << "\n";
       if (!watch) return 1;
     }
     // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);

@@ -71,14 +71,28 @@ void closeParkedSockets() {
   parked().clear();
 }
 
+// Scratch space for building one message. Allocated once per batch and not zeroed (the
+// builders write every byte they use, padding included): a zeroed 16 KiB buffer per
+// message was a memset and four fresh-page faults per rule on every ADD.
+char* NftBatch::scratch() {
+  if (!scratch_) scratch_.reset(new char[kMsgScratch]);
+  return scratch_.get();
+}
+
 void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what) {
-  std::vector<char> scratch(kMsgScratch);
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.data(), type, family, flags | NLM_F_ACK, 0);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(), type, family, flags | NLM_F_ACK, 0);
   build(nlh);
   Op op;
   op.what = std::move(what);
   appendMsg(op.msg, nlh);
   ops_.push_back(std::move(op));
+}
+
+// One receive buffer per socket, allocated on first use and not zeroed: the kernel
+// writes what it answers, and untouched pages are never faulted in.
+char* NftSocket::recvBuffer() {
+  if (!rbuf_) rbuf_.reset(new char[kRecvBuffer]);
+  return rbuf_.get();
 }
 
 Result<NftSocket> NftSocket::open() {
@@ -106,11 +120,14 @@ Result<NftSocket> NftSocket::openIn(int netnsFd) {
 Status NftSocket::commit(const NftBatch& batch) {
   if (batch.empty()) return Status::success();
   std::vector<char> buf;
-  std::vector<char> scratch(kMsgScratch);
+  size_t total = 2 * NLMSG_ALIGN(sizeof(nlmsghdr) + sizeof(nfgenmsg));
+  for (const auto& op : batch.ops_) total += op.msg.size();
+  buf.reserve(total);
+  char* scratch = recvBuffer(); // free until the answers come
   std::map<uint32_t, const NftBatch::Op*> bySeq;
 
   const uint32_t beginSeq = ++seq_;
-  appendMsg(buf, nftnl_batch_begin(scratch.data(), beginSeq));
+  appendMsg(buf, nftnl_batch_begin(scratch, beginSeq));
   for (const auto& op : batch.ops_) {
     size_t at = buf.size();
     buf.insert(buf.end(), op.msg.begin(), op.msg.end());
@@ -118,7 +135,7 @@ Status NftSocket::commit(const NftBatch& batch) {
     nlh->nlmsg_seq = ++seq_;
     bySeq[nlh->nlmsg_seq] = &op;
   }
-  appendMsg(buf, nftnl_batch_end(scratch.data(), ++seq_));
+  appendMsg(buf, nftnl_batch_end(scratch, ++seq_));
 
   int fd = mnl_socket_get_fd(sock_.get());
   // A batch is one datagram; make sure the socket may send it whole.
@@ -132,16 +149,16 @@ Status NftSocket::commit(const NftBatch& batch) {
   size_t pending = bySeq.size();
   std::optional<Error> first;
   uint32_t firstSeq = UINT32_MAX;
-  std::vector<char> rbuf(kRecvBuffer);
+  char* rbuf = recvBuffer();
   while (pending > 0) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf.data(), rbuf.size());
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf, kRecvBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (first) break;
       return makeError(ErrorCode::kNetlink, std::string("nftables: receive acknowledgements: ") + std::strerror(errno));
     }
     int len = static_cast<int>(n);
-    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rbuf.data()); mnl_nlmsg_ok(nlh, len);
+    for (auto* nlh = reinterpret_cast<const nlmsghdr*>(rbuf); mnl_nlmsg_ok(nlh, len);
          nlh = mnl_nlmsg_next(nlh, &len)) {
       if (nlh->nlmsg_type != NLMSG_ERROR) continue;
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
@@ -166,13 +183,12 @@ Status NftSocket::commit(const NftBatch& batch) {
 
 Status NftSocket::dump(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
                        const MessageHandler& onMessage, const std::string& what) {
-  std::vector<char> scratch(kMsgScratch);
+  char* rbuf = recvBuffer();
   uint32_t seq = ++seq_;
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.data(), type, family, NLM_F_DUMP, seq);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(rbuf, type, family, NLM_F_DUMP, seq);
   build(nlh);
   if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0)
     return kernelError(what, errno, "");
-  std::vector<char> rbuf(kRecvBuffer);
   struct Ctx {
     const MessageHandler* handler;
   } ctx{&onMessage};
@@ -181,12 +197,12 @@ Status NftSocket::dump(uint16_t type, uint16_t family, const NftBatch::PayloadBu
     return MNL_CB_OK;
   };
   while (true) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf.data(), rbuf.size());
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf, kRecvBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
       return kernelError(what, errno, "");
     }
-    int r = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), seq, portId_, cb, &ctx);
+    int r = mnl_cb_run(rbuf, static_cast<size_t>(n), seq, portId_, cb, &ctx);
     if (r < 0) {
       // The table may be gone or in transition: ENOENT means "nothing to list".
       if (errno == ENOENT) return Status::success();
@@ -199,21 +215,20 @@ Status NftSocket::dump(uint16_t type, uint16_t family, const NftBatch::PayloadBu
 
 Status NftSocket::get(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
                       const MessageHandler& onMessage, bool& found, const std::string& what) {
-  std::vector<char> scratch(kMsgScratch);
+  char* rbuf = recvBuffer();
   uint32_t seq = ++seq_;
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.data(), type, family, NLM_F_ACK, seq);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(rbuf, type, family, NLM_F_ACK, seq);
   build(nlh);
   if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0) return kernelError(what, errno, "");
-  std::vector<char> rbuf(kRecvBuffer);
   found = false;
   while (true) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf.data(), rbuf.size());
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf, kRecvBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
       return kernelError(what, errno, "");
     }
     int len = static_cast<int>(n);
-    for (auto* m = reinterpret_cast<const nlmsghdr*>(rbuf.data()); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+    for (auto* m = reinterpret_cast<const nlmsghdr*>(rbuf); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
       if (m->nlmsg_seq != seq) continue;
       if (m->nlmsg_type == NLMSG_ERROR) {
         int code = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,9 @@ private:
     std::string what;
     std::vector<char> msg; // one netlink message, seq filled in at send time
   };
+  char* scratch();
   std::vector<Op> ops_;
+  std::unique_ptr<char[]> scratch_;
 };
 
 // An nfnetlink socket bound in the namespace it was created in.
@@ -55,7 +58,9 @@ public:
 
 private:
   explicit NftSocket(MnlSocketPtr s, uint32_t portId) : sock_(std::move(s)), portId_(portId) {}
+  char* recvBuffer();
   MnlSocketPtr sock_;
+  std::unique_ptr<char[]> rbuf_;
   uint32_t portId_ = 0;
   uint32_t seq_ = 0;
 };

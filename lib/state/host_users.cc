@@ -10,10 +10,9 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "state/lock.h"
+#include "util/file_io.h"
 
 namespace podsteer::state {
 
@@ -84,7 +83,7 @@ std::vector<std::string> HostUsers::activeResources() const {
   if (d == nullptr) return out;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
-    if (n == "." || n == ".." || n.ends_with(".json") || n.find(".tmp") != std::string::npos) continue;
+    if (n == "." || n == ".." || n.ends_with(".json") || n.find(kTempInfix) != std::string::npos) continue;
     if (inUse(n)) out.push_back(n);
   }
   ::closedir(d);
@@ -94,25 +93,16 @@ std::vector<std::string> HostUsers::activeResources() const {
 Status HostUsers::writeConfig(const std::string& resource, const nlohmann::json& config) const {
   if (auto s = ensureDirectory(dir_); !s) return s;
   const std::string path = dir_ + "/" + resource + ".json";
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << config.dump() << "\n";
-    if (!out) return hostStateError("write", tmp);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return hostStateError("rename", path);
-  }
-  return Status::success();
+  const std::string text = config.dump() + "\n";
+  // Unchanged (every ADD into an existing domain): no write, no rename.
+  if (readFile(path) == text) return Status::success();
+  return writeFileAtomic(path, text, "write");
 }
 
 std::optional<nlohmann::json> HostUsers::readConfig(const std::string& resource) const {
-  std::ifstream in(dir_ + "/" + resource + ".json");
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto text = readFile(dir_ + "/" + resource + ".json");
+  if (!text) return std::nullopt;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
   if (j.is_discarded()) return std::nullopt;
   return j;
 }

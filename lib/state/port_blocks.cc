@@ -6,19 +6,14 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "state/lock.h"
+#include "util/file_io.h"
 
 namespace podsteer::state {
 
 std::optional<std::string> PortBlocks::ownerOf(uint32_t index) const {
-  std::ifstream in(dir_ + "/" + std::to_string(index));
-  if (!in) return std::nullopt;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return readFile(dir_ + "/" + std::to_string(index));
 }
 
 Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount, std::optional<uint32_t> preferred,

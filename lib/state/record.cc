@@ -2,18 +2,15 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <linux/magic.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "state/lock.h"
+#include "util/file_io.h"
 
 namespace podsteer::state {
 
@@ -21,11 +18,6 @@ namespace {
 
 Error stateError(const std::string& what, const std::string& path) {
   return makeError(ErrorCode::kState, what + " " + path + ": " + std::strerror(errno));
-}
-
-bool onTmpfs(const std::string& dir) {
-  struct statfs fs {};
-  return ::statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
 }
 
 std::vector<std::string> listDir(const std::string& dir) {
@@ -94,58 +86,20 @@ std::string RecordStore::pathFor(const std::string& network, const std::string& 
 Status RecordStore::write(const AttachmentRecord& record) const {
   const std::string dir = stateDir_ + "/" + record.network + "/" + record.containerId;
   if (auto s = ensureDirectory(dir); !s) return s;
-  const std::string path = pathFor(record.network, record.containerId, record.ifname);
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const std::string text = record.toJson().dump(2) + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return stateError("write record", tmp);
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      Error e = stateError("write record", tmp);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return e;
-    }
-    off += static_cast<size_t>(n);
-  }
-  // tmpfs content dies with the kernel state it describes; elsewhere make it durable.
-  const bool durable = !onTmpfs(dir);
-  if (durable && ::fsync(fd) != 0) {
-    Error e = stateError("fsync record", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Error e = stateError("rename record", path);
-    ::unlink(tmp.c_str());
-    return e;
-  }
-  if (durable) {
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
-  return Status::success();
+  // tmpfs content dies with the kernel state it describes; elsewhere it is made durable.
+  return writeFileAtomic(pathFor(record.network, record.containerId, record.ifname), record.toJson().dump(2) + "\n",
+                         "write record", Durability::kAuto);
 }
 
 Result<std::optional<AttachmentRecord>> RecordStore::read(const std::string& network, const std::string& containerId,
                                                           const std::string& ifname) const {
   const std::string path = pathFor(network, containerId, ifname);
-  std::ifstream in(path);
-  if (!in) {
+  auto text = readFile(path);
+  if (!text) {
     if (errno == ENOENT) return std::optional<AttachmentRecord>{};
     return stateError("read record", path);
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+  auto j = nlohmann::json::parse(*text, nullptr, false);
   auto rec = AttachmentRecord::fromJson(j);
   if (!rec) return makeError(ErrorCode::kState, "record " + path + " is unreadable or of an unknown version");
   return std::optional<AttachmentRecord>{*rec};
@@ -189,7 +143,7 @@ void RecordStore::removeStaleTemps(const std::string& network) const {
   for (const auto& cid : listDir(netDir)) {
     const std::string dir = netDir + "/" + cid;
     for (const auto& file : listDir(dir))
-      if (file.find(".json.tmp.") != std::string::npos) ::unlink((dir + "/" + file).c_str());
+      if (file.find(kTempInfix) != std::string::npos) ::unlink((dir + "/" + file).c_str());
     ::rmdir(dir.c_str()); // only when that left it empty
   }
   ::rmdir(netDir.c_str());

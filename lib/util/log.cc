@@ -7,6 +7,8 @@
 
 #include <cstdio>
 
+#include "util/file_io.h"
+
 namespace podsteer {
 
 namespace {
@@ -22,14 +24,6 @@ const char* levelName(LogLevel l) {
   return "?";
 }
 
-void writeAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
 } // namespace
 
 Logger& Logger::instance() {
