@@ -13,6 +13,7 @@
 #include "cni/version.h"
 #include "config/netconf.h"
 #include "config/pod.h"
+#include "nl/link_addresses.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"

@@ -147,8 +147,34 @@ void recordBaseDigest(const std::string& stateDir, const plan::HostBase& base) {
   (void)writeFileAtomic(baseDigestPath(stateDir), baseDigest(base) + "\n", "write");
 }
 
+// An rtnetlink socket opened on first use: most ADDs into an existing domain change no
+// ip rule or route, and then pay for no socket.
+class RouteSocketOnDemand {
+public:
+  Result<nl::RouteSocket*> get() {
+    if (!sock_) {
+      auto s = nl::RouteSocket::open();
+      if (!s) return s.error();
+      sock_.emplace(std::move(*s));
+    }
+    return &*sock_;
+  }
+  Status addRule(const plan::IpRule& r) { return with([&](nl::RouteSocket& s) { return s.addRule(r); }); }
+  Status deleteRule(const plan::IpRule& r) { return with([&](nl::RouteSocket& s) { return s.deleteRule(r); }); }
+  Status addRoute(const plan::IpRoute& r) { return with([&](nl::RouteSocket& s) { return s.addRoute(r); }); }
+  Status deleteRoute(const plan::IpRoute& r) { return with([&](nl::RouteSocket& s) { return s.deleteRoute(r); }); }
+
+private:
+  template <typename F> Status with(F f) {
+    auto s = get();
+    if (!s) return s.error();
+    return f(**s);
+  }
+  std::optional<nl::RouteSocket> sock_;
+};
+
 // Removes the ip rules and routes of a domain nobody uses any more, then its state.
-Status retireResource(nl::RouteSocket& rs, const state::HostUsers& users, const std::string& resource) {
+Status retireResource(RouteSocketOnDemand& rs, const state::HostUsers& users, const std::string& resource) {
   if (users.inUse(resource)) return Status::success();
   if (resource != kHairpinResource) {
     if (auto d = domainFromState(users, resource)) {
@@ -196,6 +222,7 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
                            const std::optional<EgressPortPool>& pool) {
   if (now.empty() && before.empty()) return Status::success();
   state::HostUsers users(stateDir);
+  RouteSocketOnDemand rs;
   const auto had = resourcesOf(before), has = resourcesOf(now);
   // Users first (like records): a command killed after this is undone by DEL.
   for (const auto& r : has)
@@ -206,14 +233,12 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
       // A changed definition: what the old one installed and the new one does not goes.
       if (auto old = domainFromState(users, domainResource(d->name)); old && !(old->source == d->source && old->markMask == d->markMask)) {
         plan::HostBase was = plan::buildHostBase({*old}, false), will = plan::buildHostBase({*d}, false);
-        auto rs = nl::RouteSocket::open();
-        if (!rs) return rs.error();
         for (const auto& r : was.rules)
           if (std::find(will.rules.begin(), will.rules.end(), r) == will.rules.end())
-            if (auto s = rs->deleteRule(r); !s) return s;
+            if (auto s = rs.deleteRule(r); !s) return s;
         for (const auto& r : was.routes)
           if (std::find(will.routes.begin(), will.routes.end(), r) == will.routes.end())
-            if (auto s = rs->deleteRoute(r); !s) return s;
+            if (auto s = rs.deleteRoute(r); !s) return s;
       }
       if (auto s = users.writeConfig(domainResource(d->name), {{"source", d->source}, {"markMask", d->markMask}}); !s)
         return s;
@@ -234,26 +259,24 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
     return s;
   faultPoint("add:host-table");
 
-  auto rs = nl::RouteSocket::open();
-  if (!rs) return rs.error();
   // The shared rules and routes go with the shared table: when the table's base was
   // already current, so are they (the same command installed both). CHECK and
   // `reconcile --repair` catch one removed behind our back.
   if (!baseCurrent) {
     for (const auto& r : base.rules)
-      if (auto s = rs->addRule(r); !s) return s;
+      if (auto s = rs.addRule(r); !s) return s;
     for (const auto& r : base.routes)
-      if (auto s = rs->addRoute(r); !s) return s;
+      if (auto s = rs.addRoute(r); !s) return s;
   }
   for (const auto& r : before.rules)
     if (std::find(now.rules.begin(), now.rules.end(), r) == now.rules.end())
-      if (auto s = rs->deleteRule(r); !s) return s;
+      if (auto s = rs.deleteRule(r); !s) return s;
   faultPoint("add:host-base-routes");
   for (const auto& r : now.rules)
-    if (auto s = rs->addRule(r); !s) return s;
+    if (auto s = rs.addRule(r); !s) return s;
   for (const auto& r : had)
     if (!has.count(r))
-      if (auto s = retireResource(*rs, users, r); !s) return s;
+      if (auto s = retireResource(rs, users, r); !s) return s;
   if (!baseCurrent) recordBaseDigest(stateDir, base);
   return Status::success();
 }
@@ -271,14 +294,10 @@ Status removeHostMembership(const std::string& stateDir, const std::string& user
   for (const auto& r : resources) note(users.remove(r, userKey));
   plan::HostBase base = currentBase(users);
   note(commitHostTable(stateDir, base, had.elements, {}));
-  auto rs = nl::RouteSocket::open();
-  if (rs) {
-    for (const auto& r : had.rules) note(rs->deleteRule(r));
-    for (const auto& r : resources) note(retireResource(*rs, users, r));
-    if (!first) recordBaseDigest(stateDir, base);
-  } else {
-    note(rs.error());
-  }
+  RouteSocketOnDemand rs;
+  for (const auto& r : had.rules) note(rs.deleteRule(r));
+  for (const auto& r : resources) note(retireResource(rs, users, r));
+  if (!first) recordBaseDigest(stateDir, base);
   if (had.portBlock) state::PortBlocks(stateDir).release(userKey, *had.portBlock);
   if (first) return *first;
   return Status::success();

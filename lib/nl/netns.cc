@@ -33,23 +33,40 @@ Result<NetnsHandle> openNetns(const std::string& path) {
   return h;
 }
 
+namespace {
+
+// The namespace podsteer runs in (the node's), opened once per process: a command
+// enters pod namespaces several times, and each /proc lookup is a path walk.
+int homeNetns() {
+  static UniqueFd home(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  return home.get();
+}
+
+int gDepth = 0;
+
+} // namespace
+
 NetnsGuard::NetnsGuard(int netnsFd) {
-  int self = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) {
+  // Guards do not nest: each returns to the process's own namespace.
+  if (gDepth != 0) std::abort();
+  if (homeNetns() < 0) {
     status_ = makeError(ErrorCode::kInternal, std::string("open own netns: ") + std::strerror(errno));
     return;
   }
-  original_ = UniqueFd(self);
   if (::setns(netnsFd, CLONE_NEWNET) != 0) {
     status_ = makeError(ErrorCode::kInternal, std::string("setns into pod netns: ") + std::strerror(errno));
-    original_.reset();
+    return;
   }
+  entered_ = true;
+  ++gDepth;
 }
 
 NetnsGuard::~NetnsGuard() {
+  if (!entered_) return;
+  --gDepth;
   // Failing to return would leave the rest of the command in the wrong namespace, where
   // it could change the wrong tables: there is no safe way to continue.
-  if (original_.valid() && ::setns(original_.get(), CLONE_NEWNET) != 0) std::abort();
+  if (::setns(homeNetns(), CLONE_NEWNET) != 0) std::abort();
 }
 
 } // namespace podsteer::nl

@@ -31,7 +31,7 @@ public:
   const Status& status() const { return status_; }
 
 private:
-  UniqueFd original_;
+  bool entered_ = false;
   Status status_;
 };
 

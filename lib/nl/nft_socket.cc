@@ -80,7 +80,7 @@ char* NftBatch::scratch() {
 }
 
 void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what) {
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(), type, family, flags | NLM_F_ACK, 0);
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(), type, family, flags, 0);
   build(nlh);
   Op op;
   op.what = std::move(what);
@@ -128,13 +128,21 @@ Status NftSocket::commit(const NftBatch& batch) {
 
   const uint32_t beginSeq = ++seq_;
   appendMsg(buf, nftnl_batch_begin(scratch, beginSeq));
+  size_t lastAt = 0;
   for (const auto& op : batch.ops_) {
-    size_t at = buf.size();
+    lastAt = buf.size();
     buf.insert(buf.end(), op.msg.begin(), op.msg.end());
-    auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data() + at);
+    auto* nlh = reinterpret_cast<nlmsghdr*>(buf.data() + lastAt);
     nlh->nlmsg_seq = ++seq_;
     bySeq[nlh->nlmsg_seq] = &op;
   }
+  // Only the last message asks for an acknowledgement. The kernel reports every failed
+  // message anyway, processes the whole batch (collecting all its errors) before
+  // answering, and answers in order; so the last message's answer closes the batch. An
+  // ack per message would cost a kernel allocation and a recvmsg each.
+  auto* last = reinterpret_cast<nlmsghdr*>(buf.data() + lastAt);
+  last->nlmsg_flags |= NLM_F_ACK;
+  const uint32_t lastSeq = last->nlmsg_seq;
   appendMsg(buf, nftnl_batch_end(scratch, ++seq_));
 
   int fd = mnl_socket_get_fd(sock_.get());
@@ -144,13 +152,12 @@ Status NftSocket::commit(const NftBatch& batch) {
   if (mnl_socket_sendto(sock_.get(), buf.data(), buf.size()) < 0)
     return makeError(ErrorCode::kNetlink, std::string("nftables: send batch: ") + std::strerror(errno));
 
-  // Every message carries NLM_F_ACK: wait for one answer per message. The kernel
-  // processes the batch inside sendmsg, so the answers are already queued.
-  size_t pending = bySeq.size();
+  // The kernel processes the batch inside sendmsg, so the answers are already queued.
   std::optional<Error> first;
   uint32_t firstSeq = UINT32_MAX;
   char* rbuf = recvBuffer();
-  while (pending > 0) {
+  bool closed = false;
+  while (!closed) {
     ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf, kRecvBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -169,7 +176,7 @@ Status NftSocket::commit(const NftBatch& batch) {
       }
       auto it = bySeq.find(nlh->nlmsg_seq);
       if (it == bySeq.end()) continue;
-      --pending;
+      if (nlh->nlmsg_seq == lastSeq) closed = true;
       if (code == 0) continue;
       if (nlh->nlmsg_seq < firstSeq) {
         firstSeq = nlh->nlmsg_seq;

@@ -192,43 +192,4 @@ Result<bool> RouteSocket::hasRoute(const plan::IpRoute& r) {
   return false;
 }
 
-Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const std::string& ifname) {
-  nl_sock* raw = nullptr;
-  {
-    NetnsGuard guard(netnsFd);
-    if (!guard.status()) return guard.status().error();
-    raw = nl_socket_alloc();
-    if (raw == nullptr) return makeError(ErrorCode::kNetlink, "rtnetlink: cannot allocate a socket");
-    if (int err = nl_connect(raw, NETLINK_ROUTE); err < 0) {
-      nl_socket_free(raw);
-      return rtnlError("connect in the pod netns", err);
-    }
-  }
-  std::unique_ptr<nl_sock, CDeleter<nl_socket_free>> sock(raw);
-  nl_cache* links = nullptr;
-  if (int err = rtnl_link_alloc_cache(sock.get(), AF_UNSPEC, &links); err < 0) return rtnlError("list links", err);
-  CachePtr linkCache(links);
-  int index = rtnl_link_name2i(linkCache.get(), ifname.c_str());
-  if (index == 0) return std::optional<std::vector<Cidr>>{};
-  nl_cache* addrs = nullptr;
-  if (int err = rtnl_addr_alloc_cache(sock.get(), &addrs); err < 0) return rtnlError("list addresses", err);
-  CachePtr addrCache(addrs);
-  std::vector<Cidr> out;
-  for (nl_object* o = nl_cache_get_first(addrCache.get()); o != nullptr; o = nl_cache_get_next(o)) {
-    auto* a = reinterpret_cast<rtnl_addr*>(o);
-    if (rtnl_addr_get_ifindex(a) != index) continue;
-    nl_addr* local = rtnl_addr_get_local(a);
-    if (local == nullptr) continue;
-    Cidr c;
-    int family = nl_addr_get_family(local);
-    size_t len = nl_addr_get_len(local);
-    if ((family != AF_INET || len != 4) && (family != AF_INET6 || len != 16)) continue;
-    c.family = family == AF_INET ? Family::kIpv4 : Family::kIpv6;
-    std::memcpy(c.addr.data(), nl_addr_get_binary_addr(local), len);
-    c.prefixLen = c.maxPrefix();
-    out.push_back(c);
-  }
-  return std::optional<std::vector<Cidr>>{out};
-}
-
 } // namespace podsteer::nl

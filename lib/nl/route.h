@@ -33,8 +33,4 @@ private:
   nl_sock* sock_ = nullptr;
 };
 
-// The addresses on interface `ifname` in network namespace `netnsFd`; nullopt when the
-// namespace has no such interface.
-Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const std::string& ifname);
-
 } // namespace podsteer::nl

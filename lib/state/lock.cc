@@ -14,16 +14,19 @@ namespace podsteer::state {
 
 Status ensureDirectory(const std::string& dir) {
   struct stat existing {};
-  // The common case (it exists) costs one lstat, not a mkdir per path component.
+  // The common case (it exists) costs one lstat; a new directory under an existing one
+  // (a new container's) one mkdir; only a missing parent walks up.
   if (::lstat(dir.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) return Status::success();
-  std::string partial;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = dir.find('/', pos + 1);
-    partial = dir.substr(0, pos);
-    if (partial.empty()) continue;
-    if (::mkdir(partial.c_str(), 0700) != 0 && errno != EEXIST)
-      return makeError(ErrorCode::kState, "stateDir: cannot create " + partial + ": " + std::strerror(errno));
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    if (errno == ENOENT) {
+      const size_t slash = dir.rfind('/');
+      if (slash != std::string::npos && slash > 0)
+        if (auto s = ensureDirectory(dir.substr(0, slash)); !s) return s;
+      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
+    } else if (errno != EEXIST) {
+      return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
+    }
   }
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0)

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "state/lock.h"
@@ -38,8 +39,10 @@ std::string nowUtc() {
   time_t t = ::time(nullptr);
   tm tmv{};
   gmtime_r(&t, &tmv);
+  // snprintf, not strftime: glibc's strftime loads the time zone (/etc/localtime) first.
   char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
+                tmv.tm_hour, tmv.tm_min, tmv.tm_sec);
   return buf;
 }
 
@@ -87,7 +90,7 @@ Status RecordStore::write(const AttachmentRecord& record) const {
   const std::string dir = stateDir_ + "/" + record.network + "/" + record.containerId;
   if (auto s = ensureDirectory(dir); !s) return s;
   // tmpfs content dies with the kernel state it describes; elsewhere it is made durable.
-  return writeFileAtomic(pathFor(record.network, record.containerId, record.ifname), record.toJson().dump(2) + "\n",
+  return writeFileAtomic(pathFor(record.network, record.containerId, record.ifname), record.toJson().dump() + "\n",
                          "write record", Durability::kAuto);
 }
 

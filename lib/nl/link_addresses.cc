@@ -1,0 +1,120 @@
+#include "nl/link_addresses.h"
+
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "nl/handles.h"
+#include "nl/netns.h"
+
+namespace podsteer::nl {
+
+namespace {
+
+// Two plain requests on one raw rtnetlink socket: the interface by name, then the
+// addresses of that index. (A link cache would dump every link with its statistics.)
+using RtnlPtr = std::unique_ptr<mnl_socket, CDeleter<mnl_socket_close>>;
+constexpr size_t kBuffer = 16384;
+
+Error rtnlError(const std::string& what, int err) {
+  return makeError(ErrorCode::kNetlink, "rtnetlink: " + what + " in the pod netns: " + std::strerror(err));
+}
+
+struct AddrScan {
+  int index;
+  std::vector<Cidr>* out;
+};
+
+int onAddress(const nlmsghdr* nlh, void* data) {
+  auto* scan = static_cast<AddrScan*>(data);
+  const auto* ifa = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(nlh));
+  if (static_cast<int>(ifa->ifa_index) != scan->index) return MNL_CB_OK;
+  const nlattr* local = nullptr;
+  const nlattr* address = nullptr;
+  const auto* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
+  for (auto* a = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, sizeof(*ifa)));
+       mnl_attr_ok(a, static_cast<int>(tail - reinterpret_cast<const char*>(a))); a = mnl_attr_next(a)) {
+    if (mnl_attr_get_type(a) == IFA_LOCAL) local = a;
+    else if (mnl_attr_get_type(a) == IFA_ADDRESS) address = a;
+  }
+  // IFA_LOCAL is the interface's own address on point-to-point links; IFA_ADDRESS otherwise.
+  const nlattr* own = local != nullptr ? local : address;
+  if (own == nullptr) return MNL_CB_OK;
+  const size_t len = mnl_attr_get_payload_len(own);
+  if (!((ifa->ifa_family == AF_INET && len == 4) || (ifa->ifa_family == AF_INET6 && len == 16))) return MNL_CB_OK;
+  Cidr c;
+  c.family = ifa->ifa_family == AF_INET ? Family::kIpv4 : Family::kIpv6;
+  std::memcpy(c.addr.data(), mnl_attr_get_payload(own), len);
+  c.prefixLen = c.maxPrefix();
+  scan->out->push_back(c);
+  return MNL_CB_OK;
+}
+
+int onLink(const nlmsghdr* nlh, void* data) {
+  *static_cast<int*>(data) = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(nlh))->ifi_index;
+  return MNL_CB_OK;
+}
+
+// Sends `nlh` and runs `cb` over the answers until the kernel's ack or end of dump.
+int exchange(mnl_socket* s, char* buf, nlmsghdr* nlh, mnl_cb_t cb, void* data) {
+  const uint32_t seq = nlh->nlmsg_seq, portId = mnl_socket_get_portid(s);
+  if (mnl_socket_sendto(s, nlh, nlh->nlmsg_len) < 0) return -1;
+  while (true) {
+    ssize_t n = mnl_socket_recvfrom(s, buf, kBuffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    int r = mnl_cb_run(buf, static_cast<size_t>(n), seq, portId, cb, data);
+    if (r <= MNL_CB_STOP) return r;
+  }
+}
+
+} // namespace
+
+Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const std::string& ifname) {
+  RtnlPtr sock;
+  {
+    NetnsGuard guard(netnsFd);
+    if (!guard.status()) return guard.status().error();
+    sock.reset(mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC));
+    if (!sock) return rtnlError("open a socket", errno);
+    if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return rtnlError("bind a socket", errno);
+  }
+  std::unique_ptr<char[]> buf(new char[kBuffer]);
+  alignas(nlmsghdr) char req[512];
+
+  nlmsghdr* nlh = mnl_nlmsg_put_header(req);
+  nlh->nlmsg_type = RTM_GETLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_seq = 1;
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname.c_str());
+  mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  int index = 0;
+  if (exchange(sock.get(), buf.get(), nlh, onLink, &index) < 0) {
+    if (errno == ENODEV) return std::optional<std::vector<Cidr>>{};
+    return rtnlError("look up interface " + ifname, errno);
+  }
+  if (index == 0) return std::optional<std::vector<Cidr>>{};
+
+  nlh = mnl_nlmsg_put_header(req);
+  nlh->nlmsg_type = RTM_GETADDR;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nlh->nlmsg_seq = 2;
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = AF_UNSPEC;
+  ifa->ifa_index = static_cast<uint32_t>(index);
+  std::vector<Cidr> out;
+  AddrScan scan{index, &out};
+  if (exchange(sock.get(), buf.get(), nlh, onAddress, &scan) < 0) return rtnlError("list addresses of " + ifname, errno);
+  return std::optional<std::vector<Cidr>>{out};
+}
+
+} // namespace podsteer::nl
