@@ -19,17 +19,21 @@ namespace {
 // Reads stdin up to one byte past the limit, so an oversized input is refused (by the
 // config parser, as code 6) without reading gigabytes first.
 std::string readStdin() {
+  // Read straight into the string: a large stack buffer would be probed page by page
+  // (stack-clash protection), a page fault each, on every invocation.
   std::string data;
-  char buf[65536];
-  while (data.size() <= podsteer::kMaxStdinBytes) {
-    ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
+  size_t used = 0;
+  while (used <= podsteer::kMaxStdinBytes) {
+    if (data.size() - used < 4096) data.resize(used + 16384);
+    ssize_t n = ::read(STDIN_FILENO, data.data() + used, data.size() - used);
     if (n < 0) {
       if (errno == EINTR) continue;
       break;
     }
     if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
+    used += static_cast<size_t>(n);
   }
+  data.resize(used);
   return data;
 }
 

@@ -81,9 +81,9 @@ Status cleanupPodNetns(const std::string& netnsPath, const std::string& expected
   return sock->commit(batch);
 }
 
-Status checkPodAddresses(int netnsFd, const std::string& ifname, const std::vector<Cidr>& ips) {
+Status checkPodAddresses(nl::RtnlSocket& rtnl, const std::string& ifname, const std::vector<Cidr>& ips) {
   if (ips.empty()) return Status::success();
-  auto have = nl::interfaceAddresses(netnsFd, ifname);
+  auto have = rtnl.interfaceAddresses(ifname);
   if (!have) return have.error();
   if (!*have) {
     logDebug("interface " + ifname + " not in the pod netns; prevResult addresses not checked");
@@ -121,10 +121,24 @@ CommandOutput cmdAdd(const Invocation& inv) {
   if (ns->state != nl::NetnsState::kOpen)
     return failure(makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env.netns + " does not exist"), conf.cniVersion);
 
+  // Both pod-side sockets are made in one visit to the pod's namespace.
+  std::optional<nl::NftSocket> sock;
+  std::optional<nl::RtnlSocket> rtnl;
+  {
+    nl::NetnsGuard guard(ns->fd.get());
+    if (!guard.status()) return failure(guard.status().error(), conf.cniVersion);
+    auto n = nl::NftSocket::open();
+    if (!n) return failure(n.error(), conf.cniVersion);
+    sock.emplace(std::move(*n));
+    auto r = nl::RtnlSocket::open();
+    if (!r) return failure(r.error(), conf.cniVersion);
+    rtnl.emplace(std::move(*r));
+  }
   // The prevResult's addresses become node-wide set elements and rules: they must be the
   // pod's own. When the interface exists, every address must be on it (a prevResult that
   // names another pod's address would steer that pod's traffic).
-  if (auto s = checkPodAddresses(ns->fd.get(), env.ifname, pod.ips); !s) return failure(s.error(), conf.cniVersion);
+  if (auto s = checkPodAddresses(*rtnl, env.ifname, pod.ips); !s) return failure(s.error(), conf.cniVersion);
+  rtnl.reset();
 
   auto lock = state::NodeLock::acquire(conf.stateDir);
   if (!lock) return failure(lock.error(), conf.cniVersion);
@@ -169,20 +183,26 @@ CommandOutput cmdAdd(const Invocation& inv) {
   }
   faultPoint("add:record-written");
 
-  auto sock = nl::NftSocket::openIn(ns->fd.get());
-  if (!sock) {
-    if (previous && *previous) (void)store.write(**previous);
-    else (void)store.remove(conf.name, env.containerId, env.ifname);
-    return failure(sock.error(), conf.cniVersion);
-  }
   nl::NftBatch batch;
-  auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
-  Status applied = exists ? Status::success() : Status(exists.error());
-  if (applied) {
-    if (plan->podTable && *exists) nl::batchReplaceTable(batch, *plan->podTable);
-    else if (plan->podTable) nl::batchCreateTable(batch, *plan->podTable);
-    else if (*exists) nl::batchDeleteTable(batch, "inet", plan::kTableName);
+  Status applied = Status::success();
+  bool settled = false;
+  if (plan->podTable && !(previous && *previous)) {
+    // A first ADD: the table is almost surely absent, so create it without asking. The
+    // create refuses an existing table (EEXIST), and then it is replaced as below.
+    nl::batchCreateTable(batch, *plan->podTable);
     applied = sock->commit(batch);
+    settled = applied || sock->lastCommitErrno() != EEXIST;
+  }
+  if (!settled) {
+    batch = nl::NftBatch();
+    auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
+    applied = exists ? Status::success() : Status(exists.error());
+    if (applied) {
+      if (plan->podTable && *exists) nl::batchReplaceTable(batch, *plan->podTable);
+      else if (plan->podTable) nl::batchCreateTable(batch, *plan->podTable);
+      else if (*exists) nl::batchDeleteTable(batch, "inet", plan::kTableName);
+      applied = sock->commit(batch);
+    }
   }
   if (applied) faultPoint("add:pod-programmed");
   if (applied) applied = applyHostMembership(conf.stateDir, userKey, plan->host, before, conf.routingDomains,

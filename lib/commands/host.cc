@@ -111,22 +111,37 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
     nl::batchDeleteTable(batch, shell.family, shell.name);
     return sock->commit(batch);
   }
-  const std::string digest = baseDigest(base);
-  bool current = readBaseDigest(stateDir) == digest;
-  if (current) {
+  std::set<std::string> wanted;
+  for (const auto& s : base.table->sets) wanted.insert(s.name);
+  std::vector<plan::HostElement> removable;
+  for (const auto& e : remove)
+    if (wanted.count(e.set)) removable.push_back(e);
+  auto addElements = [&](nl::NftBatch& b) {
+    if (!removable.empty()) nl::batchDeleteElements(b, shell, removable);
+    if (!add.empty()) nl::batchAddElements(b, shell, add);
+  };
+
+  bool current = readBaseDigest(stateDir) == baseDigest(base);
+  if (current && !(removable.empty() && add.empty())) {
+    // The base we recorded is in place unless someone removed it behind our back: send the
+    // element change alone (no lookup first), and rebuild only if the kernel says the
+    // table or a set is gone.
+    addElements(batch);
+    Status s = sock->commit(batch);
+    if (s || sock->lastCommitErrno() != ENOENT) {
+      if (baseWasCurrent != nullptr) *baseWasCurrent = true;
+      return s;
+    }
+    batch = nl::NftBatch();
+    current = false;
+  } else if (current) {
     auto exists = nl::tableExists(*sock, shell.family, shell.name);
     if (!exists) return exists.error();
     current = *exists;
   }
   if (baseWasCurrent != nullptr) *baseWasCurrent = current;
-  std::set<std::string> wanted;
-  for (const auto& s : base.table->sets) wanted.insert(s.name);
   if (!current) nl::batchEnsureBase(batch, *base.table);
-  std::vector<plan::HostElement> removable;
-  for (const auto& e : remove)
-    if (wanted.count(e.set)) removable.push_back(e);
-  if (!removable.empty()) nl::batchDeleteElements(batch, shell, removable);
-  if (!add.empty()) nl::batchAddElements(batch, shell, add);
+  addElements(batch);
   if (!current) {
     auto existing = nl::listSets(*sock, shell.family, shell.name);
     if (!existing) return existing.error();

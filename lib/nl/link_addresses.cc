@@ -16,9 +16,6 @@ namespace podsteer::nl {
 
 namespace {
 
-// Two plain requests on one raw rtnetlink socket: the interface by name, then the
-// addresses of that index. (A link cache would dump every link with its statistics.)
-using RtnlPtr = std::unique_ptr<mnl_socket, CDeleter<mnl_socket_close>>;
 constexpr size_t kBuffer = 16384;
 
 Error rtnlError(const std::string& what, int err) {
@@ -77,16 +74,19 @@ int exchange(mnl_socket* s, char* buf, nlmsghdr* nlh, mnl_cb_t cb, void* data) {
 
 } // namespace
 
-Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const std::string& ifname) {
-  RtnlPtr sock;
-  {
-    NetnsGuard guard(netnsFd);
-    if (!guard.status()) return guard.status().error();
-    sock.reset(mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC));
-    if (!sock) return rtnlError("open a socket", errno);
-    if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return rtnlError("bind a socket", errno);
-  }
-  std::unique_ptr<char[]> buf(new char[kBuffer]);
+RtnlSocket::RtnlSocket(mnl_socket* s) : sock_(s), buf_(new char[kBuffer]) {}
+
+Result<RtnlSocket> RtnlSocket::open() {
+  mnl_socket* s = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC);
+  if (s == nullptr) return rtnlError("open a socket", errno);
+  RtnlSocket out(s);
+  if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0) return rtnlError("bind a socket", errno);
+  return out;
+}
+
+Result<std::optional<std::vector<Cidr>>> RtnlSocket::interfaceAddresses(const std::string& ifname) {
+  mnl_socket* sock = sock_.get();
+  char* buf = buf_.get();
   alignas(nlmsghdr) char req[512];
 
   nlmsghdr* nlh = mnl_nlmsg_put_header(req);
@@ -98,7 +98,7 @@ Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const s
   mnl_attr_put_strz(nlh, IFLA_IFNAME, ifname.c_str());
   mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
   int index = 0;
-  if (exchange(sock.get(), buf.get(), nlh, onLink, &index) < 0) {
+  if (exchange(sock, buf, nlh, onLink, &index) < 0) {
     if (errno == ENODEV) return std::optional<std::vector<Cidr>>{};
     return rtnlError("look up interface " + ifname, errno);
   }
@@ -113,7 +113,7 @@ Result<std::optional<std::vector<Cidr>>> interfaceAddresses(int netnsFd, const s
   ifa->ifa_index = static_cast<uint32_t>(index);
   std::vector<Cidr> out;
   AddrScan scan{index, &out};
-  if (exchange(sock.get(), buf.get(), nlh, onAddress, &scan) < 0) return rtnlError("list addresses of " + ifname, errno);
+  if (exchange(sock, buf, nlh, onAddress, &scan) < 0) return rtnlError("list addresses of " + ifname, errno);
   return std::optional<std::vector<Cidr>>{out};
 }
 

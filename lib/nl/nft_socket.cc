@@ -79,11 +79,13 @@ char* NftBatch::scratch() {
   return scratch_.get();
 }
 
-void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what) {
+void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what,
+                   OpDetail detail) {
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(), type, family, flags, 0);
   build(nlh);
   Op op;
   op.what = std::move(what);
+  op.detail = detail;
   appendMsg(op.msg, nlh);
   ops_.push_back(std::move(op));
 }
@@ -118,6 +120,7 @@ Result<NftSocket> NftSocket::openIn(int netnsFd) {
 }
 
 Status NftSocket::commit(const NftBatch& batch) {
+  lastCommitErrno_ = 0;
   if (batch.empty()) return Status::success();
   std::vector<char> buf;
   size_t total = 2 * NLMSG_ALIGN(sizeof(nlmsghdr) + sizeof(nfgenmsg));
@@ -172,6 +175,7 @@ Status NftSocket::commit(const NftBatch& batch) {
       int code = -err->error;
       if (nlh->nlmsg_seq == beginSeq) {
         // The batch as a whole was refused (e.g. EPERM): no per-message answers follow.
+        lastCommitErrno_ = code;
         return kernelError("begin transaction", code, extackMessage(nlh));
       }
       auto it = bySeq.find(nlh->nlmsg_seq);
@@ -180,7 +184,8 @@ Status NftSocket::commit(const NftBatch& batch) {
       if (code == 0) continue;
       if (nlh->nlmsg_seq < firstSeq) {
         firstSeq = nlh->nlmsg_seq;
-        first = kernelError(it->second->what, code, extackMessage(nlh));
+        lastCommitErrno_ = code;
+        first = kernelError(it->second->describe(), code, extackMessage(nlh));
       }
     }
   }

@@ -13,6 +13,14 @@ struct nlmsghdr;
 
 namespace podsteer::nl {
 
+// The rest of an operation's description, rendered only if the kernel refuses the
+// message (rules are many, and their text is only wanted in an error). `arg` must
+// outlive the commit.
+struct OpDetail {
+  std::string (*render)(const void* arg) = nullptr;
+  const void* arg = nullptr;
+};
+
 // One nftables transaction: every message between BATCH_BEGIN and BATCH_END is applied
 // atomically by the kernel, or none is. Each message remembers what it does, so a kernel
 // error is reported with the operation that caused it.
@@ -20,8 +28,10 @@ class NftBatch {
 public:
   using PayloadBuilder = std::function<void(nlmsghdr*)>;
 
-  // Appends one message: `type` is NFT_MSG_*, `what` a human description ("add rule ...").
-  void add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what);
+  // Appends one message: `type` is NFT_MSG_*, `what` a human description ("add rule ...")
+  // that `detail`, when given, completes.
+  void add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what,
+           OpDetail detail = OpDetail());
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
 
@@ -29,7 +39,9 @@ private:
   friend class NftSocket;
   struct Op {
     std::string what;
+    OpDetail detail;
     std::vector<char> msg; // one netlink message, seq filled in at send time
+    std::string describe() const { return detail.render ? what + " " + detail.render(detail.arg) : what; }
   };
   char* scratch();
   std::vector<Op> ops_;
@@ -47,6 +59,9 @@ public:
   // Sends the batch and waits for every acknowledgement. The first kernel error is
   // returned (code 100) naming the operation; the kernel has then applied nothing.
   Status commit(const NftBatch& batch);
+  // The kernel's errno for the first refused message of the last commit (0: none), for
+  // callers that try the likely batch first and fall back on a known refusal.
+  int lastCommitErrno() const { return lastCommitErrno_; }
 
   // A dump request (NLM_F_DUMP); `onMessage` gets each reply message.
   using MessageHandler = std::function<void(const nlmsghdr*)>;
@@ -63,6 +78,7 @@ private:
   std::unique_ptr<char[]> rbuf_;
   uint32_t portId_ = 0;
   uint32_t seq_ = 0;
+  int lastCommitErrno_ = 0;
 };
 
 } // namespace podsteer::nl

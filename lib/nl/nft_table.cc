@@ -60,7 +60,8 @@ void batchTable(NftBatch& batch, const plan::Table& desired, bool replace) {
       RulePtr rule = encodeRule(desired, c, r);
       batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND,
                 [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, rule.get()); },
-                "add rule " + desired.family + " " + desired.name + " " + c.name + " " + plan::renderRule(r));
+                "add rule " + desired.family + " " + desired.name + " " + c.name,
+                {[](const void* r) { return plan::renderRule(*static_cast<const plan::Rule*>(r)); }, &r});
     }
   }
 }

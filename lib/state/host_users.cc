@@ -92,25 +92,29 @@ std::vector<std::string> HostUsers::activeResources() const {
 
 Status HostUsers::writeConfig(const std::string& resource, const nlohmann::json& config) const {
   if (auto s = ensureDirectory(dir_); !s) return s;
-  const std::string path = dir_ + "/" + resource + ".json";
-  const std::string text = config.dump() + "\n";
   // Unchanged (every ADD into an existing domain): no write, no rename.
-  if (readFile(path) == text) return Status::success();
-  return writeFileAtomic(path, text, "write");
+  if (readConfig(resource) == config) return Status::success();
+  if (auto s = writeFileAtomic(dir_ + "/" + resource + ".json", config.dump() + "\n", "write"); !s) return s;
+  configs_[resource] = config;
+  return Status::success();
 }
 
 std::optional<nlohmann::json> HostUsers::readConfig(const std::string& resource) const {
-  auto text = readFile(dir_ + "/" + resource + ".json");
-  if (!text) return std::nullopt;
-  auto j = nlohmann::json::parse(*text, nullptr, false);
-  if (j.is_discarded()) return std::nullopt;
-  return j;
+  if (auto it = configs_.find(resource); it != configs_.end()) return it->second;
+  std::optional<nlohmann::json> out;
+  if (auto text = readFile(dir_ + "/" + resource + ".json")) {
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (!j.is_discarded()) out = std::move(j);
+  }
+  configs_[resource] = out;
+  return out;
 }
 
 void HostUsers::forget(const std::string& resource) const {
   if (inUse(resource)) return;
   ::rmdir((dir_ + "/" + resource).c_str());
   ::unlink((dir_ + "/" + resource + ".json").c_str());
+  configs_.erase(resource);
   if (activeResources().empty()) ::unlink((dir_ + "/base.json").c_str());
   ::rmdir(dir_.c_str()); // only succeeds when nothing else is left
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,6 +35,9 @@ public:
 
 private:
   std::string dir_;
+  // Configs read or written by this command (under the node lock, so they cannot change
+  // behind it): one ADD consults a domain's config several times.
+  mutable std::map<std::string, std::optional<nlohmann::json>> configs_;
 };
 
 } // namespace podsteer::state
