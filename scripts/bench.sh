@@ -15,11 +15,11 @@
 #   --plugin PATH      measure this binary instead of building build-release/
 #   --plugin-b PATH [--plugin-b-label TEXT]
 #                      a second build measured alongside in the latency phase
-#   --static-b         build B from this tree in build-release-static/ (static
-#                      libstdc++/libgcc/libnftnl/libnl, LTO; a few minutes) and measure it
+#   --shared-b         build B from this tree in build-release-shared/ (the distribution
+#                      build: -Dlink_static=false, shared libraries, PIE) and measure it
 #
-# Installs what it compares against from Debian (apt-get), builds a release copy of
-# podsteer in build-release/ (meson --buildtype=release -Db_ndebug=true), and runs
+# Installs what it compares against from Debian (apt-get), builds podsteer as nodes get it
+# in build-release/ (the default options: release, LTO, link_static), and runs
 # everything inside throwaway network namespaces named psb<pid>-*, removed on exit
 # (EXIT trap, also on failure or Ctrl-C). The machine's own namespace is never touched.
 # The defaults take about 6-8 minutes on 2 cores.
@@ -42,14 +42,14 @@ cmdline=${cmdline% \'\'}
 write_docs=0
 plugin=""
 plugin_b=""
-static_b=0
+shared_b=0
 pass=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --write-docs) write_docs=1 ;;
     --plugin) plugin=$2; shift ;;
     --plugin-b) plugin_b=$2; shift ;;
-    --static-b) static_b=1 ;;
+    --shared-b) shared_b=1 ;;
     *) pass+=("$1") ;;
   esac
   shift
@@ -93,22 +93,19 @@ bash scripts/apt-ensure.sh bench "${packages[@]}"
 # ---- a release build of podsteer (build-release/ is gitignored) ------------------------
 if [[ -z $plugin ]]; then
   if [[ ! -f build-release/build.ninja ]]; then
-    meson setup build-release --buildtype=release -Db_ndebug=true >/dev/null
+    meson setup build-release >/dev/null
   fi
   ninja -C build-release plugin/podsteer >/dev/null
   plugin=build-release/plugin/podsteer
 fi
-if [[ $static_b -eq 1 ]]; then
-  # The same tree linked statically where Debian ships static libraries (libstdc++,
-  # libgcc, libnftnl, libnl-3, libnl-route-3; libmnl has no .a) and with LTO: meson
-  # command-line options only, no change to the build files.
-  if [[ ! -f build-release-static/build.ninja ]]; then
-    meson setup build-release-static --buildtype=release -Db_ndebug=true -Db_lto=true \
-      -Dprefer_static=true -Dcpp_link_args='-static-libstdc++ -static-libgcc' >/dev/null
+if [[ $shared_b -eq 1 ]]; then
+  # The same tree as distributions would link it: shared libraries, a PIE, no LTO.
+  if [[ ! -f build-release-shared/build.ninja ]]; then
+    meson setup build-release-shared -Dlink_static=false -Db_lto=false >/dev/null
   fi
-  ninja -C build-release-static plugin/podsteer >/dev/null
-  plugin_b=build-release-static/plugin/podsteer
-  pass+=(--plugin-b-label "same tree, static libstdc++/libgcc/libnftnl/libnl + LTO")
+  ninja -C build-release-shared plugin/podsteer >/dev/null
+  plugin_b=build-release-shared/plugin/podsteer
+  pass+=(--plugin-b-label "same tree, shared libraries + PIE (-Dlink_static=false)")
 fi
 # A private copy: a rebuild of the tree during the run must not swap the binary.
 cp "$plugin" "$WORK/podsteer"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs its dependencies, builds one test build (clang with
-# ASan+UBSan, the crash-test fault points and the libFuzzer targets: build-test/), and runs
-#   unit   doctest, no root needed
+# The whole test suite. Installs its dependencies, builds a test build (clang with
+# ASan+UBSan, the crash-test fault points and the libFuzzer targets: build-test/) and the
+# shipped build (default options: build/), and runs
+#   unit   doctest, no root needed (test build)
 #   netns  real packets in throwaway namespaces (capture, host side, egress, reconcile,
-#          crash consistency, lifecycle, bad input)
-#   e2e    libcni (as containerd/CRI-O call CNI), podman, the DaemonSet files
+#          crash consistency, lifecycle, bad input) on the test build, and the capture
+#          tests again on the shipped build
+#   e2e    libcni (as containerd/CRI-O call CNI), podman, the DaemonSet files, on the
+#          shipped build
 #   fuzz   each libFuzzer target for a bounded time (PODSTEER_FUZZ_SECONDS, default 15)
 # and ends with one line "N passed, N failed". Exit status is non-zero when anything failed.
 set -uo pipefail
@@ -18,16 +21,28 @@ bash scripts/deps.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 build=build-test
 if [ ! -f "$build/build.ninja" ]; then
-  CXX=clang++ meson setup "$build" -Db_sanitize=address,undefined -Db_lundef=false \
+  # Sanitizers want the shared C++ runtime and a PIE: link_static=false, no LTO.
+  CXX=clang++ meson setup "$build" --buildtype=debugoptimized -Db_lto=false -Dlink_static=false \
+    -Db_sanitize=address,undefined -Db_lundef=false \
     -Dfault_points=true -Dfuzz=true >/dev/null || { echo "test: meson setup failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
-if ! ninja -C "$build" >/dev/null; then
-  ninja -C "$build" | tail -30
-  echo "test: build failed" >&2
-  echo "0 passed, 1 failed"
-  exit 1
+# The build nodes run (README: meson setup build): default options, release, LTO, lean
+# start-up. The e2e suite drives this one, as runtimes would.
+ship=build
+if [ ! -f "$ship/build.ninja" ]; then
+  meson setup "$ship" >/dev/null || { echo "test: meson setup ($ship) failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
+for target in "$build" "$ship plugin/podsteer"; do
+  # shellcheck disable=SC2086
+  if ! ninja -C $target >/dev/null; then
+    ninja -C $target | tail -30
+    echo "test: build failed ($target)" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+done
 plugin="$PWD/$build/plugin/podsteer"
+shipped="$PWD/$ship/plugin/podsteer"
 # Undefined behaviour fails a test like a crash does; leaks are reported at exit.
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1
@@ -65,11 +80,16 @@ echo "== netns tests"
 python3 tests/netns/run.py --plugin "$plugin" 2>&1 | tee "$log_dir/netns.log"
 add_counts netns "$log_dir/netns.log" "${PIPESTATUS[0]}"
 
+# The capture tests once more on the shipped build (the suite above ran the sanitizer one).
+echo "== netns capture tests, shipped build"
+python3 tests/netns/run.py --plugin "$shipped" -k capture 2>&1 | tee "$log_dir/netns-ship.log"
+add_counts netns-shipped "$log_dir/netns-ship.log" "${PIPESTATUS[0]}"
+
 # The real-runtime suite bounds itself (SIGALRM); the outer timeout is a backstop whose
 # SIGTERM still runs the suite's cleanup.
 echo "== e2e tests"
 if bash scripts/e2e-deps.sh; then
-  timeout -k 30 300 python3 tests/e2e/run.py --plugin "$plugin" 2>&1 | tee "$log_dir/e2e.log"
+  timeout -k 30 300 python3 tests/e2e/run.py --plugin "$shipped" 2>&1 | tee "$log_dir/e2e.log"
   e2e_rc=${PIPESTATUS[0]}
 else
   echo "FAIL e2e: scripts/e2e-deps.sh could not install the e2e dependencies" | tee "$log_dir/e2e.log"

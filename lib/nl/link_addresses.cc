@@ -57,9 +57,11 @@ int onLink(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
-// Sends `nlh` and runs `cb` over the answers until the kernel's ack or end of dump.
+// Sends `nlh` and runs `cb` over the answers: for a dump until its end, otherwise over the
+// one answer (the object asked for, or the error).
 int exchange(mnl_socket* s, char* buf, nlmsghdr* nlh, mnl_cb_t cb, void* data) {
   const uint32_t seq = nlh->nlmsg_seq, portId = mnl_socket_get_portid(s);
+  const bool dump = (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
   if (mnl_socket_sendto(s, nlh, nlh->nlmsg_len) < 0) return -1;
   while (true) {
     ssize_t n = mnl_socket_recvfrom(s, buf, kBuffer);
@@ -68,7 +70,7 @@ int exchange(mnl_socket* s, char* buf, nlmsghdr* nlh, mnl_cb_t cb, void* data) {
       return -1;
     }
     int r = mnl_cb_run(buf, static_cast<size_t>(n), seq, portId, cb, data);
-    if (r <= MNL_CB_STOP) return r;
+    if (r <= MNL_CB_STOP || !dump) return r;
   }
 }
 
@@ -91,7 +93,7 @@ Result<std::optional<std::vector<Cidr>>> RtnlSocket::interfaceAddresses(const st
 
   nlmsghdr* nlh = mnl_nlmsg_put_header(req);
   nlh->nlmsg_type = RTM_GETLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_flags = NLM_F_REQUEST; // the answer is the link, or an error: no ack to wait for
   nlh->nlmsg_seq = 1;
   auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
   ifi->ifi_family = AF_UNSPEC;

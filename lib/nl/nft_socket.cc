@@ -103,9 +103,8 @@ Result<NftSocket> NftSocket::open() {
   if (mnl_socket_bind(s.get(), 0, MNL_SOCKET_AUTOPID) < 0)
     return makeError(ErrorCode::kNetlink, std::string("nftables: bind netlink socket: ") + std::strerror(errno));
   int one = 1;
-  // Capped acks keep the receive queue small for big batches; extended acks carry the
-  // kernel's own explanation of a refusal.
-  mnl_socket_setsockopt(s.get(), NETLINK_CAP_ACK, &one, sizeof(one));
+  // Extended acks carry the kernel's own explanation of a refusal. (Only the last message
+  // of a batch asks for an ack, so uncapped error answers stay few.)
   mnl_socket_setsockopt(s.get(), NETLINK_EXT_ACK, &one, sizeof(one));
   timeval tv{.tv_sec = 10, .tv_usec = 0};
   setsockopt(mnl_socket_get_fd(s.get()), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));

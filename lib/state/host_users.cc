@@ -61,9 +61,13 @@ std::string HostUsers::userKey(const std::string& network, const std::string& co
 
 Status HostUsers::add(const std::string& resource, const std::string& user) const {
   const std::string rdir = dir_ + "/" + resource;
-  if (auto s = ensureDirectory(rdir); !s) return s;
   const std::string path = rdir + "/" + user;
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0 && errno == ENOENT) {
+    // The resource's first user: make its directory (and the checks that come with it).
+    if (auto s = ensureDirectory(rdir); !s) return s;
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  }
   if (fd < 0) return hostStateError("add user", path);
   ::close(fd);
   return Status::success();

@@ -17,17 +17,15 @@ Status ensureDirectory(const std::string& dir) {
   // The common case (it exists) costs one lstat; a new directory under an existing one
   // (a new container's) one mkdir; only a missing parent walks up.
   if (::lstat(dir.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) return Status::success();
-  if (::mkdir(dir.c_str(), 0700) != 0) {
-    if (errno == ENOENT) {
-      const size_t slash = dir.rfind('/');
-      if (slash != std::string::npos && slash > 0)
-        if (auto s = ensureDirectory(dir.substr(0, slash)); !s) return s;
-      if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-        return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
-    } else if (errno != EEXIST) {
-      return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
-    }
+  if (::mkdir(dir.c_str(), 0700) == 0) return Status::success(); // ours, just made: a directory
+  if (errno == ENOENT) {
+    const size_t slash = dir.rfind('/');
+    if (slash != std::string::npos && slash > 0)
+      if (auto s = ensureDirectory(dir.substr(0, slash)); !s) return s;
+    if (::mkdir(dir.c_str(), 0700) == 0) return Status::success();
   }
+  if (errno != EEXIST)
+    return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
   struct stat st {};
   if (::lstat(dir.c_str(), &st) != 0)
     return makeError(ErrorCode::kState, "stateDir: " + dir + ": " + std::strerror(errno));
@@ -52,6 +50,8 @@ Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::mil
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(errno));
   nl::UniqueFd lockFd(fd);
+  // Uncontended (the common case): taken at once, no timer to arm.
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return NodeLock(std::move(lockFd));
   // A blocking flock queues us in the kernel, so a command that releases and re-takes the
   // lock in a loop (reconcile, per pod) cannot starve us the way polling could. A one-shot
   // timer interrupts the wait at the deadline.

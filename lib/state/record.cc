@@ -12,6 +12,7 @@
 
 #include "state/lock.h"
 #include "util/file_io.h"
+#include "util/utc_time.h"
 
 namespace podsteer::state {
 
@@ -36,14 +37,9 @@ std::vector<std::string> listDir(const std::string& dir) {
 } // namespace
 
 std::string nowUtc() {
-  time_t t = ::time(nullptr);
-  tm tmv{};
-  gmtime_r(&t, &tmv);
-  // snprintf, not strftime: glibc's strftime loads the time zone (/etc/localtime) first.
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02dZ", tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday,
-                tmv.tm_hour, tmv.tm_min, tmv.tm_sec);
-  return buf;
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return utcTimestamp(ts, false);
 }
 
 nlohmann::json AttachmentRecord::toJson() const {

@@ -65,8 +65,9 @@ Status writeFileAtomic(const std::string& path, std::string_view text, const std
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
   const bool durable =
       durability == Durability::kAlways || (durability == Durability::kAuto && !onTmpfs(dir));
-  // fchmod: the umask must not narrow what the caller asked for (a CNI binary is 0755).
-  if (!writeAll(fd, text) || ::fchmod(fd, mode) != 0 || (durable && ::fsync(fd) != 0)) {
+  // fchmod: the umask must not narrow what the caller asked for (a CNI binary is 0755);
+  // 0600 is never narrowed by a sane umask, so state files skip the call.
+  if (!writeAll(fd, text) || (mode != 0600 && ::fchmod(fd, mode) != 0) || (durable && ::fsync(fd) != 0)) {
     Error e = fileError(code, what, tmp);
     ::close(fd);
     ::unlink(tmp.c_str());

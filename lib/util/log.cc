@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "util/file_io.h"
+#include "util/utc_time.h"
 
 namespace podsteer {
 
@@ -41,12 +42,8 @@ void Logger::log(LogLevel level, const std::string& msg) {
   if (level < level_) return;
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
-  tm t{};
-  gmtime_r(&ts.tv_sec, &t);
-  char stamp[64];
-  std::snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", t.tm_year + 1900, t.tm_mon + 1,
-                t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000);
-  std::string line = std::string(stamp) + " podsteer[" + std::to_string(getpid()) + "] " + levelName(level) + " " +
+  static const std::string pid = std::to_string(::getpid()); // one process, one pid
+  std::string line = utcTimestamp(ts, true) + " podsteer[" + pid + "] " + levelName(level) + " " +
                      (context_.empty() ? "" : context_ + ": ") + msg + "\n";
   bool toFile = false;
   if (!file_.empty()) {
