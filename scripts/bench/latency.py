@@ -29,7 +29,7 @@ class Phase:
             self.ps["full-b"] = tools.PodsteerNode(ctx.plugin_b, "full", ctx.state_root)
         nsenv.log("  pods: %d fresh pod namespaces per case" % n)
         self.pools = {k: nsenv.make_pods(self.ref.node, n) for k in
-                      ("ipt-ipne", "ipt-setns", "nft-ipne", "nft-setns", "sbr")}
+                      ("ipt-ipne", "ipt-setns", "ipt-cni", "nft-ipne", "nft-setns", "sbr")}
         self.pools["portmap"] = nsenv.make_pods(self.pm.node, n)
         for k, node in self.ps.items():
             self.pools["ps-" + k] = nsenv.make_pods(node.node, n)
@@ -68,6 +68,11 @@ class Phase:
                  lambda p: nsenv.run([tools.IPTABLES_RESTORE, "--noflush"], node=ref.node,
                                      child_ns=p.ns, stdin=ctx.istio_rules, tag="ipt"),
                  pool=self.pools["ipt-setns"]),
+            Case("ipt-cni", "istio-cni's exec sequence (%d programs, see Method)"
+                 % tools.istio_cni_sequence(ctx.istio_rules)[1],
+                 lambda p: nsenv.run(tools.istio_cni_sequence(ctx.istio_rules)[0], node=ref.node,
+                                     child_ns=p.ns, tag="ipt"),
+                 pool=self.pools["ipt-cni"]),
             Case("nft-ipne", "istio rules: ip netns exec POD nft -f",
                  lambda p: nsenv.run([nsenv.IP, "netns", "exec", p.ns, tools.NFT, "-f", "-"],
                                      node=ref.node, stdin=ctx.istio_nft, tag="nft"),

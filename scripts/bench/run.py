@@ -78,7 +78,8 @@ def binary_info(path):
     except OSError:
         pass
     return "%d bytes; shared libraries: %s" % (os.path.getsize(path),
-                                               ", ".join(os.path.basename(x) for x in libs))
+                                               ", ".join(os.path.basename(x) for x in libs)
+                                               or "none (statically linked)")
 
 
 def machine_info(plugin):
@@ -254,6 +255,12 @@ def report_budget(summ, args, md):
                         ipts / full))
         if "ps-full-b" in lat:
             lines[-1] += "; build B: %.2f×" % (ipt / lat["ps-full-b"]["add"]["median"])
+        if "ipt-cni" in lat:
+            seq = lat["ipt-cni"]["add"]["median"]
+            lines.append("- istio-cni's own exec sequence for a pod (backend detection, state check, "
+                         "restore; its Go binary left out) median %.2f ms = **%.2f× the full ADD**; "
+                         "budget ≥ %.0f×: %s"
+                         % (seq, seq / full, BUDGET["ipt_x"], verdict(seq / full >= BUDGET["ipt_x"])))
     sc = summ.get("scale")
     if sc and "podsteer mark@0" in sc:
         hi = max(args.levels)
@@ -413,7 +420,7 @@ def main():
                time.time() - t_start, time.time() - t_clean),
             "- podsteer: %s (%d bytes; shared libraries: %s).\n- Compared: %s."
             % (m["plugin"], m["plugin_bytes"],
-               ", ".join(os.path.basename(x) for x in m["plugin_libs"]),
+               ", ".join(os.path.basename(x) for x in m["plugin_libs"]) or "none (statically linked)",
                "; ".join(m["packages"])),
             "- Command: `%s`\n" % " ".join(["scripts/bench.sh"] + sys.argv[1:]
                                          if not os.environ.get("PSBENCH_CMDLINE")

@@ -25,6 +25,27 @@ VERSION = "1.0.0"
 IPTABLES_RESTORE = "/usr/sbin/iptables-restore"
 NFT = "/usr/sbin/nft"
 
+
+def istio_cni_sequence(rules):
+    """The programs istio-cni (sidecar mode, istio/istio tools/istio-iptables) execs in the
+    pod netns for one IPv4 pod, in order: backend detection for IPv4 and IPv6
+    (dependencies.shouldUseBinaryForCurrentContext: <bin>-save, <bin>-save --version, a
+    no-op test rule added to and deleted from filter INPUT), the state check
+    (capture.VerifyIptablesState: <bin>-save per family), then iptables-restore --noflush
+    of the rules. For benchrun's "---" sequences; istio-cni's own Go binary is left out."""
+    seq = []
+    for fam in ("iptables", "ip6tables"):
+        b = "/usr/sbin/%s-nft" % fam
+        test = ["-t", "filter", "-A", "INPUT", "-p", "255", "-j", "DROP"]
+        seq += [[b + "-save"], [b + "-save", "--version"], [b] + test,
+                [b] + test[:2] + ["-D"] + test[3:]]
+    seq += [["/usr/sbin/iptables-nft-save"], ["/usr/sbin/ip6tables-nft-save"],
+            ["<" + rules, "/usr/sbin/iptables-nft-restore", "--noflush"]]
+    argv = []
+    for cmd in seq:
+        argv += (["---"] if argv else []) + cmd
+    return argv, len(seq)
+
 # Rule for rule what istio-iptables emits for the default sidecar config (the same
 # rules podsteer's capture-only table holds; 22 is in podsteer's default exclusions,
 # so it is here too).
