@@ -166,14 +166,6 @@ void recordBaseDigest(const std::string& stateDir, const plan::HostBase& base) {
 // ip rule or route, and then pay for no socket.
 class RouteSocketOnDemand {
 public:
-  Result<nl::RouteSocket*> get() {
-    if (!sock_) {
-      auto s = nl::RouteSocket::open();
-      if (!s) return s.error();
-      sock_.emplace(std::move(*s));
-    }
-    return &*sock_;
-  }
   Status addRule(const plan::IpRule& r) { return with([&](nl::RouteSocket& s) { return s.addRule(r); }); }
   Status deleteRule(const plan::IpRule& r) { return with([&](nl::RouteSocket& s) { return s.deleteRule(r); }); }
   Status addRoute(const plan::IpRoute& r) { return with([&](nl::RouteSocket& s) { return s.addRoute(r); }); }
@@ -181,9 +173,12 @@ public:
 
 private:
   template <typename F> Status with(F f) {
-    auto s = get();
-    if (!s) return s.error();
-    return f(**s);
+    if (!sock_) {
+      auto s = nl::RouteSocket::open();
+      if (!s) return s.error();
+      sock_.emplace(std::move(*s));
+    }
+    return f(*sock_);
   }
   std::optional<nl::RouteSocket> sock_;
 };

@@ -10,7 +10,6 @@
 #include <memory>
 
 #include "nl/handles.h"
-#include "nl/netns.h"
 
 namespace podsteer::nl {
 

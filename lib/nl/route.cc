@@ -6,17 +6,13 @@
 #include <netlink/errno.h>
 #include <netlink/netlink.h>
 #include <netlink/route/route.h>
-#include <netlink/route/addr.h>
-#include <netlink/route/link.h>
 #include <netlink/route/rule.h>
 #include <sys/socket.h>
 
 #include <utility>
 
 #include "nl/handles.h"
-#include "nl/netns.h"
 
-#include <cstring>
 
 namespace podsteer::nl {
 

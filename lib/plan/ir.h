@@ -165,29 +165,23 @@ inline Match udpDport(PortRange r, bool negate = false) {
   return m;
 }
 
-inline Match saddrInSet(std::string set, Family f) {
-  Match m = makeMatch(Field::kSaddrInSet, false);
+// An address (or address pair) looked up in the named set of family `f`.
+inline Match addressInSet(Field field, std::string set, Family f) {
+  Match m = makeMatch(field, false);
   m.name = std::move(set);
   m.cidr.family = f;
   return m;
 }
+inline Match saddrInSet(std::string set, Family f) { return addressInSet(Field::kSaddrInSet, std::move(set), f); }
 inline Match saddrDaddrInSet(std::string set, Family f) {
-  Match m = makeMatch(Field::kSaddrDaddrInSet, false);
-  m.name = std::move(set);
-  m.cidr.family = f;
-  return m;
+  return addressInSet(Field::kSaddrDaddrInSet, std::move(set), f);
 }
 inline Match nfproto(Family f) {
   Match m = makeMatch(Field::kNfProto, false);
   m.cidr.family = f;
   return m;
 }
-inline Match daddrInSet(std::string set, Family f) {
-  Match m = makeMatch(Field::kDaddrInSet, false);
-  m.name = std::move(set);
-  m.cidr.family = f;
-  return m;
-}
+inline Match daddrInSet(std::string set, Family f) { return addressInSet(Field::kDaddrInSet, std::move(set), f); }
 inline Match dportInSet(std::string set, uint8_t proto) {
   Match m = makeMatch(Field::kDportInSet, false);
   m.name = std::move(set);

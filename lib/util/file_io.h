@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,8 +16,6 @@ namespace podsteer {
 
 // The file's bytes, or nullopt with errno set (ENOENT when it does not exist).
 std::optional<std::string> readFile(const std::string& path);
-
-#include <sys/types.h>
 
 enum class Durability {
   kNone,   // rename only: the file describes state that does not survive a reboot either

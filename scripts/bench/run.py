@@ -385,7 +385,6 @@ def main():
             import scale
             nsenv.log("== scale: building nodes with %s attachments" % args.levels)
             ph = scale.Phase(ctx, args.levels, args.scale_rounds, args.fill_jobs)
-            ph.jobs = args.fill_jobs
             cs, res = ph.run()
             n0 = len(md)
             report_scale(ph, cs, res, md, summ)

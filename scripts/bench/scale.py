@@ -28,7 +28,7 @@ TOOLS = list(PODSTEER) + ["portmap"]
 
 class Phase:
     def __init__(self, ctx, levels, rounds, jobs):
-        self.ctx, self.levels, self.rounds = ctx, levels, rounds
+        self.ctx, self.levels, self.rounds, self.jobs = ctx, levels, rounds, jobs
         self.nodes = {}      # (tool, level) -> node object
         self.fill_secs = {}  # (tool, level) -> seconds to build that node's state
         n = rounds + 1
@@ -40,9 +40,10 @@ class Phase:
             self.nodes[("portmap", lv)] = tools.RefNode("portmap")
         self.ref = tools.RefNode("ref")
         self.pools = {key: nsenv.make_pods(node.node, n) for key, node in self.nodes.items()}
-        self._fill(jobs)
+        self._fill()
 
-    def _fill(self, jobs):
+    def _fill(self):
+        jobs = self.jobs
         # podsteer: real ADDs, the nodes' fillers interleaved so parallel workers mostly
         # hit different nodes (each node has its own lock).
         work = []

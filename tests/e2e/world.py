@@ -15,7 +15,6 @@ address 10.199.0.1/24 on its lo (the server listens there); the libcni bridge ne
 import glob
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,8 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 TOOLS = os.path.join(REPO, "tests", "tools")
+sys.path.insert(0, TOOLS)
+import pstnet  # noqa: E402  (the packet tools' own helpers: wait_ready)
 K8S_DIR = os.path.join(REPO, "conf", "k8s")
 CNI_PLUGIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 GOPATH = "/usr/share/gocode"  # Debian's golang-github-appc-cni-dev
@@ -153,22 +154,10 @@ class World:
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf,
                 start_new_session=True)
         self.procs.append(proc)
-        deadline = time.monotonic() + 10
-        buf = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            if b"READY" in buf:
-                return proc
-        with open(errpath, "rb") as f:
-            err = f.read().decode(errors="replace")
-        fail("%s did not print READY within 10 s (exit %s): %s%s"
-             % (label, proc.poll(), buf.decode(errors="replace"), cut(err)))
+        problem = pstnet.wait_ready(proc, label, errpath, 10)
+        if problem:
+            fail(problem)
+        return proc
 
     def proxies(self, ns):
         """The sidecar stand-in: origdst_proxy as uid/gid 1337 on 15001 and 15006."""

@@ -21,7 +21,6 @@ import json
 import os
 import re
 import secrets
-import select
 import shutil
 import signal
 import subprocess
@@ -31,6 +30,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOOLS = os.path.join(os.path.dirname(HERE), "tools")
+sys.path.insert(0, TOOLS)
+import pstnet  # noqa: E402  (the packet tools' own helpers: wait_ready)
 CNI_BIN_DIR = "/usr/lib/cni"
 PREFIX = "pst%d" % os.getpid()
 TOOL_LIFETIME = 300  # seconds; a safety net should a tool ever escape cleanup
@@ -457,22 +458,10 @@ class Env:
             errf.close()
         _live_procs.append(proc)
         self.procs.append((label, proc, errpath))
-        deadline = time.monotonic() + 10
-        buf = b""
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                break
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            buf += chunk
-            if b"READY" in buf:
-                return proc
-        with open(errpath, "rb") as f:
-            err = f.read().decode(errors="replace")
-        fail("%s did not print READY within 10 s (exit %s): %s%s"
-             % (label, proc.poll(), buf.decode(errors="replace"), err))
+        problem = pstnet.wait_ready(proc, label, errpath, 10)
+        if problem:
+            fail(problem)
+        return proc
 
     def proxy(self, ns, port, uid=1337, gid=1337, udp=False, connect=None):
         args = ["--listen", port]
@@ -621,6 +610,27 @@ def chains_with_rules(listing):
         if m:
             chains[cur].append((int(m.group(1)), s[:m.start()].strip()))
     return chains
+
+
+def expect_same(before, after, why, label=lambda k: k):
+    """Fails naming every key whose snapshot value changed (or appeared), with a diff of
+    the first few: the shared check behind "the node/pod/stateDir is as it was"."""
+    changed = [k for k in before if before[k] != after.get(k)] + \
+        [k for k in after if k not in before]
+    if changed:
+        parts = []
+        for k in changed[:4]:
+            a, b = before.get(k), after.get(k)
+            if isinstance(a, str) and isinstance(b, str):
+                parts.append(diff(a, b, "%s before" % label(k), "%s after" % label(k)))
+            else:
+                parts.append("%s: %r -> %r" % (label(k), a if not isinstance(a, tuple) else
+                                               (len(a[0]), a[1]),
+                                               b if not isinstance(b, tuple) else
+                                               (len(b[0]), b[1])))
+        fail("%s: %d of %d differ (%s):\n%s" % (why, len(changed), len(before),
+                                                ", ".join(map(str, map(label, changed[:8]))),
+                                                "\n".join(parts)))
 
 
 def diff(a, b, la="a", lb="b"):

@@ -18,7 +18,7 @@ import random
 import threading
 import time
 
-from harness import NETWORK, diff, fail, sh
+from harness import NETWORK, diff, expect_same, fail, sh
 from host_topology import node_snapshot, state_files
 
 N_PODS = 50
@@ -226,21 +226,13 @@ def _state_files(env):
     return state_files(env)
 
 
-def _expect_same(before, after, why):
-    changed = [k for k in before if before[k] != after[k]]
-    if changed:
-        fail("%s: the node differs from its initial state in %s:\n%s" % (
-            why, ", ".join(changed),
-            "\n".join(diff(before[k], after[k], k + " before", k + " after") for k in changed)))
-
-
 def _churn_and_compare(env, pods, never):
     before, before_files = _snapshot(env), _state_files(env)
     t0 = time.monotonic()
     counts = _churn(env, pods, never)
     took = time.monotonic() - t0
     _del_all(env, pods + never)
-    _expect_same(before, _snapshot(env), "after the churn and DEL of everything")
+    expect_same(before, _snapshot(env), "after the churn and DEL of everything")
     files = _state_files(env)
     if files != before_files:
         fail("after the churn stateDir holds %s, before %s" % (files[:10], before_files[:10]))
@@ -320,8 +312,4 @@ def test_churn_foreign_state(env):
         if not text.strip():
             fail("test setup: foreign %s is empty" % k)
     _churn_and_compare(env, pods, never)
-    now = _foreign_view(env)
-    changed = [k for k in initial if initial[k] != now[k]]
-    if changed:
-        fail("foreign state changed by the churn:\n%s" % "\n".join(
-            diff(initial[k], now[k], k + " before", k + " after") for k in changed))
+    expect_same(initial, _foreign_view(env), "foreign state changed by the churn")

@@ -8,7 +8,7 @@ fails rather than pass silently.
 
 import os
 
-from harness import fail, sh
+from harness import expect_same, fail, sh
 import host_topology as ht
 
 ADD_POINTS = ["add:locked", "add:block-claimed", "add:record-written", "add:pod-programmed",
@@ -50,12 +50,6 @@ def _snapshot(env, pod):
     return snap
 
 
-def _expect_same(before, after, what):
-    for k in before:
-        if before[k] != after[k]:
-            fail("%s: %s differs:\n--- before\n%s\n--- after\n%s" % (what, k, before[k], after[k]))
-
-
 def _expect_clean_state(env, what):
     left = ht.state_files(env)
     if left:
@@ -76,14 +70,14 @@ def test_crash_add_points(env):
         g = env.cni("GC", None, env.conf(None, version="1.1.0", **{"cni.dev/valid-attachments": []}))
         if g.rc != 0:
             fail("%s: GC after the crash failed: %s" % (point, g.out))
-        _expect_same(clean, _snapshot(env, pod), "after a SIGKILL at %s, DEL and GC" % point)
+        expect_same(clean, _snapshot(env, pod), "after a SIGKILL at %s, DEL and GC" % point)
         _expect_clean_state(env, "after a SIGKILL at %s, DEL and GC" % point)
         # And the pod can be added normally afterwards (nothing stale blocks it).
         env.add(pod, conf)
         if env.cni("CHECK", pod, conf).rc != 0:
             fail("%s: CHECK after a clean re-ADD failed" % point)
         env.ok("DEL", pod, conf)
-        _expect_same(clean, _snapshot(env, pod), "after re-ADD and DEL (%s)" % point)
+        expect_same(clean, _snapshot(env, pod), "after re-ADD and DEL (%s)" % point)
 
 
 def test_crash_del_points(env):
@@ -96,5 +90,5 @@ def test_crash_del_points(env):
         if r.rc not in (-9, 137):
             fail("%s: expected the plugin to be killed there, got rc %s" % (point, r.rc))
         env.ok("DEL", pod, conf)
-        _expect_same(clean, _snapshot(env, pod), "after a SIGKILL at %s and DEL" % point)
+        expect_same(clean, _snapshot(env, pod), "after a SIGKILL at %s and DEL" % point)
         _expect_clean_state(env, "after a SIGKILL at %s and DEL" % point)

@@ -6,7 +6,7 @@ import concurrent.futures
 import os
 import re
 
-from harness import NETWORK, diff, fail, parse_reply, sh
+from harness import NETWORK, expect_same, fail, parse_reply, sh
 from host_topology import (SERVER4, SERVER_NET4, SERVER_PORT, HostTopo, domain, node_snapshot,
                            podsteer_rules, set_elements, state_files, table_routes)
 
@@ -381,14 +381,6 @@ def _expect_members(env, pods, why):
         fail("%s:\n  %s" % (why, "\n  ".join(problems[:20])))
 
 
-def _expect_same(before, after, why):
-    changed = [k for k in before if before[k] != after[k]]
-    if changed:
-        fail("%s: the node differs from its initial state in %s:\n%s" % (
-            why, ", ".join(changed),
-            "\n".join(diff(before[k], after[k], k + " before", k + " after") for k in changed)))
-
-
 def test_host_parallel(env):
     """50 pods ADDed 10 at a time, then DELed 10 at a time: every command succeeds, every
     element is there once, and the node ends exactly as it began."""
@@ -409,7 +401,7 @@ def test_host_parallel(env):
             fail("table %d has %d podsteer v4 routes, want %d: %s" % (table, len(rt), n, rt))
     _run_all(topo, "CHECK", pods, confs)
     _run_all(topo, "DEL", pods, confs)
-    _expect_same(before, node_snapshot(env), "after 50 parallel DELs")
+    expect_same(before, node_snapshot(env), "after 50 parallel DELs")
     left = state_files(env)
     if left:
         fail("after 50 parallel DELs stateDir is not empty: %s" % left[:10])
@@ -477,11 +469,7 @@ def test_host_foreign_state(env):
     confs = {p.cid: _pod_conf(topo, p, doms) for p in pods}
 
     def same(why):
-        now = _foreign_view(env)
-        changed = [k for k in initial if initial[k] != now[k]]
-        if changed:
-            fail("%s: foreign state changed:\n%s" % (why, "\n".join(
-                diff(initial[k], now[k], k + " before", k + " now") for k in changed)))
+        expect_same(initial, _foreign_view(env), "%s: foreign state changed" % why)
 
     def gc(valid, why):
         conf = topo.conf(None, doms, hairpin=True, version="1.1.0")
@@ -500,7 +488,7 @@ def test_host_foreign_state(env):
     _run_all(topo, "ADD", pods[:2], confs)
     same("after re-ADD of 2 pods")
     gc([], "after GC of everything")
-    _expect_same(initial_full, node_snapshot(env), "after the churn")
+    expect_same(initial_full, node_snapshot(env), "after the churn")
     if _foreign_view(env, full=True) != _foreign_view(env):
         fail("after the churn podsteer rules or routes are left:\n%s" % _foreign_view(env, True))
     left = state_files(env)
@@ -656,7 +644,7 @@ def test_host_unknown_domain(env):
         e = env.error(r, why, code=7, msg_has="podsteer.io/routing-domain")
         if "nope" not in e["msg"]:
             fail("%s: msg %r does not name the unknown domain" % (why, e["msg"]))
-        _expect_same(before, node_snapshot(env), why)
+        expect_same(before, node_snapshot(env), why)
         if state_files(env) != files:
             fail("%s: stateDir changed: %s -> %s" % (why, files, state_files(env)))
         env.expect_no_table(bad.ns, why)
@@ -688,7 +676,7 @@ def test_host_add_rollback(env):
     e = env.error(r, "ADD with a foreign route in the domain's table", msg_has=[SERVER_NET4])
     if e["code"] < 100:
         fail("a netlink failure should be code 100+, got %s (%s)" % (e["code"], e["msg"]))
-    _expect_same(before, node_snapshot(env), "after the failed ADD")
+    expect_same(before, node_snapshot(env), "after the failed ADD")
     if state_files(env) != files:
         fail("the failed ADD changed stateDir: %s -> %s" % (files, state_files(env)))
     env.expect_no_table(pa.ns, "after the failed ADD")

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 
-from harness import diff, fail, sh
+from harness import expect_same, fail, sh
 from host_topology import node_snapshot
 
 UPLINK_NET = "192.168.61"
@@ -59,11 +59,7 @@ def _files_under(d):
 
 
 def _expect_unchanged(env, pod, before, before_files, what):
-    after = _snapshot(env, pod)
-    changed = [k for k in before if before[k] != after[k]]
-    if changed:
-        fail("%s changed the world (%s):\n%s" % (what, ", ".join(changed), "\n".join(
-            diff(before[k], after[k], k + " before", k + " after") for k in changed)))
+    expect_same(before, _snapshot(env, pod), what)
     files = _files_under(env.state_dir)
     if files != before_files:
         fail("%s: stateDir holds %s, before it held %s" % (what, files[:10], before_files[:10]))

@@ -47,7 +47,7 @@ import sys
 import threading
 import time
 
-from harness import NETWORK, Pod, chains_with_rules, diff, fail, sh
+from harness import NETWORK, Pod, chains_with_rules, diff, expect_same, fail, sh
 from host_topology import (SERVER4, SERVER_PORT, HostTopo, domain, node_snapshot, podsteer_rules,
                            set_elements, state_files, table_routes)
 
@@ -378,25 +378,6 @@ def expect_summary(parsed, r, changed, unchanged, failed=0, total=None):
     got = {k: s[k] for k in want}
     if got != want:
         fail("reconcile summary %s, want %s\n%s" % (got, want, r.show(6000)))
-
-
-def expect_same(before, after, why, label=lambda k: k):
-    changed = [k for k in before if before[k] != after.get(k)] + \
-        [k for k in after if k not in before]
-    if changed:
-        parts = []
-        for k in changed[:4]:
-            a, b = before.get(k), after.get(k)
-            if isinstance(a, str) and isinstance(b, str):
-                parts.append(diff(a, b, "%s before" % label(k), "%s after" % label(k)))
-            else:
-                parts.append("%s: %r -> %r" % (label(k), a if not isinstance(a, tuple) else
-                                               (len(a[0]), a[1]),
-                                               b if not isinstance(b, tuple) else
-                                               (len(b[0]), b[1])))
-        fail("%s: %d of %d differ (%s):\n%s" % (why, len(changed), len(before),
-                                                ", ".join(map(str, map(label, changed[:8]))),
-                                                "\n".join(parts)))
 
 
 def expected_changes(p, to):

@@ -5,6 +5,7 @@ inside throwaway network namespaces.
 """
 
 import os
+import select
 import signal
 import socket
 import struct
@@ -165,3 +166,27 @@ def ready_and_wait(lifetime):
     while deadline is None or time.monotonic() < deadline:
         time.sleep(0.5)
     os._exit(0)
+
+
+def wait_ready(proc, label, errpath, timeout=10.0):
+    """The other side of ready_and_wait, for the harnesses that start a tool: reads its
+    stdout until it prints READY. -> None, or, if it exits or `timeout` seconds pass
+    first, a message naming `label` with what it printed and its stderr (from errpath)."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        buf += chunk
+        if b"READY" in buf:
+            return None
+    with open(errpath, "rb") as f:
+        err = f.read().decode(errors="replace").strip()
+    if len(err) > 1500:
+        err = err[:1500] + "...[%d more bytes]" % (len(err) - 1500)
+    return "%s did not print READY within %g s (exit %s): %s%s" % (
+        label, timeout, proc.poll(), buf.decode(errors="replace"), err)
