@@ -60,6 +60,34 @@ Status validateIfname(const std::string& ifname) {
   return Status::success();
 }
 
+namespace {
+bool isLowerAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); }
+bool isNameChar(char c) {
+  return isLowerAlnum(c) || (c >= 'A' && c <= 'Z') || c == '-' || c == '.' || c == '_';
+}
+} // namespace
+
+Status validatePodIdentity(const std::string& podNamespace, const std::string& podName) {
+  if (podNamespace.size() > kMaxPodNamespaceLength)
+    return envError("K8S_POD_NAMESPACE", "longer than " + std::to_string(kMaxPodNamespaceLength) + " characters");
+  for (size_t i = 0; i < podNamespace.size(); ++i) {
+    char c = podNamespace[i];
+    bool edge = i == 0 || i + 1 == podNamespace.size();
+    if (!isLowerAlnum(c) && (edge || c != '-'))
+      return envError("K8S_POD_NAMESPACE", "must be a DNS-1123 label ([a-z0-9]([-a-z0-9]*[a-z0-9])?)");
+  }
+  if (podName.size() > kMaxPodNameLength)
+    return envError("K8S_POD_NAME", "longer than " + std::to_string(kMaxPodNameLength) + " characters");
+  for (size_t i = 0; i < podName.size(); ++i) {
+    char c = podName[i];
+    bool first = i == 0;
+    if (!isNameChar(c) || (first && !isLowerAlnum(c) && !(c >= 'A' && c <= 'Z')))
+      return envError("K8S_POD_NAME", "must be a DNS-1123 subdomain (podman's names with upper case and '_' "
+                                      "are accepted too): [A-Za-z0-9][A-Za-z0-9_.-]*");
+  }
+  return Status::success();
+}
+
 Result<std::map<std::string, std::string>> parseCniArgs(const std::string& text) {
   std::map<std::string, std::string> out;
   size_t start = 0;

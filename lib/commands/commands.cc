@@ -113,6 +113,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
                              "creates the pod's interface"),
                    conf.cniVersion);
   PodInfo pod = podFromInvocation(env, conf);
+  if (auto s = validatePodIdentity(pod.podNamespace, pod.podName); !s) return failure(s.error(), conf.cniVersion);
   auto plan = plan::buildPlan(conf, pod);
   if (!plan) return failure(plan.error(), conf.cniVersion);
 
@@ -267,6 +268,7 @@ CommandOutput cmdCheck(const Invocation& inv) {
     return failure(makeError(ErrorCode::kInvalidConfig, "prevResult: missing; CHECK needs the previous result"),
                    conf.cniVersion);
   PodInfo pod = podFromInvocation(env, conf);
+  if (auto s = validatePodIdentity(pod.podNamespace, pod.podName); !s) return failure(s.error(), conf.cniVersion);
   auto plan = plan::buildPlan(conf, pod);
   if (!plan) return failure(plan.error(), conf.cniVersion);
   auto ns = nl::openNetns(env.netns);
@@ -399,7 +401,14 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
   };
   std::string context = env->command + " " + conf->name + " " + env->containerId +
                         (env->ifname.empty() ? "" : "/" + env->ifname);
-  if (!arg("K8S_POD_NAME").empty()) context += " pod " + arg("K8S_POD_NAMESPACE") + "/" + arg("K8S_POD_NAME");
+  // The names join every log line of this command only once they are known to be names:
+  // a newline in one would forge a line (ADD and CHECK refuse them with error 4).
+  if (!arg("K8S_POD_NAME").empty()) {
+    if (validatePodIdentity(arg("K8S_POD_NAMESPACE"), arg("K8S_POD_NAME")))
+      context += " pod " + arg("K8S_POD_NAMESPACE") + "/" + arg("K8S_POD_NAME");
+    else
+      context += " pod (invalid name)";
+  }
   Logger::instance().configure(conf->logLevel, conf->logFile, context);
   for (const auto& w : conf->warnings) logWarn(w);
   if (auto s = checkCommandAllowed(env->command, conf->cniVersion); !s) return failure(s.error(), conf->cniVersion);

@@ -13,6 +13,8 @@ CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText) 
   auto conf = parseNetConf(stdinText);
   if (!conf) return {1, "podsteer explain: error " + std::to_string(conf.error().codeValue()) + ": " + conf.error().msg + "\n"};
   PodInfo pod = podFromInvocation(*env, *conf);
+  if (auto s = validatePodIdentity(pod.podNamespace, pod.podName); !s)
+    return {1, "podsteer explain: error " + std::to_string(s.error().codeValue()) + ": " + s.error().msg + "\n"};
   auto plan = plan::buildPlan(*conf, pod);
   if (!plan) return {1, "podsteer explain: error " + std::to_string(plan.error().codeValue()) + ": " + plan.error().msg + "\n"};
 

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <string_view>
+#include <vector>
 
 #include "commands/host.h"
 #include "nl/netns.h"
@@ -70,16 +72,52 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   return diffs;
 }
 
+namespace {
+
+// Human output goes to a terminal: records hold what the runtime and the kernel told
+// us, so anything non-printable (escape sequences, newlines) is shown as \xNN.
+std::string printable(std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// One row of `podsteer list`: each column padded to its width (a longer value widens its
+// row rather than being cut or running into the next column), the last one as it is.
+std::string tableRow(const std::vector<std::string>& cells) {
+  static constexpr size_t kWidths[] = {12, 14, 6, 28, 30, 8, 13, 16};
+  std::string out;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    std::string cell = printable(cells[i]);
+    out += cell;
+    if (i + 1 == cells.size()) break;
+    size_t width = i < std::size(kWidths) ? kWidths[i] : 0;
+    out.append(cell.size() < width ? width - cell.size() : 0, ' ');
+    out += ' ';
+  }
+  return out + "\n";
+}
+
+} // namespace
+
 CommandOutput runList(const std::string& stateDir, bool json) {
   state::RecordStore store(stateDir);
   std::vector<std::string> problems;
   auto records = store.list("", &problems);
   nlohmann::json out = nlohmann::json::array();
   std::string text;
-  char line[512];
-  std::snprintf(line, sizeof(line), "%-12s %-14s %-6s %-28s %-30s %-8s %-13s %-16s %s\n", "NETWORK", "CONTAINER",
-                "IFNAME", "POD", "ADDRESSES", "DOMAIN", "PORTS", "CONFIG", "STATE");
-  text += line;
+  text += tableRow({"NETWORK", "CONTAINER", "IFNAME", "POD", "ADDRESSES", "DOMAIN", "PORTS", "CONFIG", "STATE"});
   for (const auto& rec : records) {
     plan::HostMembership m = membershipFromJson(rec.host);
     std::string ports;
@@ -115,13 +153,10 @@ CommandOutput runList(const std::string& stateDir, bool json) {
       item["ports"] = ports;
     }
     out.push_back(item);
-    std::snprintf(line, sizeof(line), "%-12s %-14.12s %-6s %-28s %-30s %-8s %-13s %-16s %s\n", rec.network.c_str(),
-                  rec.containerId.c_str(), rec.ifname.c_str(), pod.c_str(), addrs.c_str(),
-                  m.domain.empty() ? "-" : m.domain.c_str(), ports.empty() ? "-" : ports.c_str(),
-                  rec.configDigest.c_str(), stateText.c_str());
-    text += line;
+    text += tableRow({rec.network, rec.containerId.substr(0, 12), rec.ifname, pod, addrs,
+                      m.domain.empty() ? "-" : m.domain, ports.empty() ? "-" : ports, rec.configDigest, stateText});
   }
-  for (const auto& p : problems) text += "warning: " + p + "\n";
+  for (const auto& p : problems) text += "warning: " + printable(p) + "\n";
   if (json) return {0, nlohmann::json{{"attachments", out}, {"problems", problems}}.dump(2) + "\n"};
   return {0, text};
 }
