@@ -2,9 +2,13 @@
 
 #include <cstdlib>
 
+#include "util/strings.h"
+
 namespace podsteer {
 
 namespace {
+
+constexpr size_t kMaxPodNameLength = 253; // a DNS subdomain, Kubernetes' longest object name
 
 Error envError(const std::string& var, const std::string& why) {
   return makeError(ErrorCode::kInvalidEnv, var + ": " + why);
@@ -69,7 +73,7 @@ Result<std::map<std::string, std::string>> parseCniArgs(const std::string& text)
     if (!pair.empty()) {
       size_t eq = pair.find('=');
       if (eq == std::string::npos || eq == 0)
-        return envError("CNI_ARGS", "invalid pair '" + pair.substr(0, 64) + "' (want KEY=VALUE)");
+        return envError("CNI_ARGS", "invalid pair " + quoteForMessage(pair) + " (want KEY=VALUE)");
       out[pair.substr(0, eq)] = pair.substr(eq + 1);
     }
     if (end == std::string::npos) break;
@@ -85,7 +89,7 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
   if (requireCommand) {
     if (env.command.empty()) return envError("CNI_COMMAND", "not set");
     req = requirementsFor(env.command);
-    if (!req) return envError("CNI_COMMAND", "unknown command '" + env.command.substr(0, 32) + "'");
+    if (!req) return envError("CNI_COMMAND", "unknown command " + quoteForMessage(env.command));
   } else {
     req = Requirement{false, false, false, false};
   }
@@ -102,6 +106,11 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
     if (auto s = validateContainerId(env.containerId); !s) return s.error();
   if (req->netns && env.netns.empty()) return envError("CNI_NETNS", "not set");
   if (pathsUsed && !env.netns.empty() && env.netns[0] != '/') return envError("CNI_NETNS", "must be an absolute path");
+  // ADD writes it into the record (JSON): UTF-8 without control characters. DEL is not
+  // held to it, so that it can always clean up.
+  const bool recorded = env.command == "ADD" || env.command == "CHECK" || !requireCommand;
+  if (recorded && !isPrintableUtf8(env.netns))
+    return envError("CNI_NETNS", "must be UTF-8 without control characters, got " + quoteForMessage(env.netns));
   if (req->ifname && env.ifname.empty()) return envError("CNI_IFNAME", "not set");
   if (pathsUsed && !env.ifname.empty())
     if (auto s = validateIfname(env.ifname); !s) return s.error();
@@ -115,6 +124,16 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
   auto args = parseCniArgs(getenv("CNI_ARGS").value_or(""));
   if (!args) return args.error();
   env.args = std::move(*args);
+  // The pod's identity is matched against the config's globs and written into the record
+  // and log lines. Kubernetes names are short DNS names; refuse what no runtime sends.
+  for (const char* key : {"K8S_POD_NAMESPACE", "K8S_POD_NAME"}) {
+    if (!recorded) break;
+    auto it = env.args.find(key);
+    if (it == env.args.end()) continue;
+    if (it->second.size() > kMaxPodNameLength || !isPrintableUtf8(it->second))
+      return envError("CNI_ARGS", std::string(key) + " must be at most " + std::to_string(kMaxPodNameLength) +
+                                      " bytes of UTF-8 without control characters, got " + quoteForMessage(it->second));
+  }
   return env;
 }
 

@@ -10,6 +10,7 @@
 #include "nl/nft_table.h"
 #include "plan/host.h"
 #include "state/lock.h"
+#include "util/json_text.h"
 
 namespace podsteer {
 
@@ -122,7 +123,7 @@ CommandOutput runList(const std::string& stateDir, bool json) {
     text += line;
   }
   for (const auto& p : problems) text += "warning: " + p + "\n";
-  if (json) return {0, nlohmann::json{{"attachments", out}, {"problems", problems}}.dump(2) + "\n"};
+  if (json) return {0, jsonText(nlohmann::json{{"attachments", out}, {"problems", problems}}, 2) + "\n"};
   return {0, text};
 }
 

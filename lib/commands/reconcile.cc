@@ -17,6 +17,7 @@
 #include "state/lock.h"
 #include "util/digest.h"
 #include "util/file_io.h"
+#include "util/json_text.h"
 #include "util/fault.h"
 
 namespace podsteer {
@@ -247,13 +248,13 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
           ", failed " + std::to_string(failed) + " in " + std::to_string(ms) + " ms\n";
   int rc = failed > 0 ? 1 : 0;
   if (opts.json)
-    return {rc, nlohmann::json{{"dryRun", opts.dryRun},
-                               {"pods", pods},
-                               {"changed", changed},
-                               {"unchanged", unchanged},
-                               {"failed", failed},
-                               {"milliseconds", ms}}
-                        .dump(2) +
+    return {rc, jsonText(nlohmann::json{{"dryRun", opts.dryRun},
+                                        {"pods", pods},
+                                        {"changed", changed},
+                                        {"unchanged", unchanged},
+                                        {"failed", failed},
+                                        {"milliseconds", ms}},
+                         2) +
                     "\n"};
   return {rc, text};
 }
