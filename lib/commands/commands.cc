@@ -409,15 +409,22 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
   Invocation inv{std::move(*env), std::move(*conf)};
   const std::string& cmd = inv.env.command;
   CommandOutput out;
-  // Each command's lock is released when it returns; parked sockets close after that.
-  nl::parkNftSocketCloses(true);
-  if (cmd == "ADD") out = cmdAdd(inv);
-  else if (cmd == "DEL") out = cmdDel(inv);
-  else if (cmd == "CHECK") out = cmdCheck(inv);
-  else if (cmd == "GC") out = cmdGc(inv);
-  else out = cmdStatus(inv);
-  nl::parkNftSocketCloses(false);
-  nl::closeParkedSockets();
+  {
+    // Each command's lock is released when it returns; parked sockets close after that,
+    // also when an exception unwinds through here (main answers it with error 102).
+    struct ParkedCloses {
+      ParkedCloses() { nl::parkNftSocketCloses(true); }
+      ~ParkedCloses() {
+        nl::parkNftSocketCloses(false);
+        nl::closeParkedSockets();
+      }
+    } parked;
+    if (cmd == "ADD") out = cmdAdd(inv);
+    else if (cmd == "DEL") out = cmdDel(inv);
+    else if (cmd == "CHECK") out = cmdCheck(inv);
+    else if (cmd == "GC") out = cmdGc(inv);
+    else out = cmdStatus(inv);
+  }
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
   logInfo(std::string(out.exitCode == 0 ? "ok" : "failed") + " in " + std::to_string(us) + " us");
   return out;
