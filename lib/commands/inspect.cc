@@ -42,7 +42,9 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   std::vector<std::string> diffs;
   auto conf = confFromRecord(rec);
   if (!conf) return conf.error();
-  auto plan = plan::buildPlan(*conf, podFromRecord(rec));
+  // The pod side is checked against the plan, the host side against the recorded
+  // membership: the annotations' recorded choices are not judged again here.
+  auto plan = plan::buildPlan(*conf, withoutHostChoices(podFromRecord(rec)));
   if (!plan) return plan.error();
   auto ns = nl::openNetns(rec.netns);
   if (!ns) return ns.error();

@@ -101,7 +101,9 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   auto newConf = confFromRecord(rec, &entry);
   if (!newConf) return fail("new config: " + newConf.error().msg);
   PodInfo pod = podFromRecord(rec);
-  auto oldPlan = plan::buildPlan(*oldConf, pod);
+  // The old plan's host part is the recorded membership: the annotations' old choices are
+  // not judged again (the new plan judges them under the new config).
+  auto oldPlan = plan::buildPlan(*oldConf, withoutHostChoices(pod));
   if (!oldPlan) return fail(oldPlan.error().msg);
   oldPlan->host = membershipFromJson(rec.host);
   auto newPlan = plan::buildPlan(*newConf, pod);

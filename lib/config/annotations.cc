@@ -8,25 +8,6 @@ namespace {
 
 constexpr size_t kMaxAnnotationBytes = 4096;
 
-std::string annotationPath(const std::string& name) {
-  return std::string("runtimeConfig.") + kAnnotationsCapability + "[\"" + name + "\"]";
-}
-
-// Annotation values come from anyone who can edit a pod: bound them and refuse control
-// characters before they get anywhere near a ruleset or a log line.
-Result<std::optional<std::string>> annotationValue(const std::map<std::string, std::string>& annotations,
-                                                   const char* name) {
-  auto it = annotations.find(name);
-  if (it == annotations.end()) return std::optional<std::string>{};
-  const std::string& v = it->second;
-  if (v.size() > kMaxAnnotationBytes)
-    return fieldError(annotationPath(name), "longer than " + std::to_string(kMaxAnnotationBytes) + " bytes").error();
-  for (char c : v)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      return fieldError(annotationPath(name), "contains a control character").error();
-  return std::optional<std::string>{v};
-}
-
 Result<bool> parseBool(const std::string& value, const char* name) {
   for (const char* t : {"1", "t", "T", "true", "TRUE", "True", "y", "yes"})
     if (value == t) return true;
@@ -47,13 +28,32 @@ void appendCidrs(CidrList& to, const CidrList& extra) {
 
 } // namespace
 
+std::string annotationPath(const std::string& name) {
+  return std::string("runtimeConfig.") + kAnnotationsCapability + "[\"" + name + "\"]";
+}
+
+// Annotation values come from anyone who can edit a pod: bound them and refuse control
+// characters before they get anywhere near a ruleset, an error message or a log line.
+Result<std::optional<std::string>> podAnnotation(const std::map<std::string, std::string>& annotations,
+                                                 const char* name) {
+  auto it = annotations.find(name);
+  if (it == annotations.end()) return std::optional<std::string>{};
+  const std::string& v = it->second;
+  if (v.size() > kMaxAnnotationBytes)
+    return fieldError(annotationPath(name), "longer than " + std::to_string(kMaxAnnotationBytes) + " bytes").error();
+  for (char c : v)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return fieldError(annotationPath(name), "contains a control character").error();
+  return std::optional<std::string>{v};
+}
+
 Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& base,
                                                         const std::map<std::string, std::string>& annotations) {
   using Out = std::optional<RedirectConfig>;
   RedirectConfig r = base;
   bool disabled = false;
 
-  auto redirect = annotationValue(annotations, kAnnRedirect);
+  auto redirect = podAnnotation(annotations, kAnnRedirect);
   if (!redirect) return redirect.error();
   if (*redirect) {
     if (**redirect == "disabled") disabled = true;
@@ -61,7 +61,7 @@ Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& ba
       return fieldError(annotationPath(kAnnRedirect),
                         "must be \"enabled\" or \"disabled\", got " + quoteForMessage(**redirect)).error();
   }
-  auto inject = annotationValue(annotations, kAnnIstioInject);
+  auto inject = podAnnotation(annotations, kAnnIstioInject);
   if (!inject) return inject.error();
   if (*inject) {
     auto b = parseBool(**inject, kAnnIstioInject);
@@ -71,7 +71,7 @@ Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& ba
 
   // Parse every annotation even when disabled: a bad value is reported the same way.
   auto portsAnn = [&](const char* name, auto apply) -> Status {
-    auto v = annotationValue(annotations, name);
+    auto v = podAnnotation(annotations, name);
     if (!v) return v.error();
     if (!*v) return Status::success();
     auto list = parsePortListText(**v, annotationPath(name));
@@ -79,7 +79,7 @@ Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& ba
     return apply(*list, name);
   };
   auto cidrsAnn = [&](const char* name, auto apply) -> Status {
-    auto v = annotationValue(annotations, name);
+    auto v = podAnnotation(annotations, name);
     if (!v) return v.error();
     if (!*v) return Status::success();
     auto list = parseCidrListText(**v, annotationPath(name));

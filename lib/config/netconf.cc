@@ -24,6 +24,15 @@ constexpr std::array<const char*, 11> kKnownRedirect = {
     "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
     "excludeOutboundCIDRs", "dnsPort",              "egressGateway"};
 
+// A misspelled selector field fails closed (nobody is selected or granted), but silently:
+// worth the same warning as a misspelled redirect field.
+constexpr std::array<const char*, 11> kKnownDomain = {
+    "name",   "table",          "priority",    "mark",       "match",      "routes",
+    "sourcePrefixes", "snatAddress", "namespaces", "pods", "annotationNamespaces"};
+
+constexpr std::array<const char*, 8> kKnownPortPool = {
+    "ports", "blockSize", "destinations", "protocols", "snatAddress", "namespaces", "pods", "annotationNamespaces"};
+
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
   return s;
@@ -283,9 +292,12 @@ Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
     auto s = parseRoutingDomains(root, conf.markMask, domains);
     if (s) conf.routingDomains = std::move(domains);
     else if (mode == ParseMode::kStrict) return s.error();
+    for (size_t i = 0; i < conf.routingDomains.size(); ++i)
+      warnMisspelled(root.at("routingDomains").at(i), kKnownDomain, "routingDomains[" + std::to_string(i) + "].", warnings);
   }
   if (auto pp = root.find("egressPortPool"); pp != root.end() && !pp->is_null()) {
     auto pool = parseEgressPortPool(*pp, "egressPortPool");
+    if (pool) warnMisspelled(*pp, kKnownPortPool, "egressPortPool.", warnings);
     if (pool) conf.egressPortPool = *pool;
     else if (mode == ParseMode::kStrict) return pool.error();
   }
