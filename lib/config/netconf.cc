@@ -19,10 +19,10 @@ constexpr std::array<const char*, 21> kKnownTopLevel = {
     "hairpin",    "routingDomains", "egressPortPool", "firewall",  "markMask",       "cni.dev/valid-attachments",
     "cni.dev/attachments", "disableCheck", "disableGC"};
 
-constexpr std::array<const char*, 11> kKnownRedirect = {
+constexpr std::array<const char*, 12> kKnownRedirect = {
     "inboundPort",          "outboundPort",         "proxyUID",           "proxyGID",
     "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
-    "excludeOutboundCIDRs", "dnsPort",              "egressGateway"};
+    "excludeOutboundCIDRs", "dnsPort",              "egressGateway",      "allowOptOut"};
 
 // A misspelled selector field fails closed (nobody is selected or granted), but silently:
 // worth the same warning as a misspelled redirect field.
@@ -83,6 +83,10 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
   if (auto s = readPortField(j, p, "outboundPort", r.outboundPort); !s) return s;
   if (auto s = readIdField(j, p, "proxyUID", r.proxyUid); !s) return s;
   if (auto s = readIdField(j, p, "proxyGID", r.proxyGid); !s) return s;
+  if (auto it = j.find("allowOptOut"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return fieldError(p + ".allowOptOut", std::string("must be true or false, got ") + it->type_name());
+    r.allowOptOut = it->get<bool>();
+  }
   if (auto s = readPortListField(j, p, "includeInboundPorts", r.includeInboundPorts); !s) return s;
   if (auto s = readPortListField(j, p, "excludeInboundPorts", r.excludeInboundPorts); !s) return s;
   if (auto s = readPortListField(j, p, "excludeOutboundPorts", r.excludeOutboundPorts); !s) return s;

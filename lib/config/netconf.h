@@ -27,6 +27,10 @@ struct RedirectConfig {
   uint16_t outboundPort = 15001;
   uint32_t proxyUid = 1337;
   uint32_t proxyGid = 1337;
+  // false: annotations that switch capture off or narrow it are refused (error 7), for
+  // clusters where capture (or the egress gateway) is a security control. true, the
+  // default, is Istio's behaviour: a pod may opt out.
+  bool allowOptOut = true;
   PortList includeInboundPorts{.all = true, .ranges = {}};
   PortList excludeInboundPorts{.all = false, .ranges = {{15008, 15008}, {22, 22}, {15090, 15090},
                                                          {15021, 15021}, {15020, 15020}}};

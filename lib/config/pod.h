@@ -51,6 +51,8 @@ Result<std::optional<std::string>> podAnnotation(const std::map<std::string, std
 // annotations applied, or nullopt when capture is off for the pod. Include lists in
 // annotations replace the config's; exclude lists are added to it, so a pod owner can
 // narrow capture but never un-exclude what the operator excluded (e.g. the proxy's ports).
+// With `allowOptOut` false in the config, an annotation that would switch capture off or
+// capture less than the config does is refused (code 7 naming it).
 Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& base,
                                                         const std::map<std::string, std::string>& annotations);
 

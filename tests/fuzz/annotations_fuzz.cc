@@ -31,7 +31,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)nlohmann::json(r.error().msg).dump(); // throws (and fails the run) on invalid UTF-8
     (void)nlohmann::json(r.error().details).dump();
   };
+  podsteer::RedirectConfig strict;
+  strict.allowOptOut = false;
   answerable(podsteer::effectiveRedirect(podsteer::RedirectConfig{}, ann));
+  answerable(podsteer::effectiveRedirect(strict, ann));
   podsteer::NetConf conf;
   podsteer::RoutingDomain d;
   d.name = "sbi";

@@ -421,3 +421,83 @@ TEST_CASE("buildPlan: a refused domain or pool choice fails the whole plan; excl
   // Rebuilding a record's plan does not judge the recorded choices again.
   CHECK(plan::buildPlan(confFrom(kTenants), withoutHostChoices(podOf("shop", "p", {{kAnnRoutingDomain, "payments"}}))).ok());
 }
+
+// ---- redirect.allowOptOut: false refuses every annotation that captures less -------------
+
+TEST_CASE("allowOptOut false: switching capture off by annotation is refused, naming the operator's field") {
+  RedirectConfig base;
+  base.allowOptOut = false;
+  for (const Annotations& ann : std::vector<Annotations>{{{kAnnRedirect, "disabled"}},
+                                                         {{kAnnIstioInject, "false"}},
+                                                         {{kAnnIstioInject, "0"}},
+                                                         {{kAnnRedirect, "enabled"}, {kAnnIstioInject, "false"}}}) {
+    const std::string name = ann.size() == 1 ? ann.begin()->first : std::string(kAnnIstioInject);
+    INFO(name);
+    auto r = effectiveRedirect(base, ann);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().codeValue() == 7);
+    CHECK(startsWith(r.error().msg, annPath(name) + ":"));
+    CHECK(r.error().msg.find("redirect.allowOptOut is false") != std::string::npos);
+  }
+  // Asking for capture is fine.
+  for (const Annotations& ann : std::vector<Annotations>{{{kAnnRedirect, "enabled"}}, {{kAnnIstioInject, "true"}}}) {
+    auto r = effectiveRedirect(base, ann);
+    REQUIRE(r.ok());
+    CHECK(**r == base);
+  }
+}
+
+TEST_CASE("allowOptOut false: list annotations may widen capture, never narrow it") {
+  RedirectConfig base = baseWithExcludes(); // excludes 169.254.169.254 and port 25 outbound
+  base.allowOptOut = false;
+  struct Row {
+    const char* name;
+    const char* value;
+    bool allowed;
+  };
+  const std::vector<Row> rows = {
+      {kAnnExcludeInboundPorts, "8080", false},
+      {kAnnExcludeInboundPorts, "22, 15020", true}, // already excluded: nothing changes
+      {kAnnExcludeInboundPorts, "", true},
+      {kAnnExcludeOutboundPorts, "3306", false},
+      {kAnnExcludeOutboundPorts, "25", true},
+      {kAnnExcludeOutboundIPRanges, "10.0.0.0/8", false},
+      {kAnnExcludeOutboundIPRanges, "fd00::/8", false},
+      {kAnnExcludeOutboundIPRanges, "169.254.169.254/32", true},
+      {kAnnIncludeInboundPorts, "8080", false},
+      {kAnnIncludeInboundPorts, "", false},
+      {kAnnIncludeInboundPorts, "*", true},
+      {kAnnIncludeInboundPorts, "1-65535", true},
+      {kAnnIncludeInboundPorts, "1-21,23-15007,15008-65535", true}, // covers all that was captured
+      {kAnnIncludeInboundPorts, "1-21,23-15006,15009-65535", false}, // 15007 no longer captured
+      {kAnnIncludeOutboundIPRanges, "10.0.0.0/8", false},
+      {kAnnIncludeOutboundIPRanges, "0.0.0.0/0", false},             // IPv6 no longer captured
+      {kAnnIncludeOutboundIPRanges, "", false},
+      {kAnnIncludeOutboundIPRanges, "*", true},
+      {kAnnIncludeOutboundIPRanges, "0.0.0.0/1,128.0.0.0/1,::/0", true},
+      {kAnnIncludeOutboundIPRanges, "0.0.0.0/1,128.0.0.0/2,::/0", false},
+      // Three prefixes that add up to all of IPv4.
+      {kAnnIncludeOutboundIPRanges, "0.0.0.0/1,128.0.0.0/2,192.0.0.0/2,::/0", true},
+  };
+  for (const auto& row : rows) {
+    INFO(row.name << " = \"" << row.value << "\"");
+    auto r = effectiveRedirect(base, {{row.name, row.value}});
+    CHECK(r.ok() == row.allowed);
+    if (!r.ok()) {
+      CHECK(r.error().codeValue() == 7);
+      CHECK(startsWith(r.error().msg, annPath(row.name) + ":"));
+      CHECK(r.error().msg.find("redirect.allowOptOut is false") != std::string::npos);
+    }
+    // The default (allowOptOut true, Istio's behaviour) accepts every one of them.
+    RedirectConfig istio = base;
+    istio.allowOptOut = true;
+    CHECK(effectiveRedirect(istio, {{row.name, row.value}}).ok());
+  }
+  // Widening an include list the operator narrowed is fine; narrowing it further is not.
+  RedirectConfig some = base;
+  some.includeInboundPorts = PortList{.all = false, .ranges = {{8080, 8080}}};
+  CHECK(effectiveRedirect(some, {{kAnnIncludeInboundPorts, "8080,9090"}}).ok());
+  CHECK_FALSE(effectiveRedirect(some, {{kAnnIncludeInboundPorts, "9090"}}).ok());
+  // One annotation widening, another narrowing back to the config's capture: allowed.
+  CHECK(effectiveRedirect(some, {{kAnnIncludeInboundPorts, "8080,9090"}, {kAnnExcludeInboundPorts, "9090"}}).ok());
+}
