@@ -43,7 +43,31 @@ std::string readStdin() {
   return data;
 }
 
-const char* kUsage = "usage: podsteer <command>\n"
+// Usage of each tool command, for `podsteer <command> --help` and for a bad argument.
+struct CommandUsage {
+  const char* name;
+  const char* text;
+};
+constexpr CommandUsage kCommandUsage[] = {
+    {"version", "usage: podsteer version\n"
+                "  print podsteer's version and the CNI versions it supports\n"},
+    {"explain", "usage: podsteer explain  (with the CNI_* environment and stdin of an ADD)\n"
+                "  read the same environment and stdin as ADD; print the nftables ruleset and the ip\n"
+                "  rules and routes it would program, in nft/ip syntax; change nothing\n"},
+    {"list", "usage: podsteer list [--json] [--state-dir DIR]\n"
+             "  every attachment on the node: pod, addresses, domain, port block, config digest,\n"
+             "  and whether its programmed state is intact\n"},
+    {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
+                "                        [--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
+                "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"},
+    {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
+                  "  remove exactly what install added: our conflist entry, then the binary\n"},
+    {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"
+                  "                          [--json]\n"
+                  "  roll a changed config onto running pods, applying only the difference\n"},
+};
+
+const char* kUsage = "usage: podsteer <command> [--help]\n"
                      "  As a CNI plugin: set CNI_COMMAND (ADD, DEL, CHECK, GC, STATUS, VERSION) and pass the\n"
                      "  network configuration on stdin.\n"
                      "  version   print podsteer's version and the CNI versions it supports\n"
@@ -57,12 +81,43 @@ const char* kUsage = "usage: podsteer <command>\n"
                      "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                      "            remove exactly that again\n"
                      "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
-                     "            roll a changed config onto running pods, applying only the difference\n";
+                     "            roll a changed config onto running pods, applying only the difference\n"
+                     "  podsteer <command> --help shows one command's usage.\n";
 
 // A bad invocation: usage on stderr, exit 2.
 int usage() {
   podsteer::writeAll(STDERR_FILENO, kUsage);
   return 2;
+}
+
+bool isHelpFlag(const std::string& a) { return a == "--help" || a == "-h" || a == "help"; }
+
+// `podsteer --help`, `podsteer help [<command>]` and `podsteer <command> --help`: the
+// usage asked for goes to stdout and the exit status is 0 (it is not an error).
+std::optional<int> helpRequested(int argc, char** argv) {
+  if (argc < 2) return std::nullopt;
+  const std::string first = argv[1];
+  std::string command;
+  if (isHelpFlag(first)) {
+    if (argc > 2) command = argv[2];
+  } else {
+    bool asked = false;
+    for (int i = 2; i < argc; ++i) asked = asked || std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h";
+    if (!asked) return std::nullopt;
+    command = first;
+  }
+  for (const auto& u : kCommandUsage) {
+    if (command == u.name) {
+      podsteer::writeAll(STDOUT_FILENO, u.text);
+      return 0;
+    }
+  }
+  if (!command.empty()) {
+    podsteer::writeAll(STDERR_FILENO, "podsteer: unknown command \"" + podsteer::printable(command) + "\"\n");
+    return usage();
+  }
+  podsteer::writeAll(STDOUT_FILENO, kUsage);
+  return 0;
 }
 
 int emit(const podsteer::CommandOutput& out) {
@@ -79,6 +134,7 @@ int run(int argc, char** argv, std::string& stdinText) {
     return emit(podsteer::runCniCommand(env, stdinText));
   }
   if (argc < 2) return usage();
+  if (auto help = helpRequested(argc, argv)) return *help;
   std::string cmd = argv[1];
   if (cmd == "version" || cmd == "--version") {
     std::printf("podsteer %s (CNI 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)\n", PODSTEER_VERSION);
