@@ -6,7 +6,10 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <new>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "commands/commands.h"
 #include "commands/inspect.h"
@@ -14,6 +17,8 @@
 #include "config/netconf.h"
 #include "install/install.h"
 #include "util/file_io.h"
+#include "util/log.h"
+#include "util/strings.h"
 
 namespace {
 
@@ -38,24 +43,81 @@ std::string readStdin() {
   return data;
 }
 
+// Usage of each tool command, for `podsteer <command> --help` and for a bad argument.
+struct CommandUsage {
+  const char* name;
+  const char* text;
+};
+constexpr CommandUsage kCommandUsage[] = {
+    {"version", "usage: podsteer version\n"
+                "  print podsteer's version and the CNI versions it supports\n"},
+    {"explain", "usage: podsteer explain  (with the CNI_* environment and stdin of an ADD)\n"
+                "  read the same environment and stdin as ADD; print the nftables ruleset and the ip\n"
+                "  rules and routes it would program, in nft/ip syntax; change nothing\n"},
+    {"list", "usage: podsteer list [--json] [--state-dir DIR]\n"
+             "  every attachment on the node: pod, addresses, domain, port block, config digest,\n"
+             "  and whether its programmed state is intact\n"},
+    {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
+                "                        [--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
+                "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"},
+    {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
+                  "  remove exactly what install added: our conflist entry, then the binary\n"},
+    {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"
+                  "                          [--json]\n"
+                  "  roll a changed config onto running pods, applying only the difference\n"},
+};
+
+const char* kUsage = "usage: podsteer <command> [--help]\n"
+                     "  As a CNI plugin: set CNI_COMMAND (ADD, DEL, CHECK, GC, STATUS, VERSION) and pass the\n"
+                     "  network configuration on stdin.\n"
+                     "  version   print podsteer's version and the CNI versions it supports\n"
+                     "  explain   read the same environment and stdin as ADD; print the nftables ruleset\n"
+                     "            it would program, in nft syntax; change nothing\n"
+                     "  list [--json] [--state-dir DIR]\n"
+                     "            every attachment on the node: pod, addresses, domain, port block,\n"
+                     "            config digest, and whether its programmed state is intact\n"
+                     "  install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--watch]\n"
+                     "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
+                     "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
+                     "            remove exactly that again\n"
+                     "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
+                     "            roll a changed config onto running pods, applying only the difference\n"
+                     "  podsteer <command> --help shows one command's usage.\n";
+
+// A bad invocation: usage on stderr, exit 2.
 int usage() {
-  std::fputs("usage: podsteer <command>\n"
-             "  As a CNI plugin: set CNI_COMMAND (ADD, DEL, CHECK, GC, STATUS, VERSION) and pass the\n"
-             "  network configuration on stdin.\n"
-             "  version   print podsteer's version and the CNI versions it supports\n"
-             "  explain   read the same environment and stdin as ADD; print the nftables ruleset\n"
-             "            it would program, in nft syntax; change nothing\n"
-             "  list [--json] [--state-dir DIR]\n"
-             "            every attachment on the node: pod, addresses, domain, port block,\n"
-             "            config digest, and whether its programmed state is intact\n"
-             "  install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--watch]\n"
-             "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
-             "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-             "            remove exactly that again\n"
-             "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
-             "            roll a changed config onto running pods, applying only the difference\n",
-             stderr);
+  podsteer::writeAll(STDERR_FILENO, kUsage);
   return 2;
+}
+
+bool isHelpFlag(const std::string& a) { return a == "--help" || a == "-h" || a == "help"; }
+
+// `podsteer --help`, `podsteer help [<command>]` and `podsteer <command> --help`: the
+// usage asked for goes to stdout and the exit status is 0 (it is not an error).
+std::optional<int> helpRequested(int argc, char** argv) {
+  if (argc < 2) return std::nullopt;
+  const std::string first = argv[1];
+  std::string command;
+  if (isHelpFlag(first)) {
+    if (argc > 2) command = argv[2];
+  } else {
+    bool asked = false;
+    for (int i = 2; i < argc; ++i) asked = asked || std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h";
+    if (!asked) return std::nullopt;
+    command = first;
+  }
+  for (const auto& u : kCommandUsage) {
+    if (command == u.name) {
+      podsteer::writeAll(STDOUT_FILENO, u.text);
+      return 0;
+    }
+  }
+  if (!command.empty()) {
+    podsteer::writeAll(STDERR_FILENO, "podsteer: unknown command \"" + podsteer::printable(command) + "\"\n");
+    return usage();
+  }
+  podsteer::writeAll(STDOUT_FILENO, kUsage);
+  return 0;
 }
 
 int emit(const podsteer::CommandOutput& out) {
@@ -63,22 +125,25 @@ int emit(const podsteer::CommandOutput& out) {
   return out.exitCode;
 }
 
-} // namespace
-
-int main(int argc, char** argv) {
-  // One heap extension up front instead of several as a command's data grows, and no
-  // trimming on the way out: each brk is a syscall, and a CNI command lives milliseconds.
-  mallopt(M_TOP_PAD, 1 << 20);
-  mallopt(M_TRIM_THRESHOLD, 4 << 20);
+// The command itself. Exceptions are not part of any lib/ API, but a library underneath
+// (nlohmann::json, the standard library's allocator) can still throw: main catches them.
+int run(int argc, char** argv, std::string& stdinText) {
   auto env = podsteer::processEnv();
-  if (env("CNI_COMMAND")) return emit(podsteer::runCniCommand(env, readStdin()));
+  if (env("CNI_COMMAND")) {
+    stdinText = readStdin();
+    return emit(podsteer::runCniCommand(env, stdinText));
+  }
   if (argc < 2) return usage();
+  if (auto help = helpRequested(argc, argv)) return *help;
   std::string cmd = argv[1];
   if (cmd == "version" || cmd == "--version") {
     std::printf("podsteer %s (CNI 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0)\n", PODSTEER_VERSION);
     return 0;
   }
-  if (cmd == "explain") return emit(podsteer::runExplain(env, readStdin()));
+  if (cmd == "explain") {
+    stdinText = readStdin();
+    return emit(podsteer::runExplain(env, stdinText));
+  }
   if (cmd == "reconcile") return podsteer::runReconcileCommand(argc, argv);
   if (cmd == "install" || cmd == "uninstall")
     return podsteer::install::runInstallCommand(argc, argv, [](const std::string& confFile) {
@@ -100,4 +165,41 @@ int main(int argc, char** argv) {
     return emit(podsteer::runList(stateDir, json));
   }
   return usage();
+}
+
+// The last line of defence: whatever escaped, the runtime gets a CNI error object (code
+// 102) on stdout and exit 1, never a SIGABRT with nothing on stdout (and a core dump on
+// every kubelet retry).
+int internalError(const char* what, const std::string& stdinText) noexcept {
+  static constexpr std::string_view kFallback =
+      "{\"cniVersion\":\"1.1.0\",\"code\":102,\"msg\":\"internal error\",\"details\":\"\"}\n";
+  try {
+    podsteer::Error e = podsteer::makeError(podsteer::ErrorCode::kInternal,
+                                            "internal error: " + podsteer::printable(what));
+    podsteer::logError("error 102: " + e.msg);
+    podsteer::writeAll(STDOUT_FILENO, podsteer::errorText(e, podsteer::requestVersion(stdinText)));
+  } catch (...) {
+    // Out of memory again (or worse): a fixed answer needs no allocation.
+    podsteer::writeAll(STDOUT_FILENO, kFallback);
+  }
+  return 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  // One heap extension up front instead of several as a command's data grows, and no
+  // trimming on the way out: each brk is a syscall, and a CNI command lives milliseconds.
+  mallopt(M_TOP_PAD, 1 << 20);
+  mallopt(M_TRIM_THRESHOLD, 4 << 20);
+  std::string stdinText;
+  try {
+    return run(argc, argv, stdinText);
+  } catch (const std::bad_alloc&) {
+    return internalError("out of memory", stdinText);
+  } catch (const std::exception& e) {
+    return internalError(e.what(), stdinText);
+  } catch (...) {
+    return internalError("unknown exception", stdinText);
+  }
 }

@@ -2,9 +2,12 @@
 
 #include <cstdlib>
 
+#include "util/strings.h"
+
 namespace podsteer {
 
 namespace {
+
 
 Error envError(const std::string& var, const std::string& why) {
   return makeError(ErrorCode::kInvalidEnv, var + ": " + why);
@@ -97,7 +100,7 @@ Result<std::map<std::string, std::string>> parseCniArgs(const std::string& text)
     if (!pair.empty()) {
       size_t eq = pair.find('=');
       if (eq == std::string::npos || eq == 0)
-        return envError("CNI_ARGS", "invalid pair '" + pair.substr(0, 64) + "' (want KEY=VALUE)");
+        return envError("CNI_ARGS", "invalid pair " + quoteForMessage(pair) + " (want KEY=VALUE)");
       out[pair.substr(0, eq)] = pair.substr(eq + 1);
     }
     if (end == std::string::npos) break;
@@ -113,7 +116,7 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
   if (requireCommand) {
     if (env.command.empty()) return envError("CNI_COMMAND", "not set");
     req = requirementsFor(env.command);
-    if (!req) return envError("CNI_COMMAND", "unknown command '" + env.command.substr(0, 32) + "'");
+    if (!req) return envError("CNI_COMMAND", "unknown command " + quoteForMessage(env.command));
   } else {
     req = Requirement{false, false, false, false};
   }
@@ -130,6 +133,11 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
     if (auto s = validateContainerId(env.containerId); !s) return s.error();
   if (req->netns && env.netns.empty()) return envError("CNI_NETNS", "not set");
   if (pathsUsed && !env.netns.empty() && env.netns[0] != '/') return envError("CNI_NETNS", "must be an absolute path");
+  // ADD writes it into the record (JSON): UTF-8 without control characters. DEL is not
+  // held to it, so that it can always clean up.
+  const bool recorded = env.command == "ADD" || env.command == "CHECK" || !requireCommand;
+  if (recorded && !isPrintableUtf8(env.netns))
+    return envError("CNI_NETNS", "must be UTF-8 without control characters, got " + quoteForMessage(env.netns));
   if (req->ifname && env.ifname.empty()) return envError("CNI_IFNAME", "not set");
   if (pathsUsed && !env.ifname.empty())
     if (auto s = validateIfname(env.ifname); !s) return s.error();
@@ -143,6 +151,15 @@ Result<CniEnv> readCniEnv(const EnvLookup& getenv, bool requireCommand) {
   auto args = parseCniArgs(getenv("CNI_ARGS").value_or(""));
   if (!args) return args.error();
   env.args = std::move(*args);
+  // The pod's identity is matched against the config's globs and written into the record
+  // and log lines (the stdin args, the other source, are checked by the commands).
+  if (recorded) {
+    auto arg = [&](const char* key) {
+      auto it = env.args.find(key);
+      return it == env.args.end() ? std::string() : it->second;
+    };
+    if (auto s = validatePodIdentity(arg("K8S_POD_NAMESPACE"), arg("K8S_POD_NAME")); !s) return s.error();
+  }
   return env;
 }
 

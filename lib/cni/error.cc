@@ -1,5 +1,7 @@
 #include "cni/error.h"
 
+#include "util/json_text.h"
+
 namespace podsteer {
 
 nlohmann::json errorToJson(const Error& error, const std::string& cniVersion) {
@@ -10,6 +12,10 @@ nlohmann::json errorToJson(const Error& error, const std::string& cniVersion) {
   };
   out["details"] = error.details;
   return out;
+}
+
+std::string errorText(const Error& error, const std::string& cniVersion) {
+  return jsonText(errorToJson(error, cniVersion)) + "\n";
 }
 
 } // namespace podsteer

@@ -40,6 +40,9 @@ inline Error makeError(ErrorCode code, std::string msg, std::string details = {}
 
 // The CNI error object printed on stdout.
 nlohmann::json errorToJson(const Error& error, const std::string& cniVersion);
+// That object as one line of text, newline included. Never throws on a message that is
+// not valid UTF-8: such bytes become U+FFFD.
+std::string errorText(const Error& error, const std::string& cniVersion);
 
 // Errors are values: no exception crosses a lib/ API. Result<T> holds a T or an Error.
 template <typename T> class [[nodiscard]] Result {

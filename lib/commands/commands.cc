@@ -24,6 +24,7 @@
 #include "state/record.h"
 #include "util/digest.h"
 #include "util/fault.h"
+#include "util/json_text.h"
 #include "util/log.h"
 
 namespace podsteer {
@@ -33,20 +34,9 @@ namespace {
 using state::AttachmentRecord;
 using state::RecordStore;
 
-// The version an error object is written in: the request's, when we can tell it.
-std::string requestVersion(const std::string& stdinText) {
-  if (stdinText.size() > kMaxStdinBytes || !checkJsonBounds(stdinText).ok()) return std::string(kLatestVersion);
-  auto j = nlohmann::json::parse(stdinText, nullptr, false);
-  if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
-    std::string v = j["cniVersion"].get<std::string>();
-    if (isSupportedVersion(v)) return v;
-  }
-  return std::string(kLatestVersion);
-}
-
 CommandOutput failure(const Error& e, const std::string& cniVersion) {
   logError("error " + std::to_string(e.codeValue()) + ": " + e.msg + (e.details.empty() ? "" : " (" + e.details + ")"));
-  return {1, errorToJson(e, cniVersion).dump() + "\n"};
+  return {1, errorText(e, cniVersion)};
 }
 
 // Identifies a namespace file so a recorded path is only trusted while it still names
@@ -226,7 +216,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
     summary += ", port block " + std::to_string(*h.portBlock) + " (" +
                plan::portBlockRange(*conf.egressPortPool, *h.portBlock).toString() + ")";
   logInfo("programmed " + summary);
-  return {0, passThroughResult(*conf.prevResult, conf.cniVersion).dump() + "\n"};
+  return {0, jsonText(passThroughResult(*conf.prevResult, conf.cniVersion)) + "\n"};
 }
 
 CommandOutput cmdDel(const Invocation& inv) {
@@ -384,11 +374,22 @@ CommandOutput cmdStatus(const Invocation& inv) {
 
 } // namespace
 
+// The version an error object is written in: the request's, when we can tell it.
+std::string requestVersion(const std::string& stdinText) {
+  if (stdinText.size() > kMaxStdinBytes || !checkJsonBounds(stdinText).ok()) return std::string(kLatestVersion);
+  auto j = nlohmann::json::parse(stdinText, nullptr, false);
+  if (j.is_object() && j.contains("cniVersion") && j["cniVersion"].is_string()) {
+    std::string v = j["cniVersion"].get<std::string>();
+    if (isSupportedVersion(v)) return v;
+  }
+  return std::string(kLatestVersion);
+}
+
 CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinText) {
   auto env = readCniEnv(getenv);
   if (!env) return failure(env.error(), requestVersion(stdinText));
   if (env->command == "VERSION") {
-    return {0, versionInfo(requestVersion(stdinText)).dump() + "\n"};
+    return {0, jsonText(versionInfo(requestVersion(stdinText))) + "\n"};
   }
   auto mode = env->command == "DEL" ? ParseMode::kLenient : ParseMode::kStrict;
   auto conf = parseNetConf(stdinText, mode);
@@ -417,15 +418,22 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
   Invocation inv{std::move(*env), std::move(*conf)};
   const std::string& cmd = inv.env.command;
   CommandOutput out;
-  // Each command's lock is released when it returns; parked sockets close after that.
-  nl::parkNftSocketCloses(true);
-  if (cmd == "ADD") out = cmdAdd(inv);
-  else if (cmd == "DEL") out = cmdDel(inv);
-  else if (cmd == "CHECK") out = cmdCheck(inv);
-  else if (cmd == "GC") out = cmdGc(inv);
-  else out = cmdStatus(inv);
-  nl::parkNftSocketCloses(false);
-  nl::closeParkedSockets();
+  {
+    // Each command's lock is released when it returns; parked sockets close after that,
+    // also when an exception unwinds through here (main answers it with error 102).
+    struct ParkedCloses {
+      ParkedCloses() { nl::parkNftSocketCloses(true); }
+      ~ParkedCloses() {
+        nl::parkNftSocketCloses(false);
+        nl::closeParkedSockets();
+      }
+    } parked;
+    if (cmd == "ADD") out = cmdAdd(inv);
+    else if (cmd == "DEL") out = cmdDel(inv);
+    else if (cmd == "CHECK") out = cmdCheck(inv);
+    else if (cmd == "GC") out = cmdGc(inv);
+    else out = cmdStatus(inv);
+  }
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
   logInfo(std::string(out.exitCode == 0 ? "ok" : "failed") + " in " + std::to_string(us) + " us");
   return out;

@@ -14,6 +14,10 @@ struct CommandOutput {
 // Runs one CNI command (CNI_COMMAND from `getenv`) with the given stdin.
 CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinText);
 
+// The cniVersion an error object for this stdin is written in: the request's, when it is
+// readable and supported, else the latest. Never throws.
+std::string requestVersion(const std::string& stdinText);
+
 // `podsteer explain`: the same input as ADD; prints what ADD would program; touches nothing.
 CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText);
 

@@ -12,6 +12,8 @@
 #include "nl/nft_table.h"
 #include "plan/host.h"
 #include "state/lock.h"
+#include "util/json_text.h"
+#include "util/strings.h"
 
 namespace podsteer {
 
@@ -43,7 +45,9 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   std::vector<std::string> diffs;
   auto conf = confFromRecord(rec);
   if (!conf) return conf.error();
-  auto plan = plan::buildPlan(*conf, podFromRecord(rec));
+  // The pod side is checked against the plan, the host side against the recorded
+  // membership: the annotations' recorded choices are not judged again here.
+  auto plan = plan::buildPlan(*conf, withoutHostChoices(podFromRecord(rec)));
   if (!plan) return plan.error();
   auto ns = nl::openNetns(rec.netns);
   if (!ns) return ns.error();
@@ -73,25 +77,6 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
 }
 
 namespace {
-
-// Human output goes to a terminal: records hold what the runtime and the kernel told
-// us, so anything non-printable (escape sequences, newlines) is shown as \xNN.
-std::string printable(std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      out += "\\x";
-      out += kHex[u >> 4];
-      out += kHex[u & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 // One row of `podsteer list`: each column padded to its width (a longer value widens its
 // row rather than being cut or running into the next column), the last one as it is.
@@ -157,7 +142,7 @@ CommandOutput runList(const std::string& stateDir, bool json) {
                       m.domain.empty() ? "-" : m.domain, ports.empty() ? "-" : ports, rec.configDigest, stateText});
   }
   for (const auto& p : problems) text += "warning: " + printable(p) + "\n";
-  if (json) return {0, nlohmann::json{{"attachments", out}, {"problems", problems}}.dump(2) + "\n"};
+  if (json) return {0, jsonText(nlohmann::json{{"attachments", out}, {"problems", problems}}, 2) + "\n"};
   return {0, text};
 }
 

@@ -17,6 +17,7 @@
 #include "state/lock.h"
 #include "util/digest.h"
 #include "util/file_io.h"
+#include "util/json_text.h"
 #include "util/fault.h"
 
 namespace podsteer {
@@ -100,7 +101,9 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   auto newConf = confFromRecord(rec, &entry);
   if (!newConf) return fail("new config: " + newConf.error().msg);
   PodInfo pod = podFromRecord(rec);
-  auto oldPlan = plan::buildPlan(*oldConf, pod);
+  // The old plan's host part is the recorded membership: the annotations' old choices are
+  // not judged again (the new plan judges them under the new config).
+  auto oldPlan = plan::buildPlan(*oldConf, withoutHostChoices(pod));
   if (!oldPlan) return fail(oldPlan.error().msg);
   oldPlan->host = membershipFromJson(rec.host);
   auto newPlan = plan::buildPlan(*newConf, pod);
@@ -247,13 +250,13 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
           ", failed " + std::to_string(failed) + " in " + std::to_string(ms) + " ms\n";
   int rc = failed > 0 ? 1 : 0;
   if (opts.json)
-    return {rc, nlohmann::json{{"dryRun", opts.dryRun},
-                               {"pods", pods},
-                               {"changed", changed},
-                               {"unchanged", unchanged},
-                               {"failed", failed},
-                               {"milliseconds", ms}}
-                        .dump(2) +
+    return {rc, jsonText(nlohmann::json{{"dryRun", opts.dryRun},
+                                        {"pods", pods},
+                                        {"changed", changed},
+                                        {"unchanged", unchanged},
+                                        {"failed", failed},
+                                        {"milliseconds", ms}},
+                         2) +
                     "\n"};
   return {rc, text};
 }

@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <vector>
+
 #include "config/fields.h"
 #include "config/pod.h"
 #include "util/strings.h"
@@ -8,23 +11,93 @@ namespace {
 
 constexpr size_t kMaxAnnotationBytes = 4096;
 
-std::string annotationPath(const std::string& name) {
-  return std::string("runtimeConfig.") + kAnnotationsCapability + "[\"" + name + "\"]";
+// ---- what a redirect config captures, as sets of intervals (for allowOptOut) ----------
+// Ports and addresses of one family are numbers; a list (with "*") is a union of
+// intervals; "captures at least as much" is "the old set minus the new one is empty".
+using U128 = unsigned __int128;
+constexpr U128 kU128Max = ~U128(0);
+struct Span {
+  U128 lo, hi;
+};
+using Spans = std::vector<Span>;
+
+Spans normalized(Spans v) {
+  std::sort(v.begin(), v.end(), [](const Span& a, const Span& b) { return a.lo < b.lo; });
+  Spans out;
+  for (const auto& s : v) {
+    if (!out.empty() && (out.back().hi == kU128Max || s.lo <= out.back().hi + 1)) {
+      out.back().hi = std::max(out.back().hi, s.hi);
+    } else {
+      out.push_back(s);
+    }
+  }
+  return out;
 }
 
-// Annotation values come from anyone who can edit a pod: bound them and refuse control
-// characters before they get anywhere near a ruleset or a log line.
-Result<std::optional<std::string>> annotationValue(const std::map<std::string, std::string>& annotations,
-                                                   const char* name) {
-  auto it = annotations.find(name);
-  if (it == annotations.end()) return std::optional<std::string>{};
-  const std::string& v = it->second;
-  if (v.size() > kMaxAnnotationBytes)
-    return fieldError(annotationPath(name), "longer than " + std::to_string(kMaxAnnotationBytes) + " bytes").error();
-  for (char c : v)
-    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-      return fieldError(annotationPath(name), "contains a control character").error();
-  return std::optional<std::string>{v};
+// a minus b; both normalised.
+Spans minus(const Spans& a, const Spans& b) {
+  Spans out;
+  for (const auto& s : a) {
+    U128 lo = s.lo;
+    bool consumed = false;
+    for (const auto& c : b) {
+      if (c.hi < lo || c.lo > s.hi) continue;
+      if (c.lo > lo) out.push_back({lo, c.lo - 1});
+      if (c.hi >= s.hi) {
+        consumed = true;
+        break;
+      }
+      lo = c.hi + 1;
+    }
+    if (!consumed) out.push_back({lo, s.hi});
+  }
+  return out;
+}
+
+Spans portSpans(const PortList& l) {
+  if (l.all) return {{1, 65535}};
+  Spans v;
+  for (const auto& r : l.ranges) v.push_back({r.first, r.last});
+  return normalized(std::move(v));
+}
+
+Spans cidrSpans(const CidrList& l, Family f) {
+  const unsigned width = f == Family::kIpv4 ? 32 : 128;
+  const U128 familyMax = width == 128 ? kU128Max : (U128(1) << width) - 1;
+  if (l.all) return {{0, familyMax}};
+  Spans v;
+  for (const auto& c : l.cidrs) {
+    if (c.family != f) continue;
+    U128 value = 0;
+    for (size_t i = 0; i < c.addrLen(); ++i) value = (value << 8) | c.addr[i];
+    const unsigned hostBits = width - c.prefixLen;
+    v.push_back({value, hostBits == 128 ? kU128Max : value | ((U128(1) << hostBits) - 1)});
+  }
+  return normalized(std::move(v));
+}
+
+// What a redirect block captures: inbound ports, outbound ports, outbound v4 and v6
+// destinations (each "include minus exclude", as the capture chains evaluate them).
+struct Captured {
+  Spans inboundPorts, outboundPorts, outbound4, outbound6;
+};
+
+Captured captured(const RedirectConfig& r) {
+  return {minus(portSpans(r.includeInboundPorts), portSpans(r.excludeInboundPorts)),
+          minus({{1, 65535}}, portSpans(r.excludeOutboundPorts)),
+          minus(cidrSpans(r.includeOutboundCidrs, Family::kIpv4), cidrSpans(r.excludeOutboundCidrs, Family::kIpv4)),
+          minus(cidrSpans(r.includeOutboundCidrs, Family::kIpv6), cidrSpans(r.excludeOutboundCidrs, Family::kIpv6))};
+}
+
+bool capturesAtLeast(const Captured& now, const Captured& before) {
+  return minus(before.inboundPorts, now.inboundPorts).empty() &&
+         minus(before.outboundPorts, now.outboundPorts).empty() &&
+         minus(before.outbound4, now.outbound4).empty() && minus(before.outbound6, now.outbound6).empty();
+}
+
+Status optOutRefused(const char* name, const std::string& what) {
+  return fieldError(annotationPath(name), what + ", and the operator does not let pods opt out of capture "
+                                                 "(redirect.allowOptOut is false)");
 }
 
 Result<bool> parseBool(const std::string& value, const char* name) {
@@ -47,44 +120,75 @@ void appendCidrs(CidrList& to, const CidrList& extra) {
 
 } // namespace
 
+std::string annotationPath(const std::string& name) {
+  return std::string("runtimeConfig.") + kAnnotationsCapability + "[\"" + name + "\"]";
+}
+
+// Annotation values come from anyone who can edit a pod: bound them and refuse control
+// characters before they get anywhere near a ruleset, an error message or a log line.
+Result<std::optional<std::string>> podAnnotation(const std::map<std::string, std::string>& annotations,
+                                                 const char* name) {
+  auto it = annotations.find(name);
+  if (it == annotations.end()) return std::optional<std::string>{};
+  const std::string& v = it->second;
+  if (v.size() > kMaxAnnotationBytes)
+    return fieldError(annotationPath(name), "longer than " + std::to_string(kMaxAnnotationBytes) + " bytes").error();
+  for (char c : v)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      return fieldError(annotationPath(name), "contains a control character").error();
+  return std::optional<std::string>{v};
+}
+
 Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& base,
                                                         const std::map<std::string, std::string>& annotations) {
   using Out = std::optional<RedirectConfig>;
   RedirectConfig r = base;
   bool disabled = false;
 
-  auto redirect = annotationValue(annotations, kAnnRedirect);
+  auto redirect = podAnnotation(annotations, kAnnRedirect);
   if (!redirect) return redirect.error();
   if (*redirect) {
     if (**redirect == "disabled") disabled = true;
     else if (**redirect != "enabled")
       return fieldError(annotationPath(kAnnRedirect),
                         "must be \"enabled\" or \"disabled\", got " + quoteForMessage(**redirect)).error();
+    if (disabled && !base.allowOptOut) return optOutRefused(kAnnRedirect, "\"disabled\" switches capture off").error();
   }
-  auto inject = annotationValue(annotations, kAnnIstioInject);
+  auto inject = podAnnotation(annotations, kAnnIstioInject);
   if (!inject) return inject.error();
   if (*inject) {
     auto b = parseBool(**inject, kAnnIstioInject);
     if (!b) return b.error();
+    if (!*b && !base.allowOptOut)
+      return optOutRefused(kAnnIstioInject, quoteForMessage(**inject) + " switches capture off").error();
     if (!*b) disabled = true;
   }
 
+  // With allowOptOut false, each list annotation may widen capture but not narrow it:
+  // what the pod captures after it is applied must still cover what the config captures.
+  const std::optional<Captured> floor = base.allowOptOut ? std::nullopt : std::optional<Captured>(captured(base));
+  auto notNarrowed = [&](const char* name) -> Status {
+    if (!floor || capturesAtLeast(captured(r), *floor)) return Status::success();
+    return optOutRefused(name, "would capture less than the config does");
+  };
   // Parse every annotation even when disabled: a bad value is reported the same way.
   auto portsAnn = [&](const char* name, auto apply) -> Status {
-    auto v = annotationValue(annotations, name);
+    auto v = podAnnotation(annotations, name);
     if (!v) return v.error();
     if (!*v) return Status::success();
     auto list = parsePortListText(**v, annotationPath(name));
     if (!list) return list.error();
-    return apply(*list, name);
+    if (auto s = apply(*list, name); !s) return s;
+    return notNarrowed(name);
   };
   auto cidrsAnn = [&](const char* name, auto apply) -> Status {
-    auto v = annotationValue(annotations, name);
+    auto v = podAnnotation(annotations, name);
     if (!v) return v.error();
     if (!*v) return Status::success();
     auto list = parseCidrListText(**v, annotationPath(name));
     if (!list) return list.error();
-    return apply(*list, name);
+    if (auto s = apply(*list, name); !s) return s;
+    return notNarrowed(name);
   };
   auto noStar = [](bool all, const char* name) -> Status {
     if (all) return fieldError(annotationPath(name), "\"*\" is not allowed here");

@@ -113,7 +113,8 @@ Status parseDomain(const nlohmann::json& j, const std::string& path, uint32_t ma
                                                "member traffic leaving through the domain's devices)");
   }
   // readGlobList names the field relative to its object; prefix the domain's path.
-  for (auto [key, list] : {std::pair{"namespaces", &d.namespaces}, std::pair{"pods", &d.pods}}) {
+  for (auto [key, list] : {std::pair{"namespaces", &d.namespaces}, std::pair{"pods", &d.pods},
+                            std::pair{"annotationNamespaces", &d.annotationNamespaces}}) {
     if (auto s = readGlobList(j, key, *list); !s)
       return makeError(ErrorCode::kInvalidConfig, path + "." + s.error().msg);
   }
@@ -167,7 +168,8 @@ Result<EgressPortPool> parseEgressPortPool(const nlohmann::json& j, const std::s
   } else if (j.contains("snatAddress") && !j["snatAddress"].is_null() && !j["snatAddress"].is_string()) {
     return fieldError(path + ".snatAddress", "must be an IP address string").error();
   }
-  for (auto [key, list] : {std::pair{"namespaces", &pool.namespaces}, std::pair{"pods", &pool.pods}}) {
+  for (auto [key, list] : {std::pair{"namespaces", &pool.namespaces}, std::pair{"pods", &pool.pods},
+                            std::pair{"annotationNamespaces", &pool.annotationNamespaces}}) {
     if (auto s = readGlobList(j, key, *list); !s)
       return makeError(ErrorCode::kInvalidConfig, path + "." + s.error().msg);
   }

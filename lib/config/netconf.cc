@@ -19,10 +19,19 @@ constexpr std::array<const char*, 21> kKnownTopLevel = {
     "hairpin",    "routingDomains", "egressPortPool", "firewall",  "markMask",       "cni.dev/valid-attachments",
     "cni.dev/attachments", "disableCheck", "disableGC"};
 
-constexpr std::array<const char*, 11> kKnownRedirect = {
+constexpr std::array<const char*, 12> kKnownRedirect = {
     "inboundPort",          "outboundPort",         "proxyUID",           "proxyGID",
     "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
-    "excludeOutboundCIDRs", "dnsPort",              "egressGateway"};
+    "excludeOutboundCIDRs", "dnsPort",              "egressGateway",      "allowOptOut"};
+
+// A misspelled selector field fails closed (nobody is selected or granted), but silently:
+// worth the same warning as a misspelled redirect field.
+constexpr std::array<const char*, 11> kKnownDomain = {
+    "name",   "table",          "priority",    "mark",       "match",      "routes",
+    "sourcePrefixes", "snatAddress", "namespaces", "pods", "annotationNamespaces"};
+
+constexpr std::array<const char*, 8> kKnownPortPool = {
+    "ports", "blockSize", "destinations", "protocols", "snatAddress", "namespaces", "pods", "annotationNamespaces"};
 
 std::string lower(std::string s) {
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -74,6 +83,10 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
   if (auto s = readPortField(j, p, "outboundPort", r.outboundPort); !s) return s;
   if (auto s = readIdField(j, p, "proxyUID", r.proxyUid); !s) return s;
   if (auto s = readIdField(j, p, "proxyGID", r.proxyGid); !s) return s;
+  if (auto it = j.find("allowOptOut"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return fieldError(p + ".allowOptOut", std::string("must be true or false, got ") + it->type_name());
+    r.allowOptOut = it->get<bool>();
+  }
   if (auto s = readPortListField(j, p, "includeInboundPorts", r.includeInboundPorts); !s) return s;
   if (auto s = readPortListField(j, p, "excludeInboundPorts", r.excludeInboundPorts); !s) return s;
   if (auto s = readPortListField(j, p, "excludeOutboundPorts", r.excludeOutboundPorts); !s) return s;
@@ -283,9 +296,12 @@ Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
     auto s = parseRoutingDomains(root, conf.markMask, domains);
     if (s) conf.routingDomains = std::move(domains);
     else if (mode == ParseMode::kStrict) return s.error();
+    for (size_t i = 0; i < conf.routingDomains.size(); ++i)
+      warnMisspelled(root.at("routingDomains").at(i), kKnownDomain, "routingDomains[" + std::to_string(i) + "].", warnings);
   }
   if (auto pp = root.find("egressPortPool"); pp != root.end() && !pp->is_null()) {
     auto pool = parseEgressPortPool(*pp, "egressPortPool");
+    if (pool) warnMisspelled(*pp, kKnownPortPool, "egressPortPool.", warnings);
     if (pool) conf.egressPortPool = *pool;
     else if (mode == ParseMode::kStrict) return pool.error();
   }

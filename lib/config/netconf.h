@@ -27,6 +27,10 @@ struct RedirectConfig {
   uint16_t outboundPort = 15001;
   uint32_t proxyUid = 1337;
   uint32_t proxyGid = 1337;
+  // false: annotations that switch capture off or narrow it are refused (error 7), for
+  // clusters where capture (or the egress gateway) is a security control. true, the
+  // default, is Istio's behaviour: a pod may opt out.
+  bool allowOptOut = true;
   PortList includeInboundPorts{.all = true, .ranges = {}};
   PortList excludeInboundPorts{.all = false, .ranges = {{15008, 15008}, {22, 22}, {15090, 15090},
                                                          {15021, 15021}, {15020, 15020}}};
@@ -63,6 +67,9 @@ struct RoutingDomain {
   std::optional<Cidr> snatAddress; // host address
   std::vector<std::string> namespaces;
   std::vector<std::string> pods;
+  // Namespaces (globs) whose pods may choose this domain by annotation although
+  // `namespaces`/`pods` do not select them. Empty: only the pods it selects may choose it.
+  std::vector<std::string> annotationNamespaces;
   uint32_t markMask = 0;   // the config's markMask, which the domain's mark lives in
   nlohmann::json source;   // the entry as configured: host state keeps it to rebuild shared objects
   bool operator==(const RoutingDomain&) const = default;
@@ -79,6 +86,7 @@ struct EgressPortPool {
   std::optional<Cidr> snatAddress; // nullopt: masquerade (the outgoing interface's address)
   std::vector<std::string> namespaces;
   std::vector<std::string> pods;
+  std::vector<std::string> annotationNamespaces; // may opt in by annotation (as for a domain)
   nlohmann::json source;
   uint32_t blockCount() const { return (uint32_t(ports.last) - ports.first + 1) / blockSize; }
   bool operator==(const EgressPortPool&) const = default;

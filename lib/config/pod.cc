@@ -16,6 +16,12 @@ bool matchesAnyGlob(const std::string& value, const std::vector<std::string>& gl
   return false;
 }
 
+PodInfo withoutHostChoices(PodInfo pod) {
+  pod.annotations.erase(kAnnRoutingDomain);
+  pod.annotations.erase(kAnnEgressPortPool);
+  return pod;
+}
+
 PodInfo podFromInvocation(const CniEnv& env, const NetConf& conf) {
   PodInfo pod;
   pod.containerId = env.containerId;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "config/pod.h"
+#include "util/strings.h"
 
 namespace podsteer::plan {
 
@@ -119,40 +120,76 @@ std::string IpRoute::text() const {
   return out + " table " + std::to_string(table) + " proto " + std::to_string(kRouteProtocol);
 }
 
-Result<const RoutingDomain*> selectDomain(const NetConf& conf, const PodInfo& pod) {
-  const std::string path =
-      std::string("runtimeConfig.") + kAnnotationsCapability + "[\"" + kAnnRoutingDomain + "\"]";
-  if (auto it = pod.annotations.find(kAnnRoutingDomain); it != pod.annotations.end()) {
-    for (const auto& d : conf.routingDomains)
-      if (d.name == it->second) return &d;
-    std::string names;
-    for (const auto& d : conf.routingDomains) names += (names.empty() ? "" : ", ") + d.name;
-    return makeError(ErrorCode::kInvalidConfig,
-                     path + ": unknown routing domain \"" + it->second.substr(0, 64) + "\"",
-                     "configured domains: " + (names.empty() ? std::string("none") : names));
-  }
-  for (const auto& d : conf.routingDomains) {
-    if (!pod.podNamespace.empty() && matchesAnyGlob(pod.podNamespace, d.namespaces)) return &d;
-    if (!pod.podName.empty() && matchesAnyGlob(pod.podName, d.pods)) return &d;
-  }
-  return static_cast<const RoutingDomain*>(nullptr);
+namespace {
+
+// Whether a domain's or the pool's selectors pick the pod: its namespace or its name
+// matches a glob. An identity the runtime did not give matches nothing.
+bool selectedBy(const std::vector<std::string>& namespaces, const std::vector<std::string>& pods, const PodInfo& pod) {
+  return (!pod.podNamespace.empty() && matchesAnyGlob(pod.podNamespace, namespaces)) ||
+         (!pod.podName.empty() && matchesAnyGlob(pod.podName, pods));
 }
 
-namespace {
-// Pool selection: an empty selector list means every pod; the annotation opts out
-// ("disabled") or in ("enabled").
-bool wantsPortPool(const NetConf& conf, const PodInfo& pod) {
+// The operator, not the pod, decides who may choose by annotation: the pods the selectors
+// pick, and the namespaces the operator listed in `annotationNamespaces`.
+bool grantedByNamespace(const std::vector<std::string>& annotationNamespaces, const PodInfo& pod) {
+  return !pod.podNamespace.empty() && matchesAnyGlob(pod.podNamespace, annotationNamespaces);
+}
+
+bool mayChooseDomain(const RoutingDomain& d, const PodInfo& pod) {
+  return selectedBy(d.namespaces, d.pods, pod) || grantedByNamespace(d.annotationNamespaces, pod);
+}
+
+std::string podLabel(const PodInfo& pod) {
+  if (pod.podNamespace.empty() && pod.podName.empty()) return "this pod (no K8S_POD_NAMESPACE given)";
+  return "pod " + quoteForMessage(pod.podNamespace + "/" + pod.podName);
+}
+
+} // namespace
+
+Result<const RoutingDomain*> selectDomain(const NetConf& conf, const PodInfo& pod) {
+  auto wanted = podAnnotation(pod.annotations, kAnnRoutingDomain);
+  if (!wanted) return wanted.error();
+  if (!*wanted) {
+    for (const auto& d : conf.routingDomains)
+      if (selectedBy(d.namespaces, d.pods, pod)) return &d;
+    return static_cast<const RoutingDomain*>(nullptr);
+  }
+  for (const auto& d : conf.routingDomains)
+    if (d.name == **wanted && mayChooseDomain(d, pod)) return &d;
+  // One answer whether the domain does not exist or is not open to this pod: the pod's
+  // owner reads it (in the pod's events) and learns only the domains they may choose; the
+  // operator, who knows the config, reads which rule to change.
+  std::string choices;
+  for (const auto& d : conf.routingDomains)
+    if (mayChooseDomain(d, pod)) choices += (choices.empty() ? "" : ", ") + d.name;
+  return makeError(ErrorCode::kInvalidConfig,
+                   annotationPath(kAnnRoutingDomain) + ": " + quoteForMessage(**wanted) +
+                       " is not a routing domain " + podLabel(pod) +
+                       " may choose (a pod may choose a configured domain whose namespaces or pods select it, "
+                       "or whose annotationNamespaces list its namespace)",
+                   "routing domains this pod may choose: " + (choices.empty() ? std::string("none") : choices));
+}
+
+Result<bool> selectPortPool(const NetConf& conf, const PodInfo& pod) {
+  auto choice = podAnnotation(pod.annotations, kAnnEgressPortPool);
+  if (!choice) return choice.error();
+  if (*choice && **choice != "enabled" && **choice != "disabled")
+    return makeError(ErrorCode::kInvalidConfig, annotationPath(kAnnEgressPortPool) +
+                                                    ": must be \"enabled\" or \"disabled\", got " +
+                                                    quoteForMessage(**choice));
   if (!conf.egressPortPool || pod.ips.empty()) return false;
   const auto& pool = *conf.egressPortPool;
-  if (auto it = pod.annotations.find(kAnnEgressPortPool); it != pod.annotations.end()) {
-    if (it->second == "disabled") return false;
-    if (it->second == "enabled") return true;
-  }
-  if (pool.namespaces.empty() && pool.pods.empty()) return true;
-  return (!pod.podNamespace.empty() && matchesAnyGlob(pod.podNamespace, pool.namespaces)) ||
-         (!pod.podName.empty() && matchesAnyGlob(pod.podName, pool.pods));
+  // Empty selectors: every pod.
+  const bool selected = (pool.namespaces.empty() && pool.pods.empty()) || selectedBy(pool.namespaces, pool.pods, pod);
+  if (!*choice) return selected;
+  if (**choice == "disabled") return false; // opting out only narrows: always allowed
+  if (selected || grantedByNamespace(pool.annotationNamespaces, pod)) return true;
+  // Opting in takes a block that the operator meant for the pods the pool selects.
+  return makeError(ErrorCode::kInvalidConfig,
+                   annotationPath(kAnnEgressPortPool) + ": \"enabled\" is not open to " + podLabel(pod) +
+                       ": the egress port pool's namespaces and pods do not select it and its "
+                       "annotationNamespaces do not list its namespace");
 }
-} // namespace
 
 PortRange portBlockRange(const EgressPortPool& pool, uint32_t index) {
   uint32_t first = pool.ports.first + index * pool.blockSize;
@@ -170,9 +207,9 @@ void addPortBlockElements(HostMembership& m, const std::vector<Cidr>& podIps, co
   }
 }
 
-HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const RoutingDomain* domain) {
+HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const RoutingDomain* domain, bool portPool) {
   HostMembership m;
-  m.portPool = wantsPortPool(conf, pod);
+  m.portPool = portPool;
   m.hairpin = conf.hairpin && !pod.ips.empty();
   if (domain != nullptr && !pod.ips.empty()) m.domain = domain->name;
   for (const auto& ip : pod.ips) {

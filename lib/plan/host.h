@@ -71,11 +71,19 @@ struct HostMembership {
   bool operator==(const HostMembership&) const = default;
 };
 
-// Which domain the pod joins: its annotation (an unknown name is error 7), else the first
-// domain whose namespace or pod globs match. nullptr: none.
+// Which domain the pod joins: the first domain whose namespace or pod globs select it, or
+// the one its annotation names. The annotation may name only a domain whose selectors
+// select the pod or whose annotationNamespaces list the pod's namespace; any other name
+// (unknown or not granted, one answer for both) is error 7. nullptr: none.
 Result<const RoutingDomain*> selectDomain(const NetConf& conf, const PodInfo& pod);
 
-HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const RoutingDomain* domain);
+// Whether the pod takes a block of the egress port pool: the pool's selectors decide
+// (both empty: every pod); the annotation may opt out ("disabled") always, and opt in
+// ("enabled") only where the pool selects the pod or lists its namespace in
+// annotationNamespaces (otherwise error 7, as is any other value).
+Result<bool> selectPortPool(const NetConf& conf, const PodInfo& pod);
+
+HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const RoutingDomain* domain, bool portPool);
 
 // The shared host objects for the domains in use and whether hairpin is in use.
 struct HostBase {

@@ -13,7 +13,9 @@ Result<Plan> buildPlan(const NetConf& conf, const PodInfo& pod) {
   }
   auto domain = selectDomain(conf, pod);
   if (!domain) return domain.error();
-  plan.host = buildMembership(conf, pod, *domain);
+  auto portPool = selectPortPool(conf, pod);
+  if (!portPool) return portPool.error();
+  plan.host = buildMembership(conf, pod, *domain, *portPool);
   std::set<Family> families;
   for (const auto& ip : pod.ips) families.insert(ip.family);
   // Without addresses (e.g. a hand-run ADD with an empty prevResult) cover both families.

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "util/file_io.h"
+#include "util/strings.h"
 #include "util/utc_time.h"
 
 namespace podsteer {
@@ -101,8 +102,16 @@ void Logger::log(LogLevel level, const std::string& msg) {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
   static const std::string pid = std::to_string(::getpid()); // one process, one pid
-  std::string line = utcTimestamp(ts, true) + " podsteer[" + pid + "] " + levelName(level) + " " +
-                     (context_.empty() ? "" : context_ + ": ") + msg + "\n";
+  std::string line = utcTimestamp(ts, true) + " podsteer[" + pid + "] " + levelName(level) + " ";
+  // One event, one line: the context and the message carry values from pods and the
+  // runtime, so their control characters (a newline would start a forged line) and bytes
+  // that are not UTF-8 are escaped, whatever the caller did already.
+  if (!context_.empty()) {
+    appendPrintable(line, context_);
+    line += ": ";
+  }
+  appendPrintable(line, msg);
+  line += "\n";
   bool toFile = !file_.empty() && appendToLogFile(file_, line);
   if (!toFile || level >= LogLevel::kError) writeAll(STDERR_FILENO, line);
 }

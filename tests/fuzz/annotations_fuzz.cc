@@ -4,9 +4,12 @@
 #include <map>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "config/netconf.h"
 #include "config/pod.h"
 #include "plan/host.h"
+#include "util/strings.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
@@ -20,7 +23,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (end == std::string::npos) break;
     start = end + 1;
   }
-  (void)podsteer::effectiveRedirect(podsteer::RedirectConfig{}, ann);
+  // Every answer must be an error object a runtime can read: the message is printable
+  // UTF-8 and serialises (a message cut inside a character used to abort the plugin).
+  auto answerable = [](const auto& r) {
+    if (r.ok()) return;
+    if (!podsteer::isPrintableUtf8(r.error().msg)) __builtin_trap();
+    (void)nlohmann::json(r.error().msg).dump(); // throws (and fails the run) on invalid UTF-8
+    (void)nlohmann::json(r.error().details).dump();
+  };
+  podsteer::RedirectConfig strict;
+  strict.allowOptOut = false;
+  answerable(podsteer::effectiveRedirect(podsteer::RedirectConfig{}, ann));
+  answerable(podsteer::effectiveRedirect(strict, ann));
   podsteer::NetConf conf;
   podsteer::RoutingDomain d;
   d.name = "sbi";
@@ -28,10 +42,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   d.priority = 1000;
   d.mark = 0x1000;
   d.markMask = 0x3000;
+  d.namespaces = {"core-*"};
+  d.annotationNamespaces = {"team-*"};
   conf.routingDomains.push_back(d);
+  podsteer::EgressPortPool pool;
+  pool.ports = {61000, 61127};
+  pool.namespaces = {"core-*"};
+  pool.annotationNamespaces = {"team-*"};
+  conf.egressPortPool = pool;
   podsteer::PodInfo pod;
   pod.annotations = ann;
-  pod.podNamespace = "ns";
-  (void)podsteer::plan::selectDomain(conf, pod);
+  pod.ips = {*podsteer::parseInterfaceAddress("10.0.0.5/24")};
+  for (const char* ns : {"ns", "core-a", "team-b"}) {
+    pod.podNamespace = ns;
+    answerable(podsteer::plan::selectDomain(conf, pod));
+    answerable(podsteer::plan::selectPortPool(conf, pod));
+  }
   return 0;
 }

@@ -34,8 +34,9 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from host_topology import HostTopo, domain  # noqa: E402
 
-DOMAINS = [domain("m", 100, 1000, "A", mark="0x1000", match="mark"),
-           domain("s", 102, 1002, "B", match="source")]
+# Pods (namespace "bench") join by annotation, which the domains grant them.
+DOMAINS = [domain("m", 100, 1000, "A", mark="0x1000", match="mark", annotationNamespaces=["bench"]),
+           domain("s", 102, 1002, "B", match="source", annotationNamespaces=["bench"])]
 BASE = {"m": 10 << 24 | 100 << 16, "s": 10 << 24 | 101 << 16}  # 10.100.0.0/16, 10.101.0.0/16
 
 

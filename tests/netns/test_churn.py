@@ -46,7 +46,8 @@ DOMAINS = [
                 {"dst": "fd00:100::/64", "gw": "fd00:61::1", "dev": "up1"}],
      "snatAddress": "192.168.61.10", "namespaces": ["core-*"]},
     {"name": "s", "table": 102, "priority": 1002, "match": "source",
-     "routes": [{"dst": "192.168.102.0/24", "gw": "192.168.61.1", "dev": "up1"}]},
+     "routes": [{"dst": "192.168.102.0/24", "gw": "192.168.61.1", "dev": "up1"}],
+     "annotationNamespaces": ["default"]},  # joined by annotation
 ]
 
 

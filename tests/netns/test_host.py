@@ -17,7 +17,9 @@ VIP = "203.0.113.7"
 def _domains(a_match="mark", v6=False):
     a = domain("a", 100, 1000, "A", mark="0x1000", match=a_match, snatAddress=SNAT_A,
                namespaces=["core-*"])
-    b = domain("b", 101, 1001, "B", mark="0x2000", v6=v6, sourcePrefixes=[VIP + "/32"])
+    # Pods of "default" join b by annotation: the domain grants them that choice.
+    b = domain("b", 101, 1001, "B", mark="0x2000", v6=v6, sourcePrefixes=[VIP + "/32"],
+               annotationNamespaces=["default"])
     if a_match != "mark":
         del a["mark"]
     return [a, b]
@@ -303,7 +305,7 @@ def test_host_hairpin(env):
 # ---- many pods, shared state -------------------------------------------------------------
 def _churn_domains():
     a, b = _domains("mark", v6=True)
-    s = domain("s", 102, 1002, "B", match="source", v6=True)
+    s = domain("s", 102, 1002, "B", match="source", v6=True, annotationNamespaces=["default"])
     return [a, b, s]
 
 

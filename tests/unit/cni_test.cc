@@ -14,6 +14,7 @@
 #include "cni/result.h"
 #include "cni/version.h"
 #include "test_util.h"
+#include "util/strings.h"
 
 using nlohmann::json;
 using namespace podsteer;
@@ -253,4 +254,98 @@ TEST_CASE("parseCniArgs") {
   Vars vars = fullEnv("ADD");
   vars["CNI_ARGS"] = "K8S_POD_NAME";
   CHECK(codeOf(readCniEnv(lookupIn(vars))) == 4);
+}
+
+// ---- error objects are always serialisable; messages quote values safely ----------------
+
+TEST_CASE("utf8SequenceAt follows RFC 3629") {
+  struct Row {
+    std::string text;
+    size_t len; // of the sequence at 0
+  };
+  const std::vector<Row> rows = {
+      {"a", 1},           {"\xc3\xa9", 2},          {"\xe2\x82\xac", 3},     {"\xf0\x9f\x98\x80", 4},
+      {"\xc3", 0},        {"\xe2\x82", 0},          {"\x80", 0},             {"\xc0\xaf", 0}, // overlong '/'
+      {"\xe0\x80\xaf", 0}, {"\xed\xa0\x80", 0},      {"\xf4\x90\x80\x80", 0}, {"\xff", 0},
+      {"\xf0\x9f\x98", 0}, {"\xef\xbf\xbf", 3},      {"\xf4\x8f\xbf\xbf", 4},
+  };
+  for (const auto& row : rows) {
+    INFO(quoteForMessage(row.text));
+    CHECK(utf8SequenceAt(row.text, 0) == row.len);
+  }
+  CHECK(utf8SequenceAt("", 0) == 0);
+}
+
+TEST_CASE("quoteForMessage: at most 64 bytes of whole characters, escapes, valid UTF-8") {
+  CHECK(quoteForMessage("abc") == "\"abc\"");
+  CHECK(quoteForMessage(std::string(64, 'a')) == "\"" + std::string(64, 'a') + "\"");
+  CHECK(quoteForMessage(std::string(65, 'a')) == "\"" + std::string(64, 'a') + "...\"");
+  // The value: 63 bytes, then a 2-byte character across the limit.
+  CHECK(quoteForMessage(std::string(63, 'a') + "\xc3\xa9") == "\"" + std::string(63, 'a') + "...\"");
+  CHECK(quoteForMessage(std::string(62, 'a') + "\xc3\xa9") == "\"" + std::string(62, 'a') + "\xc3\xa9\"");
+  CHECK(quoteForMessage(std::string(61, 'a') + "\xf0\x9f\x98\x80") == "\"" + std::string(61, 'a') + "...\"");
+  CHECK(quoteForMessage("a\nb\x7f") == "\"a\\x0ab\\x7f\"");
+  CHECK(quoteForMessage("\xff\xfe ok \xc3") == "\"\\xff\\xfe ok \\xc3\"");
+  for (size_t n = 0; n < 70; ++n) {
+    for (const char* tail : {"\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xff", "\n"}) {
+      const std::string q = quoteForMessage(std::string(n, 'x') + tail + "yy");
+      INFO(n << " " << q);
+      CHECK(isPrintableUtf8(q));
+    }
+  }
+  CHECK(printable("line1\nline2\r\t\xff") == "line1\\x0aline2\\x0d\\x09\\xff");
+  CHECK(isPrintableUtf8("caf\xc3\xa9"));
+  CHECK_FALSE(isPrintableUtf8("a\nb"));
+  CHECK_FALSE(isPrintableUtf8("\xc3"));
+}
+
+TEST_CASE("errorText: a message that is not valid UTF-8 is serialised, not thrown") {
+  const Error e = makeError(ErrorCode::kInvalidConfig, "x: \"" + std::string(63, 'a') + "\xc3\"", "d\xff");
+  // nlohmann's default serialiser throws on exactly this (type_error.316).
+  CHECK_THROWS(errorToJson(e, "1.0.0").dump());
+  std::string text;
+  REQUIRE_NOTHROW(text = errorText(e, "1.0.0"));
+  REQUIRE(text.size() > 1);
+  CHECK(text.back() == '\n');
+  CHECK(text.find('\n') == text.size() - 1);
+  json back = json::parse(text);
+  CHECK(back["code"] == 7);
+  CHECK(back["cniVersion"] == "1.0.0");
+  CHECK(back["msg"] == "x: \"" + std::string(63, 'a') + "\xef\xbf\xbd\""); // U+FFFD
+  CHECK(back["details"] == "d\xef\xbf\xbd");
+}
+
+TEST_CASE("readCniEnv: values that end up in records and log lines are printable UTF-8") {
+  struct Row {
+    const char* var;
+    std::string value;
+    const char* names;
+  };
+  const std::vector<Row> rows = {
+      {"CNI_NETNS", "/var/run/netns/\xff", "CNI_NETNS"},
+      {"CNI_NETNS", "/var/run/netns/a\nb", "CNI_NETNS"},
+      {"CNI_ARGS", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=\xc3", "K8S_POD_NAME"},
+      {"CNI_ARGS", "K8S_POD_NAMESPACE=a\x01;K8S_POD_NAME=p", "K8S_POD_NAMESPACE"},
+      {"CNI_ARGS", "K8S_POD_NAME=" + std::string(254, 'p'), "K8S_POD_NAME"},
+      {"CNI_ARGS", std::string(63, 'a') + "\xc3\xa9", "CNI_ARGS"}, // not KEY=VALUE, cut in a character
+      {"CNI_COMMAND", std::string(40, 'X') + "\xff", "CNI_COMMAND"},
+  };
+  for (const auto& row : rows) {
+    INFO(row.var << "=" << quoteForMessage(row.value));
+    Vars vars = fullEnv("ADD");
+    vars[row.var] = row.value;
+    auto r = readCniEnv(lookupIn(vars));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().codeValue() == 4);
+    CHECK(r.error().msg.find(row.names) != std::string::npos);
+    CHECK(isPrintableUtf8(r.error().msg));
+  }
+  // 253 bytes of a name is fine; DEL is not held to these rules (it must always clean up).
+  Vars edge = fullEnv("ADD");
+  edge["CNI_ARGS"] = "K8S_POD_NAME=" + std::string(253, 'p');
+  CHECK(readCniEnv(lookupIn(edge)).ok());
+  Vars del = fullEnv("DEL");
+  del["CNI_NETNS"] = "/var/run/netns/\xff";
+  del["CNI_ARGS"] = "K8S_POD_NAME=\xff";
+  CHECK(readCniEnv(lookupIn(del)).ok());
 }

@@ -84,6 +84,19 @@ const std::vector<BadRow> kBadFields = {
     {R"({"runtimeConfig":{"io.kubernetes.cri.pod-annotations":{"podsteer.io/redirect":false}}})", 7,
      R"(runtimeConfig.io.kubernetes.cri.pod-annotations["podsteer.io/redirect"])"},
     {R"({"cni.dev/valid-attachments":[{"containerID":"abc"}]})", 7, "cni.dev/valid-attachments[0]"},
+    {R"({"redirect":{"allowOptOut":"false"}})", 7, "redirect.allowOptOut"},
+    {R"({"redirect":{"allowOptOut":0}})", 7, "redirect.allowOptOut"},
+    {R"({"routingDomains":[{"name":"a","table":100,"priority":1000,"mark":"0x1000"},
+                           {"name":"b","table":101,"priority":1001,"mark":"0x2000","annotationNamespaces":["ok",7]}]})",
+     7, "routingDomains[1].annotationNamespaces[1]"},
+    {R"({"routingDomains":[{"name":"a","table":100,"priority":1000,"mark":"0x1000","annotationNamespaces":"team-*"}]})",
+     7, "routingDomains[0].annotationNamespaces"},
+    {R"({"routingDomains":[{"name":"a","table":100,"priority":1000,"mark":"0x1000","annotationNamespaces":[""]}]})",
+     7, "routingDomains[0].annotationNamespaces[0]"},
+    {R"({"egressPortPool":{"ports":"61000-61127","destinations":["*"],"annotationNamespaces":{}}})", 7,
+     "egressPortPool.annotationNamespaces"},
+    {R"({"egressPortPool":{"ports":"61000-61127","destinations":["*"],"annotationNamespaces":["a",null]}})", 7,
+     "egressPortPool.annotationNamespaces[1]"},
     {R"({"cniVersion":null})", 1, "cniVersion"},
     {R"({"cniVersion":"0.2.0"})", 1, "cniVersion"},
     {R"({"cniVersion":"9.9.9"})", 1, "cniVersion"},
@@ -317,4 +330,43 @@ TEST_CASE("parseNetConf: lenient mode (DEL) tolerates broken capability blocks")
   CHECK(codeOf(parseNetConf(patched(R"({"name":"bad/name"})"), ParseMode::kLenient)) == 7);
   CHECK(codeOf(parseNetConf(patched(R"({"stateDir":"rel"})"), ParseMode::kLenient)) == 7);
   CHECK(codeOf(parseNetConf("{", ParseMode::kLenient)) == 6);
+}
+
+TEST_CASE("parseNetConf: who may choose by annotation, and whether pods may opt out of capture") {
+  auto d = parseNetConf(kBase);
+  REQUIRE(d.ok());
+  CHECK(d->redirect->allowOptOut); // Istio compatible by default
+
+  auto r = parseNetConf(patched(R"({"redirect":{"allowOptOut":false},
+      "routingDomains":[{"name":"a","table":100,"priority":1000,"mark":"0x1000","namespaces":["a"],
+                         "annotationNamespaces":["team-*","sandbox"]}],
+      "egressPortPool":{"ports":"61000-61127","destinations":["*"],"annotationNamespaces":["batch-*"]}})"));
+  REQUIRE_MESSAGE(r.ok(), r.error().msg);
+  CHECK_FALSE(r->redirect->allowOptOut);
+  CHECK(r->routingDomains.at(0).annotationNamespaces == std::vector<std::string>{"team-*", "sandbox"});
+  CHECK(r->routingDomains.at(0).namespaces == std::vector<std::string>{"a"});
+  CHECK(r->egressPortPool->annotationNamespaces == std::vector<std::string>{"batch-*"});
+  CHECK(r->warnings.empty());
+  // They are part of the config an attachment records (and its digest).
+  CHECK(r->stableJson["redirect"]["allowOptOut"] == false);
+  CHECK(r->stableJson["routingDomains"][0]["annotationNamespaces"][1] == "sandbox");
+  CHECK(r->stableJson["egressPortPool"]["annotationNamespaces"][0] == "batch-*");
+
+  // A misspelling fails closed (nothing granted, opting out still allowed), but not silently.
+  auto m = parseNetConf(patched(R"({"redirect":{"allowOptout":false},
+      "routingDomains":[{"name":"a","table":100,"priority":1000,"mark":"0x1000","annotationNamespace":["x"]}],
+      "egressPortPool":{"ports":"61000-61127","destinations":["*"],"annotationnamespaces":["y"]}})"));
+  REQUIRE(m.ok());
+  CHECK(m->redirect->allowOptOut);
+  CHECK(m->routingDomains.at(0).annotationNamespaces.empty());
+  CHECK(m->egressPortPool->annotationNamespaces.empty());
+  auto warned = [&](const std::string& prefix, const std::string& suggestion) {
+    for (const auto& w : m->warnings)
+      if (startsWith(w, prefix + ":") && w.find("\"" + suggestion + "\"") != std::string::npos) return true;
+    return false;
+  };
+  CHECK(warned("redirect.allowOptout", "allowOptOut"));
+  CHECK(warned("routingDomains[0].annotationNamespace", "annotationNamespaces"));
+  CHECK(warned("egressPortPool.annotationnamespaces", "annotationNamespaces"));
+  CHECK(m->warnings.size() == 3);
 }
