@@ -19,7 +19,6 @@ namespace podsteer::nl {
 
 namespace {
 
-constexpr size_t kMsgScratch = 16384;
 constexpr size_t kRecvBuffer = 1 << 16;
 
 Error kernelError(const std::string& what, int err, const std::string& extack) {
@@ -71,23 +70,73 @@ void closeParkedSockets() {
   parked().clear();
 }
 
-// Scratch space for building one message. Allocated once per batch and not zeroed (the
-// builders write every byte they use, padding included): a zeroed 16 KiB buffer per
-// message was a memset and four fresh-page faults per rule on every ADD.
-char* NftBatch::scratch() {
-  if (!scratch_) scratch_.reset(new char[kMsgScratch]);
+// Scratch space for building one message, reused by the batch's messages and grown to
+// the largest bound asked for. Not zeroed (the builders write every byte they use,
+// padding included): a zeroed buffer per message was a memset and fresh-page faults per
+// rule on every ADD; pages past what a message uses are never touched.
+char* NftBatch::scratch(size_t size) {
+  if (size > scratchSize_) {
+    scratch_.reset(new char[size]);
+    scratchSize_ = size;
+  }
   return scratch_.get();
 }
 
-void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what,
-                   OpDetail detail) {
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(), type, family, flags, 0);
+namespace {
+
+// Netlink attributes carry their length in 16 bits, and each of our messages keeps its
+// bulk (expressions, elements) in one nest: a message within this size cannot have
+// overflowed a nest's length.
+constexpr size_t kMaxMessage = UINT16_MAX;
+constexpr size_t kHeaders = NLMSG_ALIGN(sizeof(nlmsghdr)) + NLMSG_ALIGN(sizeof(nfgenmsg));
+
+// True when the attributes in [p, end) follow each other exactly to `end`, nests
+// (NLA_F_NESTED, as libmnl marks them) included.
+bool attributesTile(const char* p, const char* end, int depth) {
+  while (p < end) {
+    if (end - p < static_cast<ptrdiff_t>(NLA_HDRLEN)) return false;
+    const auto* a = reinterpret_cast<const nlattr*>(p);
+    if (a->nla_len < NLA_HDRLEN || a->nla_len > end - p) return false;
+    if ((a->nla_type & NLA_F_NESTED) && (depth > 8 || !attributesTile(p + NLA_HDRLEN, p + a->nla_len, depth + 1)))
+      return false;
+    p += NLA_ALIGN(a->nla_len);
+  }
+  return p == end;
+}
+
+} // namespace
+
+void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, size_t payloadBound, const PayloadBuilder& build,
+                   std::string what, OpDetail detail) {
+  if (error_) return; // the batch is refused anyway; the first problem is the one to report
+  const size_t bound = kHeaders + payloadBound;
+  // Twice the bound: a builder that writes past it (a wrong bound) still stays inside
+  // the buffer, and the check below reports it.
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(2 * bound), type, family, flags, 0);
   build(nlh);
+  const char* payload = static_cast<const char*>(mnl_nlmsg_get_payload(nlh)) + NLMSG_ALIGN(sizeof(nfgenmsg));
+  const char* end = reinterpret_cast<const char*>(nlh) + nlh->nlmsg_len;
+  std::string problem;
+  if (nlh->nlmsg_len > bound)
+    problem = std::to_string(nlh->nlmsg_len) + " bytes, over its bound of " + std::to_string(bound);
+  else if (nlh->nlmsg_len > kMaxMessage)
+    problem = std::to_string(nlh->nlmsg_len) + " bytes, more than a netlink attribute can describe";
+  else if (payload > end || !attributesTile(payload, end, 0))
+    problem = "attributes that do not tile the message";
+  if (!problem.empty()) {
+    error_ = makeError(ErrorCode::kInternal, "nftables: " + what + ": the message came out with " + problem +
+                                                 "; nothing was sent (a podsteer bug: please report it)");
+    return;
+  }
   Op op;
   op.what = std::move(what);
   op.detail = detail;
   appendMsg(op.msg, nlh);
   ops_.push_back(std::move(op));
+}
+
+void NftBatch::forEachMessage(const std::function<void(const nlmsghdr*, const std::string&)>& f) const {
+  for (const auto& op : ops_) f(reinterpret_cast<const nlmsghdr*>(op.msg.data()), op.what);
 }
 
 // One receive buffer per socket, allocated on first use and not zeroed: the kernel
@@ -120,6 +169,7 @@ Result<NftSocket> NftSocket::openIn(int netnsFd) {
 
 Status NftSocket::commit(const NftBatch& batch) {
   lastCommitErrno_ = 0;
+  if (batch.error_) return *batch.error_;
   if (batch.empty()) return Status::success();
   std::vector<char> buf;
   size_t total = 2 * NLMSG_ALIGN(sizeof(nlmsghdr) + sizeof(nfgenmsg));
