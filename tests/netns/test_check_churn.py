@@ -100,3 +100,43 @@ def test_check_during_churn(env):
         env.cni("DEL", p, p.conf)
     env.ok("CHECK", watched, watched.conf)
     env.ok("DEL", watched, watched.conf)
+
+
+def test_add_while_pod_addresses_change(env):
+    """ADD lists the pod's addresses (to check the prevResult's are on its interface). In a
+    pod with many addresses on another interface that change meanwhile, the listing spans
+    several messages and the kernel marks it interrupted: ADD must list again, not fail
+    (or judge from half a listing)."""
+    pod = env.pod(v4=True, v6=False)
+    ns = pod.ns
+    sh(["ip", "-n", ns, "link", "add", "many0", "type", "bridge"])
+    sh(["ip", "-n", ns, "link", "set", "many0", "up"])
+    fill = "".join("addr add 10.77.%d.%d/32 dev many0\n" % (i // 250, i % 250 + 1)
+                   for i in range(3000))
+    sh(["ip", "-n", ns, "-batch", "-"], input=fill, timeout=60)
+    flap = "".join("addr add 10.78.0.%d/32 dev many0\naddr del 10.78.0.%d/32 dev many0\n"
+                   % (i % 250 + 1, i % 250 + 1) for i in range(2000))
+    stop = threading.Event()
+
+    def churn():
+        while not stop.is_set():
+            sh(["ip", "-n", ns, "-batch", "-"], input=flap, timeout=60, check=False)
+
+    t = threading.Thread(target=churn)
+    t.start()
+    failures, runs = [], 0
+    try:
+        deadline = time.monotonic() + 60
+        while runs < 30 and time.monotonic() < deadline:
+            r = env.cni("ADD", pod, env.conf(pod))
+            runs += 1
+            if r.rc != 0:
+                failures.append(r.out.strip()[:300] or r.err.strip()[-300:])
+    finally:
+        stop.set()
+        t.join(60)
+    if failures:
+        fail("%d of %d ADDs failed while another interface's addresses changed; first: %s"
+             % (len(failures), runs, failures[0]))
+    env.ok("CHECK", pod, env.conf(pod))
+    env.ok("DEL", pod, env.conf(pod))
