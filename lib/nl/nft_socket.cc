@@ -14,12 +14,33 @@
 #include <libnftnl/common.h>
 
 #include "nl/netns.h"
+#include "util/log.h"
 
 namespace podsteer::nl {
 
 namespace {
 
 constexpr size_t kRecvBuffer = 1 << 16;
+// Listings read again when the kernel marks them interrupted, before giving up (11).
+constexpr int kDumpAttempts = 10;
+
+// recvmsg with `flags`: the byte count, or -1 and errno (ENOSPC: a datagram larger than
+// the buffer, which netlink would have truncated).
+ssize_t receive(int fd, char* buf, size_t size, int flags) {
+  sockaddr_nl from{};
+  iovec iov{buf, size};
+  msghdr msg{};
+  msg.msg_name = &from;
+  msg.msg_namelen = sizeof(from);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ssize_t n = recvmsg(fd, &msg, flags);
+  if (n >= 0 && (msg.msg_flags & MSG_TRUNC)) {
+    errno = ENOSPC;
+    return -1;
+  }
+  return n;
+}
 
 Error kernelError(const std::string& what, int err, const std::string& extack) {
   std::string msg = "nftables: " + what + ": " + std::strerror(err);
@@ -244,34 +265,59 @@ Status NftSocket::commit(const NftBatch& batch) {
 
 Status NftSocket::dump(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
                        const MessageHandler& onMessage, const std::string& what) {
-  char* rbuf = recvBuffer();
-  uint32_t seq = ++seq_;
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(rbuf, type, family, NLM_F_DUMP, seq);
-  build(nlh);
-  if (mnl_socket_sendto(sock_.get(), nlh, nlh->nlmsg_len) < 0)
-    return kernelError(what, errno, "");
-  struct Ctx {
-    const MessageHandler* handler;
-  } ctx{&onMessage};
-  auto cb = [](const nlmsghdr* m, void* data) -> int {
-    (*static_cast<Ctx*>(data)->handler)(m);
-    return MNL_CB_OK;
-  };
-  while (true) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf, kRecvBuffer);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return kernelError(what, errno, "");
+  // The listing is kept until it is known complete: a listing that other commands'
+  // transactions interrupted (another pod's ADD on the node, CHECK takes no lock) may
+  // miss or repeat objects, and is read again instead of being compared.
+  std::vector<char> listing;
+  const int fd = mnl_socket_get_fd(sock_.get());
+  for (int attempt = 1; attempt <= kDumpAttempts; ++attempt) {
+    listing.clear();
+    char* rbuf = recvBuffer();
+    const uint32_t seq = ++seq_;
+    nlmsghdr* req = nftnl_nlmsg_build_hdr(rbuf, type, family, NLM_F_DUMP, seq);
+    build(req);
+    if (mnl_socket_sendto(sock_.get(), req, req->nlmsg_len) < 0) return kernelError(what, errno, "");
+    bool interrupted = false, done = false;
+    while (!done) {
+      ssize_t n = receive(fd, rbuf, kRecvBuffer, 0);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return kernelError(what, errno, "");
+      }
+      int len = static_cast<int>(n);
+      for (auto* m = reinterpret_cast<const nlmsghdr*>(rbuf); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+        if (m->nlmsg_seq != seq || (m->nlmsg_pid != 0 && m->nlmsg_pid != portId_)) continue; // a late answer
+        // The kernel sets this on a part of the listing when the objects changed since
+        // the previous part (NLMSG_DONE included).
+        if (m->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
+        if (m->nlmsg_type == NLMSG_DONE) {
+          done = true;
+          break;
+        }
+        if (m->nlmsg_type == NLMSG_ERROR) {
+          const int code = -static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(m))->error;
+          // The table may be gone or in transition: ENOENT means "nothing to list".
+          if (code == ENOENT) return Status::success();
+          return kernelError(what, code, extackMessage(m));
+        }
+        if (m->nlmsg_type < NLMSG_MIN_TYPE) continue; // NLMSG_NOOP
+        const char* p = reinterpret_cast<const char*>(m);
+        listing.insert(listing.end(), p, p + NLMSG_ALIGN(m->nlmsg_len));
+      }
     }
-    int r = mnl_cb_run(rbuf, static_cast<size_t>(n), seq, portId_, cb, &ctx);
-    if (r < 0) {
-      // The table may be gone or in transition: ENOENT means "nothing to list".
-      if (errno == ENOENT) return Status::success();
-      if (errno == EINTR) continue;
-      return kernelError(what, errno, "");
+    if (interrupted) {
+      logDebug("nftables: " + what + ": listing interrupted by a concurrent change (attempt " +
+               std::to_string(attempt) + "); listing again");
+      continue;
     }
-    if (r == MNL_CB_STOP) return Status::success();
+    int len = static_cast<int>(listing.size());
+    for (auto* m = reinterpret_cast<const nlmsghdr*>(listing.data()); mnl_nlmsg_ok(m, len);
+         m = mnl_nlmsg_next(m, &len))
+      onMessage(m);
+    return Status::success();
   }
+  return makeError(ErrorCode::kTryAgain, "nftables: " + what + ": the objects kept changing while the kernel listed "
+                                             "them (" + std::to_string(kDumpAttempts) + " listings interrupted); try again");
 }
 
 Status NftSocket::get(uint16_t type, uint16_t family, const NftBatch::PayloadBuilder& build,
