@@ -339,3 +339,28 @@ def test_limits_domains_over_caps(env):
     for what, extra, field in cases:
         conf = env.conf(pod, redirect=False, markMask="0xff0000", **extra)
         _over_cap(env, pod, conf, what, field)
+
+
+def test_limits_failed_batch_names_first_error(env):
+    """A batch of hundreds of messages that the kernel refuses hundreds of times: the node's
+    table holds a plain set where podsteer's port map belongs (damage done behind its
+    back), so the map's creation fails and so does each of the 512 NAT rules that look it
+    up. The ADD fails naming the first refused operation, not a receive-buffer overflow
+    (the kernel drops answers that do not fit and reports ENOBUFS), and leaves nothing."""
+    _uplink(env)
+    pod = env.pod(v4=True, v6=False)
+    conf = env.conf(pod, redirect=False, egressPortPool={
+        "ports": "40000-40063", "blockSize": 32, "destinations": v4_cidrs(CAP)})
+    env.nft(env.node, "add", "table", "inet", "podsteer")
+    env.nft(env.node, "add", "set", "inet", "podsteer", "portpool_v4", "{ type ipv4_addr; }")
+    r = env.cni("ADD", pod, conf)
+    e = env.error(r, "ADD onto a damaged node table", code=100)
+    if "portpool_v4" not in e["msg"] or "add set" not in e["msg"]:
+        fail("ADD onto a damaged node table: the error does not name the first refused "
+             "operation (add set ... portpool_v4): %r" % e["msg"])
+    env.expect_no_records("after the failed ADD")
+    env.expect_no_table(pod.ns, "after the failed ADD")
+    # The damaged table is gone with the rollback (it is podsteer's own), so ADD works now.
+    env.add(pod, conf)
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
