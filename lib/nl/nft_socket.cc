@@ -7,7 +7,10 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -21,6 +24,14 @@ namespace podsteer::nl {
 namespace {
 
 constexpr size_t kRecvBuffer = 1 << 16;
+// The default send buffer (wmem_default) is 208 KiB; larger batches ask for room.
+constexpr size_t kSendBufferDefault = 128 * 1024;
+// Receive-queue room one answer to a batch message takes at most (an error with capped
+// acks: the header of the refused message and the kernel's extended-ack text, in an skb
+// of ~1 KiB truesize), and how many answers the default queue (rmem_default, 208 KiB)
+// holds with room to spare.
+constexpr size_t kAnswerRoom = 1024;
+constexpr size_t kAnswersInDefaultBuffer = 128;
 // Listings read again when the kernel marks them interrupted, before giving up (11).
 constexpr int kDumpAttempts = 10;
 
@@ -76,6 +87,18 @@ std::vector<mnl_socket*>& parked() {
   return sockets;
 }
 bool gPark = false;
+
+// Test builds only (-Dfault_points=true): PODSTEER_FAULT=nft-no-answer-room shrinks the
+// receive queue to the kernel's minimum before a commit, so a failed batch's answers
+// overflow it and the ENOBUFS path runs.
+bool noAnswerRoomForTests() {
+#ifdef PODSTEER_FAULT_POINTS
+  const char* want = ::getenv("PODSTEER_FAULT");
+  return want != nullptr && std::strcmp(want, "nft-no-answer-room") == 0;
+#else
+  return false;
+#endif
+}
 
 } // namespace
 
@@ -173,8 +196,10 @@ Result<NftSocket> NftSocket::open() {
   if (mnl_socket_bind(s.get(), 0, MNL_SOCKET_AUTOPID) < 0)
     return makeError(ErrorCode::kNetlink, std::string("nftables: bind netlink socket: ") + std::strerror(errno));
   int one = 1;
-  // Extended acks carry the kernel's own explanation of a refusal. (Only the last message
-  // of a batch asks for an ack, so uncapped error answers stay few.)
+  // Capped acks: an error answer carries the refused message's header, not the whole
+  // message (an element message is up to ~40 KiB), so the answers of a failed batch stay
+  // small. Extended acks carry the kernel's own explanation of a refusal.
+  mnl_socket_setsockopt(s.get(), NETLINK_CAP_ACK, &one, sizeof(one));
   mnl_socket_setsockopt(s.get(), NETLINK_EXT_ACK, &one, sizeof(one));
   timeval tv{.tv_sec = 10, .tv_usec = 0};
   setsockopt(mnl_socket_get_fd(s.get()), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -218,22 +243,51 @@ Status NftSocket::commit(const NftBatch& batch) {
   const uint32_t lastSeq = last->nlmsg_seq;
   appendMsg(buf, nftnl_batch_end(scratch, ++seq_));
 
-  int fd = mnl_socket_get_fd(sock_.get());
-  // A batch is one datagram; make sure the socket may send it whole.
-  int sndbuf = static_cast<int>(buf.size()) + 4096;
-  if (buf.size() > 128 * 1024) setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof(sndbuf));
-  if (mnl_socket_sendto(sock_.get(), buf.data(), buf.size()) < 0)
-    return makeError(ErrorCode::kNetlink, std::string("nftables: send batch: ") + std::strerror(errno));
+  const int fd = mnl_socket_get_fd(sock_.get());
+  // The kernel applies a batch only as one datagram (one sendmsg is one transaction), so
+  // the send buffer must hold it whole: the default (wmem_default, ~208 KiB) does for an
+  // ordinary ADD; the largest configs make batches of several MiB.
+  if (buf.size() > kSendBufferDefault) {
+    const int want = static_cast<int>(std::min<size_t>(buf.size() + 4096, INT_MAX / 2));
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want)) < 0)
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want)); // capped by wmem_max
+  }
+  // Room for every answer. The kernel answers each refused message (a failed batch can
+  // refuse hundreds: every rule that names a set that failed) and drops answers that do
+  // not fit the receive queue, reporting ENOBUFS. With capped acks an answer takes well
+  // under kAnswerRoom of the queue; the default queue holds an ordinary batch's.
+  if (noAnswerRoomForTests()) {
+    const int least = 1; // the kernel's minimum: a few answers
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &least, sizeof(least));
+  } else if (batch.size() > kAnswersInDefaultBuffer) {
+    const int want = static_cast<int>(std::min<size_t>((batch.size() + 2) * kAnswerRoom, INT_MAX / 2));
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) < 0)
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)); // capped by rmem_max
+  }
+  if (mnl_socket_sendto(sock_.get(), buf.data(), buf.size()) < 0) {
+    const int err = errno;
+    std::string msg = "nftables: send a batch of " + std::to_string(batch.size()) + " messages (" +
+                      std::to_string(buf.size()) + " bytes): " + std::strerror(err);
+    if (err == EMSGSIZE) msg += " (larger than the socket's send buffer may grow; raise net.core.wmem_max)";
+    return makeError(ErrorCode::kNetlink, msg);
+  }
 
-  // The kernel processes the batch inside sendmsg, so the answers are already queued.
+  // The kernel processes the batch inside sendmsg: when it returns, every answer is
+  // queued, or was dropped for want of room (the next receive reports ENOBUFS, then
+  // returns what was queued: the first answers, the first error among them).
   std::optional<Error> first;
   uint32_t firstSeq = UINT32_MAX;
   char* rbuf = recvBuffer();
-  bool closed = false;
+  bool closed = false, overrun = false;
   while (!closed) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), rbuf, kRecvBuffer);
+    ssize_t n = receive(fd, rbuf, kRecvBuffer, overrun ? MSG_DONTWAIT : 0);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == ENOBUFS && !overrun) {
+        overrun = true; // read what is queued, without waiting for what was dropped
+        continue;
+      }
+      if (overrun && errno == EAGAIN) break;
       if (first) break;
       return makeError(ErrorCode::kNetlink, std::string("nftables: receive acknowledgements: ") + std::strerror(errno));
     }
@@ -260,6 +314,12 @@ Status NftSocket::commit(const NftBatch& batch) {
     }
   }
   if (first) return *first;
+  if (overrun && !closed)
+    // Cannot happen while the queue starts empty (the first answer always fits), but
+    // never guess: without the answers the outcome is unknown.
+    return makeError(ErrorCode::kNetlink, "nftables: the answers to a batch of " + std::to_string(batch.size()) +
+                                              " messages overflowed the receive buffer (ENOBUFS) before any "
+                                              "could be read: the outcome is unknown");
   return Status::success();
 }
 

@@ -13,6 +13,7 @@ one rule overflowed the 16 KiB message buffer; 255 fitted).
 
 import concurrent.futures
 import json
+import os
 import time
 
 from harness import expect_same, fail, sh
@@ -346,20 +347,33 @@ def test_limits_failed_batch_names_first_error(env):
     table holds a plain set where podsteer's port map belongs (damage done behind its
     back), so the map's creation fails and so does each of the 512 NAT rules that look it
     up. The ADD fails naming the first refused operation, not a receive-buffer overflow
-    (the kernel drops answers that do not fit and reports ENOBUFS), and leaves nothing."""
+    (the kernel drops answers that do not fit and reports ENOBUFS), and leaves nothing.
+    Once more with the receive queue shrunk to the kernel's minimum (a fault-point build:
+    PODSTEER_FAULT_PLUGIN), so answers are dropped and the first error must still come
+    through."""
     _uplink(env)
     pod = env.pod(v4=True, v6=False)
     conf = env.conf(pod, redirect=False, egressPortPool={
         "ports": "40000-40063", "blockSize": 32, "destinations": v4_cidrs(CAP)})
-    env.nft(env.node, "add", "table", "inet", "podsteer")
-    env.nft(env.node, "add", "set", "inet", "podsteer", "portpool_v4", "{ type ipv4_addr; }")
-    r = env.cni("ADD", pod, conf)
-    e = env.error(r, "ADD onto a damaged node table", code=100)
-    if "portpool_v4" not in e["msg"] or "add set" not in e["msg"]:
-        fail("ADD onto a damaged node table: the error does not name the first refused "
-             "operation (add set ... portpool_v4): %r" % e["msg"])
-    env.expect_no_records("after the failed ADD")
-    env.expect_no_table(pod.ns, "after the failed ADD")
+    variants = [("", env.plugin, None)]
+    faulty = os.environ.get("PODSTEER_FAULT_PLUGIN", "")
+    if faulty:
+        variants.append((" with the smallest receive queue", faulty,
+                         {"PODSTEER_FAULT": "nft-no-answer-room"}))
+    else:
+        print("  (PODSTEER_FAULT_PLUGIN not set: the dropped-answers variant is not run)",
+              flush=True)
+    for label, plugin, extra_env in variants:
+        what = "ADD onto a damaged node table" + label
+        env.nft(env.node, "add", "table", "inet", "podsteer")
+        env.nft(env.node, "add", "set", "inet", "podsteer", "portpool_v4", "{ type ipv4_addr; }")
+        r = env.exec_cni(plugin, "ADD", pod, conf, env=extra_env)
+        e = env.error(r, what, code=100)
+        if "portpool_v4" not in e["msg"] or "add set" not in e["msg"]:
+            fail("%s: the error does not name the first refused operation (add set ... "
+                 "portpool_v4): %r" % (what, e["msg"]))
+        env.expect_no_records("after the " + what)
+        env.expect_no_table(pod.ns, "after the " + what)
     # The damaged table is gone with the rollback (it is podsteer's own), so ADD works now.
     env.add(pod, conf)
     env.ok("CHECK", pod, conf)
