@@ -71,7 +71,7 @@ echo "== unit tests"
 up=0
 uf=0
 unit_rc=0
-for exe in podsteer-unit podsteer-mnl-lite-unit; do
+for exe in podsteer-unit podsteer-mnl-lite-unit podsteer-nl-unit; do
   "$build/tests/unit/$exe" >"$log_dir/$exe.raw" 2>&1 || unit_rc=1
   grep -E '^\[doctest\] (test cases|Status)|ERROR|FAILED|runtime error|Sanitizer' "$log_dir/$exe.raw"
   line=$(grep '^\[doctest\] test cases:' "$log_dir/$exe.raw" | tail -1)
