@@ -119,6 +119,9 @@ void closeParkedSockets() {
 // padding included): a zeroed buffer per message was a memset and fresh-page faults per
 // rule on every ADD; pages past what a message uses are never touched.
 char* NftBatch::scratch(size_t size) {
+  // 16 KiB holds every message of an ordinary ADD (tables, sets, chains, rules, small
+  // element lists): one allocation per batch, as before bounds; large element lists grow it.
+  size = std::max<size_t>(size, 16384);
   if (size > scratchSize_) {
     scratch_.reset(new char[size]);
     scratchSize_ = size;
