@@ -8,7 +8,8 @@
 #          tests again on the shipped build
 #   e2e    libcni (as containerd/CRI-O call CNI), podman, the DaemonSet files, on the
 #          shipped build
-#   fuzz   each libFuzzer target for a bounded time (PODSTEER_FUZZ_SECONDS, default 15)
+#   fuzz   each libFuzzer target for a bounded time (PODSTEER_FUZZ_SECONDS, default 15),
+#          the parsers and the whole parse-plan-encode path (encode)
 # and ends with one line "N passed, N failed". Exit status is non-zero when anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +71,7 @@ echo "== unit tests"
 up=0
 uf=0
 unit_rc=0
-for exe in podsteer-unit podsteer-mnl-lite-unit; do
+for exe in podsteer-unit podsteer-mnl-lite-unit podsteer-nl-unit; do
   "$build/tests/unit/$exe" >"$log_dir/$exe.raw" 2>&1 || unit_rc=1
   grep -E '^\[doctest\] (test cases|Status)|ERROR|FAILED|runtime error|Sanitizer' "$log_dir/$exe.raw"
   line=$(grep '^\[doctest\] test cases:' "$log_dir/$exe.raw" | tail -1)
@@ -107,7 +108,7 @@ add_counts e2e "$log_dir/e2e.log" "$e2e_rc"
 echo "== fuzz (${PODSTEER_FUZZ_SECONDS:-15} s per target)"
 fp=0
 ff=0
-for target in config prevresult annotations cniargs; do
+for target in config prevresult annotations cniargs encode; do
   corpus="$log_dir/corpus-$target"
   mkdir -p "$corpus"
   if "$build/tests/fuzz/${target}_fuzz" "$corpus" "tests/fuzz/corpus/$target" \

@@ -56,17 +56,40 @@ int onLink(const nlmsghdr* nlh, void* data) {
   return MNL_CB_OK;
 }
 
+// Listings read again when the kernel marks them interrupted.
+constexpr int kDumpAttempts = 10;
+
 // Sends `nlh` and runs `cb` over the answers: for a dump until its end, otherwise over the
-// one answer (the object asked for, or the error).
+// one answer (the object asked for, or the error). A dump the kernel marked interrupted
+// (NLM_F_DUMP_INTR: the objects changed between its parts, so it may miss some) is read
+// to its end, so the socket is clean for the next request, and reported as -1 with errno
+// EAGAIN; `cb` may have seen part of it.
 int exchange(mnl_socket* s, char* buf, nlmsghdr* nlh, mnl_cb_t cb, void* data) {
   const uint32_t seq = nlh->nlmsg_seq, portId = mnl_socket_get_portid(s);
   const bool dump = (nlh->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
   if (mnl_socket_sendto(s, nlh, nlh->nlmsg_len) < 0) return -1;
+  bool interrupted = false;
   while (true) {
     ssize_t n = mnl_socket_recvfrom(s, buf, kBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
       return -1;
+    }
+    if (dump) {
+      // libmnl stops at a message marked interrupted and leaves the rest unread: look
+      // first, and drain an interrupted dump up to its end.
+      bool end = false;
+      int len = static_cast<int>(n);
+      for (auto* m = reinterpret_cast<const nlmsghdr*>(buf); mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+        if (m->nlmsg_seq != seq) continue;
+        if (m->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
+        if (m->nlmsg_type == NLMSG_DONE || m->nlmsg_type == NLMSG_ERROR) end = true;
+      }
+      if (interrupted) {
+        if (!end) continue;
+        errno = EAGAIN;
+        return -1;
+      }
     }
     int r = mnl_cb_run(buf, static_cast<size_t>(n), seq, portId, cb, data);
     if (r <= MNL_CB_STOP || !dump) return r;
@@ -105,16 +128,22 @@ Result<std::optional<std::vector<Cidr>>> RtnlSocket::interfaceAddresses(const st
   }
   if (index == 0) return std::optional<std::vector<Cidr>>{};
 
-  nlh = mnl_nlmsg_put_header(req);
-  nlh->nlmsg_type = RTM_GETADDR;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = 2;
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_UNSPEC;
-  ifa->ifa_index = static_cast<uint32_t>(index);
   std::vector<Cidr> out;
-  AddrScan scan{index, &out};
-  if (exchange(sock, buf, nlh, onAddress, &scan) < 0) return rtnlError("list addresses of " + ifname, errno);
+  for (int attempt = 1;; ++attempt) {
+    nlh = mnl_nlmsg_put_header(req);
+    nlh->nlmsg_type = RTM_GETADDR;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    nlh->nlmsg_seq = static_cast<uint32_t>(1 + attempt);
+    auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+    ifa->ifa_family = AF_UNSPEC;
+    ifa->ifa_index = static_cast<uint32_t>(index);
+    out.clear();
+    AddrScan scan{index, &out};
+    if (exchange(sock, buf, nlh, onAddress, &scan) >= 0) break;
+    if (errno != EAGAIN || attempt == kDumpAttempts)
+      return rtnlError("list addresses of " + ifname + (errno == EAGAIN ? " (the addresses kept changing)" : ""),
+                       errno);
+  }
   return std::optional<std::vector<Cidr>>{out};
 }
 

@@ -377,11 +377,20 @@ SetPtr encodeSet(const plan::Table& t, const plan::Set& s) {
   return set;
 }
 
-SetPtr encodeElements(const plan::Table& t, const std::string& setName, const std::vector<plan::HostElement>& elems) {
+namespace {
+// The set a NEWSETELEM/DELSETELEM message names; its elements are added by the caller.
+SetPtr elementShell(const plan::Table& t, const std::string& setName) {
   SetPtr set(nftnl_set_alloc());
   nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(t.family));
   nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, t.name.c_str());
   nftnl_set_set_str(set.get(), NFTNL_SET_NAME, setName.c_str());
+  return set;
+}
+
+} // namespace
+
+SetPtr encodeElements(const plan::Table& t, const std::string& setName, const std::vector<plan::HostElement>& elems) {
+  SetPtr set = elementShell(t, setName);
   for (const auto& e : elems) {
     if (e.set != setName) continue;
     uint8_t key[32] = {};
@@ -418,7 +427,7 @@ bool increment(std::vector<uint8_t>& v) {
   return false; // wrapped: the range ended at the top of the key space
 }
 
-void addIntervalElements(nftnl_set* set, std::vector<ByteRange> ranges) {
+std::vector<SetPtr> intervalElements(const plan::Table& t, const std::string& setName, std::vector<ByteRange> ranges) {
   std::sort(ranges.begin(), ranges.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   // Overlapping or adjacent ranges must be merged: the kernel refuses overlaps.
   std::vector<ByteRange> merged;
@@ -433,26 +442,34 @@ void addIntervalElements(nftnl_set* set, std::vector<ByteRange> ranges) {
     }
     merged.push_back(r);
   }
+  std::vector<SetPtr> out;
+  size_t inCurrent = kMaxElementsPerMessage; // start a message with the first range
   for (const auto& r : merged) {
+    auto end = r.last;
+    const bool hasEnd = increment(end);
+    // A range's start and end element go in one message.
+    if (inCurrent + (hasEnd ? 2 : 1) > kMaxElementsPerMessage) {
+      out.push_back(elementShell(t, setName));
+      inCurrent = 0;
+    }
+    nftnl_set* set = out.back().get();
     nftnl_set_elem* start = nftnl_set_elem_alloc();
     nftnl_set_elem_set(start, NFTNL_SET_ELEM_KEY, r.first.data(), r.first.size());
     nftnl_set_elem_add(set, start);
-    auto end = r.last;
-    if (!increment(end)) continue;
+    ++inCurrent;
+    if (!hasEnd) continue;
     nftnl_set_elem* stop = nftnl_set_elem_alloc();
     nftnl_set_elem_set(stop, NFTNL_SET_ELEM_KEY, end.data(), end.size());
     nftnl_set_elem_set_u32(stop, NFTNL_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
     nftnl_set_elem_add(set, stop);
+    ++inCurrent;
   }
+  return out;
 }
 
 } // namespace
 
-SetPtr encodeStaticElements(const plan::Table& t, const plan::Set& s) {
-  SetPtr set(nftnl_set_alloc());
-  nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(t.family));
-  nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, t.name.c_str());
-  nftnl_set_set_str(set.get(), NFTNL_SET_NAME, s.name.c_str());
+std::vector<SetPtr> encodeStaticElements(const plan::Table& t, const plan::Set& s) {
   std::vector<ByteRange> ranges;
   for (const auto& p : s.ports)
     ranges.push_back({{uint8_t(p.first >> 8), uint8_t(p.first & 0xff)}, {uint8_t(p.last >> 8), uint8_t(p.last & 0xff)}});
@@ -463,8 +480,74 @@ SetPtr encodeStaticElements(const plan::Table& t, const plan::Set& s) {
     for (size_t bit = c.prefixLen; bit < c.addrLen() * 8; ++bit) r.last[bit / 8] |= uint8_t(0x80 >> (bit % 8));
     ranges.push_back(r);
   }
-  addIntervalElements(set.get(), ranges);
-  return set;
+  return intervalElements(t, s.name, std::move(ranges));
+}
+
+namespace {
+
+// One attribute holding a NUL-terminated string, padded; an unset string counts as empty.
+size_t stringAttr(const char* s) { return NLA_ALIGN(NLA_HDRLEN + (s != nullptr ? std::strlen(s) + 1 : 1)); }
+// Room for every fixed-size attribute of an object (numbers, flags, handles, ids, the
+// headers of its nests), with a wide margin: each is at most 12 bytes.
+constexpr size_t kFixedAttrs = 512;
+// A byte value (NFTA_DATA_VALUE in its nest) at the kernel's maximum length.
+constexpr size_t kDataAttr = 2 * NLA_HDRLEN + NFT_DATA_VALUE_MAXLEN;
+// One element: its nest, key, key end and data at their maximum, and its flags,
+// timeout and expiration.
+constexpr size_t kElementBound = NLA_HDRLEN + 3 * kDataAttr + 64;
+// One expression without its strings: its nest, its name (at most 16 bytes), its data
+// nest, up to 16 numeric attributes and up to three byte values (cmp data, bitwise mask
+// and xor, range bounds, immediate data).
+constexpr size_t kExprBound = 3 * NLA_HDRLEN + NLA_ALIGN(NLA_HDRLEN + 16) + 16 * 12 + 3 * kDataAttr;
+
+const char* tableString(const nftnl_table* t, uint16_t attr) {
+  return nftnl_table_is_set(t, attr) ? nftnl_table_get_str(t, attr) : nullptr;
+}
+const char* chainString(const nftnl_chain* c, uint16_t attr) {
+  return nftnl_chain_is_set(c, attr) ? nftnl_chain_get_str(c, attr) : nullptr;
+}
+const char* setString(const nftnl_set* s, uint16_t attr) {
+  return nftnl_set_is_set(s, attr) ? nftnl_set_get_str(s, attr) : nullptr;
+}
+const char* ruleString(const nftnl_rule* r, uint16_t attr) {
+  return nftnl_rule_is_set(r, attr) ? nftnl_rule_get_str(r, attr) : nullptr;
+}
+
+} // namespace
+
+size_t tablePayloadBound(const nftnl_table* t) { return kFixedAttrs + stringAttr(tableString(t, NFTNL_TABLE_NAME)); }
+
+size_t chainPayloadBound(const nftnl_chain* c) {
+  return kFixedAttrs + stringAttr(chainString(c, NFTNL_CHAIN_TABLE)) + stringAttr(chainString(c, NFTNL_CHAIN_NAME)) +
+         stringAttr(chainString(c, NFTNL_CHAIN_TYPE));
+}
+
+size_t setPayloadBound(const nftnl_set* s) {
+  // A set's description nest may list up to 16 concatenated fields.
+  return 2 * kFixedAttrs + stringAttr(setString(s, NFTNL_SET_TABLE)) + stringAttr(setString(s, NFTNL_SET_NAME));
+}
+
+size_t elementsPayloadBound(nftnl_set* s) {
+  size_t count = 0;
+  nftnl_set_elem_foreach(
+      s, [](nftnl_set_elem*, void* n) { return ++*static_cast<size_t*>(n), 0; }, &count);
+  return kFixedAttrs + stringAttr(setString(s, NFTNL_SET_TABLE)) + stringAttr(setString(s, NFTNL_SET_NAME)) +
+         count * kElementBound;
+}
+
+size_t rulePayloadBound(const nftnl_rule* r) {
+  size_t bound = kFixedAttrs + stringAttr(ruleString(r, NFTNL_RULE_TABLE)) + stringAttr(ruleString(r, NFTNL_RULE_CHAIN));
+  nftnl_expr_iter* it = nftnl_expr_iter_create(r);
+  if (it == nullptr) throw std::bad_alloc();
+  for (nftnl_expr* e = nftnl_expr_iter_next(it); e != nullptr; e = nftnl_expr_iter_next(it)) {
+    bound += kExprBound;
+    // The strings our expressions carry: a set's name (lookup), a chain's (jump).
+    const std::string name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+    const uint16_t attr = name == "lookup" ? NFTNL_EXPR_LOOKUP_SET : name == "immediate" ? NFTNL_EXPR_IMM_CHAIN : 0;
+    if (attr != 0 && nftnl_expr_is_set(e, attr)) bound += stringAttr(nftnl_expr_get_str(e, attr));
+  }
+  nftnl_expr_iter_destroy(it);
+  return bound;
 }
 
 RulePtr encodeRule(const plan::Table& t, const plan::Chain& c, const plan::Rule& r) {

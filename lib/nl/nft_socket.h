@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,11 +30,21 @@ public:
   using PayloadBuilder = std::function<void(nlmsghdr*)>;
 
   // Appends one message: `type` is NFT_MSG_*, `what` a human description ("add rule ...")
-  // that `detail`, when given, completes.
-  void add(uint16_t type, uint16_t family, uint16_t flags, const PayloadBuilder& build, std::string what,
-           OpDetail detail = OpDetail());
+  // that `detail`, when given, completes. `payloadBound` is the most bytes `build` can
+  // write after the nfgenmsg header (nft_encode.h's *PayloadBound). The message is built
+  // in a scratch buffer of twice that size and checked afterwards: one that came out
+  // larger than its bound or than a netlink attribute can describe (64 KiB), or whose
+  // attributes do not tile it, is not added; the batch then holds an error() and commit
+  // refuses it, so an encoding bug is a reported error (code 102), not memory corruption
+  // or a message the kernel would misread.
+  void add(uint16_t type, uint16_t family, uint16_t flags, size_t payloadBound, const PayloadBuilder& build,
+           std::string what, OpDetail detail = OpDetail());
   bool empty() const { return ops_.empty(); }
   size_t size() const { return ops_.size(); }
+  // The first message that could not be built within its bound (nullopt: none).
+  const std::optional<Error>& error() const { return error_; }
+  // Each message as built, in order (tests and the fuzzer look at the bytes).
+  void forEachMessage(const std::function<void(const nlmsghdr*, const std::string& what)>& f) const;
 
 private:
   friend class NftSocket;
@@ -43,9 +54,11 @@ private:
     std::vector<char> msg; // one netlink message, seq filled in at send time
     std::string describe() const { return detail.render ? what + " " + detail.render(detail.arg) : what; }
   };
-  char* scratch();
+  char* scratch(size_t size);
   std::vector<Op> ops_;
   std::unique_ptr<char[]> scratch_;
+  size_t scratchSize_ = 0;
+  std::optional<Error> error_;
 };
 
 // An nfnetlink socket bound in the namespace it was created in.

@@ -30,35 +30,39 @@ void batchTable(NftBatch& batch, const plan::Table& desired, bool replace) {
   TablePtr table = encodeTable(desired);
   const std::string label = tableLabel(desired);
   if (replace) {
-    batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE,
+    batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE, tablePayloadBound(table.get()),
               [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + label);
-    batch.add(NFT_MSG_DELTABLE, fam, 0, [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); },
-              "flush " + label);
+    batch.add(NFT_MSG_DELTABLE, fam, 0, tablePayloadBound(table.get()),
+              [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "flush " + label);
   }
-  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE | NLM_F_EXCL,
+  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE | NLM_F_EXCL, tablePayloadBound(table.get()),
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "create " + label);
   for (const auto& s : desired.sets) {
     SetPtr set = encodeSet(desired, s);
-    batch.add(NFT_MSG_NEWSET, fam, NLM_F_CREATE | NLM_F_EXCL,
-              [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
-              "add set " + desired.family + " " + desired.name + " " + s.name);
+    const std::string setLabel = desired.family + " " + desired.name + " " + s.name;
+    batch.add(NFT_MSG_NEWSET, fam, NLM_F_CREATE | NLM_F_EXCL, setPayloadBound(set.get()),
+              [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); }, "add set " + setLabel);
     if (s.ports.empty() && s.cidrs.empty()) continue;
-    SetPtr elems = encodeStaticElements(desired, s);
-    batch.add(NFT_MSG_NEWSETELEM, fam, NLM_F_CREATE | NLM_F_EXCL,
-              [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, elems.get()); },
-              "add elements to set " + desired.family + " " + desired.name + " " + s.name);
+    std::vector<SetPtr> pieces = encodeStaticElements(desired, s);
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      nftnl_set* piece = pieces[i].get();
+      std::string what = "add elements to set " + setLabel;
+      if (pieces.size() > 1) what += " (part " + std::to_string(i + 1) + " of " + std::to_string(pieces.size()) + ")";
+      batch.add(NFT_MSG_NEWSETELEM, fam, NLM_F_CREATE | NLM_F_EXCL, elementsPayloadBound(piece),
+                [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, piece); }, what);
+    }
   }
   for (const auto& c : desired.chains) {
     ChainPtr chain = encodeChain(desired, c);
     std::string what = "add chain " + desired.family + " " + desired.name + " " + c.name;
     if (c.base) what += " { " + plan::renderChainHeader(c) + " }";
-    batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE | NLM_F_EXCL,
+    batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE | NLM_F_EXCL, chainPayloadBound(chain.get()),
               [&](nlmsghdr* n) { nftnl_chain_nlmsg_build_payload(n, chain.get()); }, what);
   }
   for (const auto& c : desired.chains) {
     for (const auto& r : c.rules) {
       RulePtr rule = encodeRule(desired, c, r);
-      batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND,
+      batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND, rulePayloadBound(rule.get()),
                 [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, rule.get()); },
                 "add rule " + desired.family + " " + desired.name + " " + c.name,
                 {[](const void* r) { return plan::renderRule(*static_cast<const plan::Rule*>(r)); }, &r});
@@ -76,9 +80,9 @@ void batchDeleteTable(NftBatch& batch, const std::string& family, const std::str
   t.name = name;
   TablePtr table = encodeTable(t);
   // "add" first: deleting a table that is already gone must not abort the transaction.
-  batch.add(NFT_MSG_NEWTABLE, familyNumber(family), NLM_F_CREATE,
+  batch.add(NFT_MSG_NEWTABLE, familyNumber(family), NLM_F_CREATE, tablePayloadBound(table.get()),
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + tableLabel(t));
-  batch.add(NFT_MSG_DELTABLE, familyNumber(family), 0,
+  batch.add(NFT_MSG_DELTABLE, familyNumber(family), 0, tablePayloadBound(table.get()),
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "delete " + tableLabel(t));
 }
 
@@ -200,13 +204,20 @@ std::set<std::string> setNamesOf(const std::vector<plan::HostElement>& elems) {
 void batchElements(NftBatch& batch, uint16_t type, uint16_t flags, const plan::Table& table,
                    const std::vector<plan::HostElement>& elems, const std::string& verb) {
   for (const auto& name : setNamesOf(elems)) {
-    SetPtr set = encodeElements(table, name, elems);
-    std::string keys;
+    std::vector<plan::HostElement> ofSet;
     for (const auto& e : elems)
-      if (e.set == name) keys += (keys.empty() ? "" : ", ") + e.keyText();
-    batch.add(type, familyNumber(table.family), flags,
-              [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, set.get()); },
-              verb + " element " + table.family + " " + table.name + " " + name + " { " + keys + " }");
+      if (e.set == name) ofSet.push_back(e);
+    for (size_t from = 0; from < ofSet.size(); from += kMaxElementsPerMessage) {
+      const std::vector<plan::HostElement> piece(
+          ofSet.begin() + static_cast<ptrdiff_t>(from),
+          ofSet.begin() + static_cast<ptrdiff_t>(std::min(ofSet.size(), from + kMaxElementsPerMessage)));
+      SetPtr set = encodeElements(table, name, piece);
+      std::string keys;
+      for (const auto& e : piece) keys += (keys.empty() ? "" : ", ") + e.keyText();
+      batch.add(type, familyNumber(table.family), flags, elementsPayloadBound(set.get()),
+                [&](nlmsghdr* n) { nftnl_set_elems_nlmsg_build_payload(n, set.get()); },
+                verb + " element " + table.family + " " + table.name + " " + name + " { " + keys + " }");
+    }
   }
 }
 
@@ -215,29 +226,30 @@ void batchElements(NftBatch& batch, uint16_t type, uint16_t flags, const plan::T
 void batchEnsureBase(NftBatch& batch, const plan::Table& base) {
   const uint16_t fam = familyNumber(base.family);
   TablePtr table = encodeTable(base);
-  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE,
+  batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE, tablePayloadBound(table.get()),
             [&](nlmsghdr* n) { nftnl_table_nlmsg_build_payload(n, table.get()); }, "add " + tableLabel(base));
   for (const auto& s : base.sets) {
     SetPtr set = encodeSet(base, s);
-    batch.add(NFT_MSG_NEWSET, fam, NLM_F_CREATE, [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
+    batch.add(NFT_MSG_NEWSET, fam, NLM_F_CREATE, setPayloadBound(set.get()),
+              [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
               "add set " + base.family + " " + base.name + " " + s.name + " { type " + plan::setKeyType(s.key) + " }");
   }
   for (const auto& c : base.chains) {
     ChainPtr chain = encodeChain(base, c);
     std::string label = base.family + " " + base.name + " " + c.name;
-    batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE, [&](nlmsghdr* n) { nftnl_chain_nlmsg_build_payload(n, chain.get()); },
-              "add chain " + label);
+    batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE, chainPayloadBound(chain.get()),
+              [&](nlmsghdr* n) { nftnl_chain_nlmsg_build_payload(n, chain.get()); }, "add chain " + label);
     RulePtr flush(nftnl_rule_alloc());
     nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, fam);
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, base.name.c_str());
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_CHAIN, c.name.c_str());
-    batch.add(NFT_MSG_DELRULE, fam, 0, [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, flush.get()); },
-              "flush chain " + label);
+    batch.add(NFT_MSG_DELRULE, fam, 0, rulePayloadBound(flush.get()),
+              [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, flush.get()); }, "flush chain " + label);
   }
   for (const auto& c : base.chains) {
     for (const auto& r : c.rules) {
       RulePtr rule = encodeRule(base, c, r);
-      batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND,
+      batch.add(NFT_MSG_NEWRULE, fam, NLM_F_CREATE | NLM_F_APPEND, rulePayloadBound(rule.get()),
                 [&](nlmsghdr* n) { nftnl_rule_nlmsg_build_payload(n, rule.get()); },
                 "add rule " + base.family + " " + base.name + " " + c.name + " " + plan::renderRule(r));
     }
@@ -258,7 +270,7 @@ void batchDeleteSet(NftBatch& batch, const plan::Table& table, const std::string
   nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, familyNumber(table.family));
   nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table.name.c_str());
   nftnl_set_set_str(set.get(), NFTNL_SET_NAME, name.c_str());
-  batch.add(NFT_MSG_DELSET, familyNumber(table.family), 0,
+  batch.add(NFT_MSG_DELSET, familyNumber(table.family), 0, setPayloadBound(set.get()),
             [&](nlmsghdr* n) { nftnl_set_nlmsg_build_payload(n, set.get()); },
             "delete set " + table.family + " " + table.name + " " + name);
 }
