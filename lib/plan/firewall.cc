@@ -14,7 +14,6 @@ namespace {
 // would still carry its original device, so the redirected connection would be dropped.)
 constexpr int kIngressPriority = -150;
 constexpr int kEgressPriority = 0;
-constexpr uint8_t kProtoIcmpv6 = 58;
 
 Chain firewallChain(const std::string& name, const std::string& hook, bool drop) {
   Chain c{.name = name,

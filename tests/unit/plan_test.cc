@@ -236,3 +236,12 @@ TEST_CASE("render: priority names only where nft accepts them") {
   c.base->hook = "input";
   CHECK(plan::renderChainHeader(c) == "type nat hook input priority 100; policy accept;");
 }
+
+TEST_CASE("render: reject and icmpv6 type") {
+  using namespace plan;
+  CHECK(renderStatement(rejectTcpResetStmt()) == "reject with tcp reset");
+  CHECK(renderMatch(icmpv6Type(1, 4)) == "icmpv6 type 1-4");
+  CHECK(renderMatch(icmpv6Type(143, 143)) == "icmpv6 type 143");
+  CHECK(renderRule(Rule{{nfproto(Family::kIpv6), l4proto(kProtoTcp)}, rejectTcpResetStmt()}) ==
+        "meta nfproto ipv6 meta l4proto tcp reject with tcp reset");
+}
