@@ -20,7 +20,7 @@ from egress_topology import (EPHEMERAL, GW4, GW6, GW6_PORT, GW_PORT, INTERNAL4, 
                              OUT_POOL4, OUT_POOL6, OUT_POOL_NET4, OUT_POOL_NET6, OUT_PORT,
                              OUT_PORT2, EgressTopo, block_files, in_range, map_elements,
                              node_tables, port_block, record, v6_ready)
-from harness import CNI_BIN_DIR, fail
+from harness import CNI_BIN_DIR, TOOLS, fail, sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "conf")
@@ -724,6 +724,99 @@ def test_egress_firewall(env):
     env.expect_no_table(pod.ns, "after DEL")
     inbound(pod.ip4, X4, Y4, False)
     outbound(False)
+
+
+def echo(env, ns, host, bind=None, timeout=1.0):
+    """One echo request (tests/tools/echo.py, what `ping -c 1` sends) -> True when the
+    echo reply came back."""
+    argv = ["ip", "netns", "exec", ns, sys.executable, os.path.join(TOOLS, "echo.py"), host,
+            "--timeout", str(timeout)] + (["--bind", bind] if bind else [])
+    return sh(argv, timeout=timeout + 20, check=False).returncode == 0
+
+
+def expect_echo(env, ns, host, want, why, bind=None):
+    if echo(env, ns, host, bind=bind, timeout=1.0 if not want else 3.0) != want:
+        fail("%s: echo %s -> %s%s %s" % (why, ns.split("-")[-1], host,
+                                          " (from %s)" % bind if bind else "",
+                                          "got no reply, want one" if want else
+                                          "was answered, want it dropped"))
+
+
+def test_egress_firewall_icmpv6(env):
+    """Issue 12, part 6: the firewall always accepts only the ICMPv6 that IPv6 needs (errors
+    1-4, neighbour discovery 133-137, MLD 130-132/143); echo follows the rules and defaults
+    like any other packet (before the fix every ICMPv6 type passed both ways). IPv4 ICMP
+    is checked alongside: it has no always-accept rule at all."""
+    topo = EgressTopo(env, v6=True)
+    out = topo.outside
+    pod = v6_ready(env, env.pod(v6=True))
+    env.server(pod.ns, 8080, "APP")
+    # Everything answers before ADD, so what fails later is the firewall's doing.
+    for ns, host in ((pod.ns, OUT_POOL6), (pod.ns, OUT_POOL4), (out, pod.ip6), (out, pod.ip4),
+                     (env.node, pod.ip6)):
+        expect_echo(env, ns, host, True, "before ADD")
+
+    drop = {"ingressDefault": "drop", "egressDefault": "drop",
+            "ingress": [{"protocol": "tcp", "ports": ["8080"]}],
+            "egress": [{"protocol": "tcp", "ports": [str(OUT_PORT)], "to": [OUT_POOL_NET6, OUT_POOL_NET4]},
+                       {"protocol": "udp", "ports": ["9"], "to": [OUT_POOL_NET6, OUT_POOL_NET4]}]}
+    conf = pod_conf(env, pod, firewall=drop)
+    env.add(pod, conf)
+    # Errors still reach the pod: a datagram to a closed port is answered by "port
+    # unreachable" (ICMPv6 type 1, ICMP type 3), which the connected socket reports.
+    for host in (OUT_POOL6, OUT_POOL4):
+        r = env.client(pod.ns, host, 9, udp=True, timeout=2)
+        if r.rc == 0 or "refused" not in r.err.lower():
+            fail("UDP to closed port %s:9 under the firewall: want the port-unreachable error "
+                 "(connection refused), got rc %s %r" % (host, r.rc, (r.out + r.err).strip()))
+    expect_echo(env, out, pod.ip6, False, "ingressDefault drop: a peer's ping6 to the pod")
+    expect_echo(env, env.node, pod.ip6, False, "ingressDefault drop: the node's ping6 to the pod")
+    expect_echo(env, pod.ns, OUT_POOL6, False, "egressDefault drop: the pod's ping6")
+    expect_echo(env, out, pod.ip4, False, "ingressDefault drop: a peer's ping to the pod")
+    expect_echo(env, pod.ns, OUT_POOL4, False, "egressDefault drop: the pod's ping")
+    # Neighbour discovery still works both ways: with both neighbour caches emptied, the
+    # pod reaches its IPv6 peer and is reached over TCP where the rules allow it.
+    sh(["ip", "-n", pod.ns, "-6", "neigh", "flush", "all"])
+    sh(["ip", "-n", env.node, "-6", "neigh", "flush", "dev", pod.host_if])
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6)
+    sh(["ip", "-n", pod.ns, "-6", "neigh", "flush", "all"])
+    sh(["ip", "-n", env.node, "-6", "neigh", "flush", "dev", pod.host_if])
+    env.expect_server(out, pod.ip6, 8080, "APP")
+    neigh = sh(["ip", "-n", pod.ns, "-6", "neigh", "show", pod.gw6]).stdout
+    if "lladdr" not in neigh:
+        fail("the pod has no neighbour entry for its IPv6 gateway %s after the TCP exchange: %r"
+             % (pod.gw6, neigh))
+    # MLD: the pod's kernel reports a new solicited-node group (an MLDv2 report, type 143)
+    # when it gets an address; the report leaves the pod under egressDefault drop.
+    mld = Counter(env, env.node, "icmpv6 type mld2-listener-report iifname " + pod.host_if)
+    sh(["ip", "-n", pod.ns, "addr", "add", "fd00:250:0:%d::77/64" % pod.idx, "dev", pod.ifname,
+        "nodad"])
+    deadline = time.monotonic() + 5
+    while mld.packets() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if mld.packets() == 0:
+        fail("no MLD report from the pod reached the node within 5 s under egressDefault drop")
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+
+    # Echo follows the rules: the pod's own ping is allowed out (egressDefault accept) and
+    # its reply comes back as established traffic under ingressDefault drop; a peer that a
+    # rule of protocol "any" lists may ping the pod, another may not.
+    allow = {"ingressDefault": "drop", "egressDefault": "accept",
+             "ingress": [{"protocol": "any", "from": [OUT_POOL6 + "/128", OUT_POOL4 + "/32"]}]}
+    conf = pod_conf(env, pod, firewall=allow)
+    env.add(pod, conf)
+    expect_echo(env, pod.ns, OUT_POOL6, True, "egressDefault accept: the pod's ping6 and its reply")
+    expect_echo(env, pod.ns, OUT_POOL4, True, "egressDefault accept: the pod's ping and its reply")
+    expect_echo(env, out, pod.ip6, True, "a peer the ingress rules list: ping6", bind=OUT_POOL6)
+    expect_echo(env, out, pod.ip6, False, "a peer the ingress rules do not list: ping6",
+                bind=OUT_OTHER6)
+    expect_echo(env, out, pod.ip4, True, "a peer the ingress rules list: ping", bind=OUT_POOL4)
+    expect_echo(env, out, pod.ip4, False, "a peer the ingress rules do not list: ping",
+                bind=OUT_OTHER4)
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+    expect_echo(env, out, pod.ip6, True, "after DEL", bind=OUT_OTHER6)
 
 
 def _capture_pod(env, fw, inbound_connect=None, outbound_connect=None, redirect=None):

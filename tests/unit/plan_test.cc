@@ -399,3 +399,20 @@ TEST_CASE("config: a family without a gateway is a warning naming it") {
   CHECK(warnings({{"egressGateway", "192.0.2.10:3128"}, {"includeOutboundCIDRs", {"0.0.0.0/0"}}}).empty());
 }
 
+TEST_CASE("firewall: only the ICMPv6 that IPv6 needs passes regardless of the rules") {
+  NetConf c = conf({{"firewall", {{"ingressDefault", "drop"}, {"egressDefault", "drop"}}}, {"prevResult", kDualStack}});
+  auto p = mustPlan(c, pod(c));
+  REQUIRE(p.podTable.has_value());
+  for (const char* name : {"fw_ingress", "fw_egress"}) {
+    INFO(name);
+    const plan::Chain* chain = p.podTable->findChain(name);
+    REQUIRE(chain != nullptr);
+    std::string rules;
+    for (const auto& r : chain->rules) rules += plan::renderRule(r) + "\n";
+    CHECK_FALSE(contains(rules, "ipv6-icmp"));  // no catch-all: echo follows the defaults
+    CHECK(contains(rules, "icmpv6 type 1-4 accept\n"));
+    CHECK(contains(rules, "icmpv6 type 130-137 accept\n"));
+    CHECK(contains(rules, "icmpv6 type 143 accept\n"));
+    CHECK_FALSE(contains(rules, "icmpv6 type 128"));
+  }
+}
