@@ -487,6 +487,7 @@ def test_egress_envoy_sample_config(env):
 
 # ---- egress gateway: one per address family (issue 12, part 4) ---------------------------
 OUT_OTHER_NET6 = "fd00:72::/64"
+CHECK_FAILED = 103
 
 
 def gw_redirect(gateway, excludes=()):
@@ -657,6 +658,65 @@ def test_egress_gateway_per_family(env):
     env.ok("DEL", lone, lone_conf)
     env.expect_no_records("after DEL of every pod")
     env.expect_server(dual.ns, OUT_POOL6, OUT_PORT, "OUT", peer=dual.ip6)
+
+
+def fnv1a64(text):
+    """lib/util/digest.cc's digestHex."""
+    h = 1469598103934665603
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) & (2 ** 64 - 1)
+    return "%016x" % h
+
+
+def test_egress_gateway_previous_release_table(env):
+    """A dual-stack pod programmed by the previous release with one IPv4 gateway (its table
+    is today's without the IPv6 reject rule, the record format is the same): CHECK names
+    the missing rule, DEL works, and `podsteer reconcile` with the unchanged config rolls
+    the reject onto the running pod."""
+    topo = EgressTopo(env, v6=True, gateway=True)
+    pods = [v6_ready(env, env.pod(v6=True)) for _ in range(2)]
+    entry = pod_conf(env, None, redirect=gw_redirect("%s:%d" % (GW4, GW_PORT)))
+    confs = {p.idx: pod_conf(env, p, redirect=gw_redirect("%s:%d" % (GW4, GW_PORT))) for p in pods}
+    reject = "\t\tmeta nfproto ipv6 meta l4proto tcp reject with tcp reset\n"
+    for p in pods:
+        env.add(p, confs[p.idx])
+        listing = env.nft(p.ns, "-a", "list", "chain", "inet", "podsteer", "outbound").stdout
+        m = re.search(r"reject with tcp reset # handle (\d+)", listing)
+        if not m:
+            fail("no reject rule in the outbound chain:\n%s" % listing)
+        env.nft(p.ns, "delete", "rule", "inet", "podsteer", "outbound", "handle", m.group(1))
+        # The record as the previous release wrote it: the same format, its table text.
+        rec = record(env, p)
+        if reject not in rec["podTable"]:
+            fail("the record's table has no IPv6 reject rule:\n%s" % rec["podTable"])
+        rec["podTable"] = rec["podTable"].replace(reject, "")
+        rec["planDigest"] = fnv1a64(rec["podTable"])
+        with open(env.record_for(p), "w") as f:
+            json.dump(rec, f)
+    a, b = pods
+    # What the previous release left: IPv6 TCP leaves directly.
+    env.expect_server(a.ns, OUT_POOL6, OUT_PORT, "OUT", peer=a.ip6)
+    env.expect_server(a.ns, OUT_POOL4, OUT_PORT, "GW", peer=a.ip4)
+    r = env.cni("CHECK", a, confs[a.idx])
+    env.error(r, "CHECK of the previous release's table", code=CHECK_FAILED,
+              msg_has="reject with tcp reset")
+    # DEL of such an attachment works as before.
+    env.ok("DEL", b, confs[b.idx])
+    env.expect_no_table(b.ns, "after DEL")
+
+    path = os.path.join(env.tmp, "conf.json")
+    with open(path, "w") as f:
+        json.dump(entry, f)
+    r = env.cni(None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or not re.search(r"%s/eth0\)?: changed\n\s+\+ pod: %s" % (a.cid, reject.strip()), r.out):
+        fail("reconcile with the unchanged config should add the reject rule to the pod:\n%s" % r.show())
+    env.ok("CHECK", a, confs[a.idx])
+    expect_refused(env, a.ns, OUT_POOL6, OUT_PORT, "after reconcile: IPv6 TCP")
+    env.expect_server(a.ns, OUT_POOL4, OUT_PORT, "GW", peer=a.ip4)
+    r = env.cni(None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or "changed 0, unchanged 1, failed 0" not in r.out:
+        fail("a second reconcile should leave the pod unchanged:\n%s" % r.show())
+    env.ok("DEL", a, confs[a.idx])
 
 
 # ---- pod firewall ------------------------------------------------------------------------
