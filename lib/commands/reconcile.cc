@@ -4,13 +4,17 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "commands/host.h"
 #include "commands/inspect.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
+#include "plan/align.h"
 #include "plan/diff.h"
 #include "plan/render.h"
 #include "state/host_users.h"
@@ -74,6 +78,35 @@ std::string sharedDefinitionChange(const std::string& stateDir, const NetConf& c
   return {};
 }
 
+std::string tableText(const plan::Plan& p) { return p.podTable ? plan::renderTable(*p.podTable) : ""; }
+
+// nullopt when the recorded table is what this release plans for the recorded config;
+// otherwise the line changes from the recorded table to the new plan's.
+std::optional<std::vector<plan::Change>> recordedTableChanges(const std::string& recorded, const plan::Plan& oldPlan,
+                                                              const plan::Plan& newPlan) {
+  if (tableText(oldPlan) == recorded) return std::nullopt;
+  const std::string now = tableText(newPlan);
+  auto lines = [](const std::string& text) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      std::string line = text.substr(start, end - start);
+      line.erase(0, line.find_first_not_of('\t'));
+      if (!line.empty() && line != "}") out.push_back(line);
+      start = end + 1;
+    }
+    return out;
+  };
+  const auto a = lines(recorded), b = lines(now);
+  std::vector<plan::Change> changes;
+  for (const auto& d : plan::alignSequences(a, b))
+    changes.push_back(d.missing ? plan::Change{'-', "pod", a[d.index]} : plan::Change{'+', "pod", b[d.index]});
+  if (changes.empty()) changes.push_back({'~', "pod", "table inet podsteer: re-applied as this release plans it"});
+  return changes;
+}
+
 PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
                         const std::string& containerId, const std::string& ifname) {
   PodOutcome out;
@@ -128,6 +161,16 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   }
   out.changes = plan::diffPlans(*oldPlan, *newPlan);
   if (damaged) out.changes.push_back({'!', "repair", "an earlier reconcile of this pod did not finish"});
+  // The kernel holds the table recorded when the pod was last programmed. When this release
+  // plans another one for that same recorded config (an upgrade changed the rules, e.g. a
+  // security fix), the pod is re-programmed too: a reconcile must not leave running pods
+  // with the previous release's rules because their config did not change. The pod's
+  // changes are then those from the recorded table to the new one.
+  if (auto stale = recordedTableChanges(rec.podTable, *oldPlan, *newPlan)) {
+    std::erase_if(out.changes, [](const plan::Change& c) { return c.where == "pod"; });
+    out.changes.insert(out.changes.begin(), stale->begin(), stale->end());
+    damaged = true;
+  }
   // A domain or port pool whose definition changed must reach the node even when the
   // pod's own elements stay the same.
   if (auto why = sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host); !why.empty()) {

@@ -75,6 +75,80 @@ void warnMisspelled(const nlohmann::json& obj, const std::array<const char*, N>&
   }
 }
 
+// One gateway, "ip:port" or "[ipv6]:port". `path` names the field or the list entry.
+Result<EgressGateway> parseEgressGateway(const std::string& text, const std::string& path) {
+  std::string host, port;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find("]:");
+    if (close == std::string::npos) return fieldError(path, "invalid " + quoteForMessage(text) + " (want [ipv6]:port)").error();
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon)
+      return fieldError(path, "invalid " + quoteForMessage(text) + " (want ip:port or [ipv6]:port)").error();
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  auto addr = parseCidr(host);
+  if (!addr || !addr->isHost() || host.find('/') != std::string::npos)
+    return fieldError(path, "invalid address in " + quoteForMessage(text)).error();
+  auto pn = parsePort(nlohmann::json(port), path);
+  if (!pn) return pn.error();
+  return EgressGateway{.address = *addr, .port = *pn};
+}
+
+const char* familyName(Family f) { return f == Family::kIpv4 ? "IPv4" : "IPv6"; }
+
+// Whether the capture rules take in any outbound TCP of family `f` at all (so a missing
+// gateway of that family refuses something): some include of that family, and no /0 of
+// it among the exclusions.
+bool capturesFamily(const RedirectConfig& r, Family f) {
+  for (const auto& c : r.excludeOutboundCidrs.cidrs)
+    if (c.family == f && c.prefixLen == 0) return false;
+  if (r.includeOutboundCidrs.all) return true;
+  return std::any_of(r.includeOutboundCidrs.cidrs.begin(), r.includeOutboundCidrs.cidrs.end(),
+                     [&](const Cidr& c) { return c.family == f; });
+}
+
+// `egressGateway`: one "ip:port" string (the original form), or a list with at most one
+// gateway per address family. Absent, null, "" and [] mean no gateway.
+Status readEgressGateways(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
+  const std::string gp = "redirect.egressGateway";
+  auto it = j.find("egressGateway");
+  if (it == j.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) return Status::success();
+  if (it->is_string()) {
+    auto g = parseEgressGateway(it->get<std::string>(), gp);
+    if (!g) return g.error();
+    r.egressGateways.push_back(*g);
+  } else if (it->is_array()) {
+    for (size_t i = 0; i < it->size(); ++i) {
+      const std::string ip = gp + "[" + std::to_string(i) + "]";
+      const auto& item = (*it)[i];
+      if (!item.is_string()) return fieldError(ip, "must be a string \"ip:port\" or \"[ipv6]:port\"");
+      auto g = parseEgressGateway(item.get<std::string>(), ip);
+      if (!g) return g.error();
+      if (r.egressGatewayFor(g->address.family) != nullptr)
+        return fieldError(ip, std::string("a second ") + familyName(g->address.family) +
+                                  " gateway: at most one gateway per address family");
+      r.egressGateways.push_back(*g);
+    }
+  } else {
+    return fieldError(gp, "must be \"ip:port\", \"[ipv6]:port\" or a list of them (at most one per address family)");
+  }
+  if (!r.hasEgressGateway()) return Status::success();
+  for (Family f : {Family::kIpv4, Family::kIpv6}) {
+    if (r.egressGatewayFor(f) != nullptr || !capturesFamily(r, f)) continue;
+    const std::string fam = familyName(f);
+    warnings.push_back(gp + ": no " + fam + " gateway: the captured outbound " + fam + " TCP of pods with an " + fam +
+                       " address is refused (TCP reset), not sent directly; add " +
+                       (f == Family::kIpv4 ? "an \"ip:port\"" : "an \"[ipv6]:port\"") +
+                       " gateway, or exclude " + (f == Family::kIpv4 ? "0.0.0.0/0" : "::/0") +
+                       " in redirect.excludeOutboundCIDRs to let it leave directly");
+  }
+  return Status::success();
+}
+
 Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
   const std::string p = "redirect";
   if (!j.is_object()) return fieldError(p, "must be an object");
@@ -100,32 +174,7 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
     if (auto s = readPortField(j, p, "dnsPort", port); !s) return s;
     r.dnsPort = port;
   }
-  if (j.contains("egressGateway") && !j["egressGateway"].is_null() &&
-      !(j["egressGateway"].is_string() && j["egressGateway"].get<std::string>().empty())) {
-    const std::string gp = p + ".egressGateway";
-    if (!j["egressGateway"].is_string()) return fieldError(gp, "must be a string \"ip:port\" or \"[ipv6]:port\"");
-    const std::string text = j["egressGateway"].get<std::string>();
-    std::string host, port;
-    if (!text.empty() && text[0] == '[') {
-      auto close = text.find("]:");
-      if (close == std::string::npos) return fieldError(gp, "invalid " + quoteForMessage(text) + " (want [ipv6]:port)");
-      host = text.substr(1, close - 1);
-      port = text.substr(close + 2);
-    } else {
-      auto colon = text.rfind(':');
-      if (colon == std::string::npos || text.find(':') != colon)
-        return fieldError(gp, "invalid " + quoteForMessage(text) + " (want ip:port or [ipv6]:port)");
-      host = text.substr(0, colon);
-      port = text.substr(colon + 1);
-    }
-    auto addr = parseCidr(host);
-    if (!addr || !addr->isHost() || host.find('/') != std::string::npos)
-      return fieldError(gp, "invalid address in " + quoteForMessage(text));
-    auto pn = parsePort(nlohmann::json(port), gp);
-    if (!pn) return pn.error();
-    r.egressGatewayAddress = *addr;
-    r.egressGatewayPort = *pn;
-  }
+  if (auto s = readEgressGateways(j, r, warnings); !s) return s;
   if (r.inboundPort == r.outboundPort)
     return fieldError(p + ".outboundPort", "must differ from redirect.inboundPort");
   if (r.dnsPort && (*r.dnsPort == r.inboundPort || *r.dnsPort == r.outboundPort))

@@ -21,6 +21,13 @@ struct CidrList {
   bool operator==(const CidrList&) const = default;
 };
 
+// One `redirect.egressGateway` entry: "ip:port" or "[ipv6]:port".
+struct EgressGateway {
+  Cidr address; // a host address
+  uint16_t port = 0;
+  bool operator==(const EgressGateway&) const = default;
+};
+
 // The `redirect` block: Istio-style transparent-proxy capture.
 struct RedirectConfig {
   uint16_t inboundPort = 15006;
@@ -38,10 +45,18 @@ struct RedirectConfig {
   CidrList includeOutboundCidrs{.all = true, .cidrs = {}};
   CidrList excludeOutboundCidrs;
   std::optional<uint16_t> dnsPort;
-  // Egress gateway: outbound TCP that would be captured goes to this ip:port instead of
-  // the local outbound port (internal CIDRs are excluded via excludeOutboundCIDRs).
-  std::optional<Cidr> egressGatewayAddress;
-  uint16_t egressGatewayPort = 0;
+  // Egress gateways, at most one per address family: outbound TCP that would be captured
+  // goes to the gateway of its family instead of the local outbound port (internal CIDRs
+  // are excluded via excludeOutboundCIDRs). With any gateway set, captured TCP of a family
+  // that has none is refused: the gateway is the way out, so the other family must not
+  // slip past it.
+  std::vector<EgressGateway> egressGateways;
+  bool hasEgressGateway() const { return !egressGateways.empty(); }
+  const EgressGateway* egressGatewayFor(Family f) const {
+    for (const auto& g : egressGateways)
+      if (g.address.family == f) return &g;
+    return nullptr;
+  }
   bool operator==(const RedirectConfig&) const = default;
 };
 

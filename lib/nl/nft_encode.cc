@@ -203,6 +203,21 @@ void encodeMatch(nftnl_rule* r, const Match& m) {
   case Field::kDaddrInSet:
   case Field::kDportInSet: encodeSetMatch(r, m); return;
   case Field::kCtStateEstablishedRelated: encodeCtStateEstablishedRelated(r); return;
+  case Field::kIcmpv6Type: {
+    // As nft encodes `icmpv6 type N-M` in an inet table: its dependencies, then the
+    // type byte (the first of the ICMPv6 header) compared as a range.
+    requireNfproto(r, Family::kIpv6);
+    requireL4proto(r, plan::kProtoIcmpv6);
+    payloadLoad(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+    uint8_t first = static_cast<uint8_t>(m.ports.first), last = static_cast<uint8_t>(m.ports.last);
+    if (first == last) {
+      cmp(r, NFT_CMP_EQ, &first, 1);
+    } else {
+      cmp(r, NFT_CMP_GTE, &first, 1);
+      cmp(r, NFT_CMP_LTE, &last, 1);
+    }
+    return;
+  }
   }
 }
 
@@ -299,6 +314,13 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
     }
     immediate(r, NFT_REG_2, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
     natExpr(r, NFT_NAT_SNAT, s.address.family, NFT_REG_2, NFT_REG_1, NFT_REG32_01);
+    return;
+  }
+  case plan::StatementKind::kRejectTcpReset: {
+    // The kernel takes no code with a TCP reset (and dumps none back).
+    auto* e = expr("reject");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
+    add(r, e);
     return;
   }
   case plan::StatementKind::kDnat: {

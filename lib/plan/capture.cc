@@ -56,21 +56,32 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
 
   for (const auto& cidr : r.excludeOutboundCidrs.cidrs)
     if (families.count(cidr.family)) c.rules.push_back(rule({daddr(cidr)}, returnStmt()));
-  // With an egress gateway, captured outbound TCP leaves for the gateway (DNAT, the
-  // gateway's family only) instead of the local sidecar port.
+  // With egress gateways, captured outbound TCP leaves for the gateway of its family (DNAT)
+  // instead of the local sidecar port. A family without a gateway is refused with a TCP
+  // reset: where the gateway is the only way out, letting that family leave directly would
+  // bypass it, and a reset (not a silent drop) tells the app at once. The reset is sent
+  // from this nat output chain, on the connection's first packet (nat chains see no
+  // other); the exclusions above (proxy uid/gid, lo, excluded ports and CIDRs) return
+  // before it, for both families alike.
   auto capture = [&](std::vector<Match> m, Family f) {
-    if (!r.egressGatewayAddress) {
+    if (!r.hasEgressGateway()) {
       m.push_back(l4proto(kProtoTcp));
       c.rules.push_back(rule(std::move(m), redirectStmt(r.outboundPort)));
-    } else if (r.egressGatewayAddress->family == f) {
-      if (m.empty()) m.push_back(nfproto(f));
-      m.push_back(l4proto(kProtoTcp));
-      c.rules.push_back(rule(std::move(m), dnatStmt(*r.egressGatewayAddress, r.egressGatewayPort)));
+      return;
     }
+    if (m.empty()) m.push_back(nfproto(f));
+    m.push_back(l4proto(kProtoTcp));
+    if (const EgressGateway* gw = r.egressGatewayFor(f))
+      c.rules.push_back(rule(std::move(m), dnatStmt(gw->address, gw->port)));
+    else
+      c.rules.push_back(rule(std::move(m), rejectTcpResetStmt()));
   };
   if (r.includeOutboundCidrs.all) {
-    if (!r.egressGatewayAddress) capture({}, Family::kIpv4);
-    else if (families.count(r.egressGatewayAddress->family)) capture({}, r.egressGatewayAddress->family);
+    // Without a gateway one family-less redirect covers both families; with gateways each
+    // of the pod's families gets its own rule.
+    if (!r.hasEgressGateway()) capture({}, Family::kIpv4);
+    else
+      for (Family f : families) capture({}, f);
   } else {
     for (const auto& cidr : r.includeOutboundCidrs.cidrs)
       if (families.count(cidr.family)) capture({daddr(cidr)}, cidr.family);

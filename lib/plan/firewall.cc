@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 namespace podsteer::plan {
 
@@ -14,7 +15,7 @@ namespace {
 // would still carry its original device, so the redirected connection would be dropped.)
 constexpr int kIngressPriority = -150;
 constexpr int kEgressPriority = 0;
-constexpr uint8_t kProtoIcmpv6 = 58;
+constexpr std::pair<uint8_t, uint8_t> kIcmpv6Always[] = {{1, 4}, {130, 137}, {143, 143}};
 
 Chain firewallChain(const std::string& name, const std::string& hook, bool drop) {
   Chain c{.name = name,
@@ -25,8 +26,20 @@ Chain firewallChain(const std::string& name, const std::string& hook, bool drop)
           .rules = {}};
   c.rules.push_back(Rule{{ctStateEstablishedRelated()}, acceptStmt()});
   c.rules.push_back(Rule{{hook == "prerouting" ? iifname("lo") : oifname("lo")}, acceptStmt()});
-  // Neighbour discovery is ICMPv6: without it an IPv6 pod cannot reach anything.
-  c.rules.push_back(Rule{{l4proto(kProtoIcmpv6)}, acceptStmt()});
+  // The ICMPv6 that IPv6 itself needs passes whatever the rules say; every other type
+  // (echo request/reply, node information, ...) is judged like any other packet, and an
+  // echo reply to the pod's own ping is established traffic. Always accepted:
+  //  - 1-4, the errors (unreachable, packet too big, time exceeded, parameter problem):
+  //    path MTU discovery and failing connections depend on them;
+  //  - 133-137, neighbour discovery (router/neighbour solicitation and advertisement,
+  //    redirect): without it an IPv6 pod cannot reach its neighbours;
+  //  - 130-132 and 143, MLD queries and reports: the pod's kernel reports the
+  //    solicited-node groups neighbour solicitations are sent to, and a bridge or switch
+  //    with MLD snooping stops forwarding those solicitations to a pod whose reports it
+  //    never sees. The kernel's conntrack groups them with neighbour discovery (both
+  //    are left untracked) and accepts MLD only from a link-local source: no data
+  //    passes through them.
+  for (const auto& [first, last] : kIcmpv6Always) c.rules.push_back(Rule{{icmpv6Type(first, last)}, acceptStmt()});
   return c;
 }
 

@@ -31,10 +31,12 @@ enum class Field : uint8_t {
   kDaddrInSet,      // ip daddr @name / ip6 daddr @name
   kDportInSet,      // tcp dport @name / udp dport @name (protocol in `number`)
   kCtStateEstablishedRelated, // ct state established,related
+  kIcmpv6Type,      // icmpv6 type N / N-M (range in `ports`; implies meta nfproto ipv6)
 };
 
 inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
+inline constexpr uint8_t kProtoIcmpv6 = 58;
 
 struct Match {
   Field field = Field::kL4Proto;
@@ -47,7 +49,10 @@ struct Match {
   bool operator==(const Match&) const = default;
 };
 
-enum class StatementKind : uint8_t { kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat, kPortMapNat };
+enum class StatementKind : uint8_t {
+  kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat, kPortMapNat,
+  kRejectTcpReset, // reject with tcp reset (rules that match TCP only)
+};
 
 struct Statement {
   StatementKind kind = StatementKind::kAccept;
@@ -195,6 +200,11 @@ inline Match iifname(std::string n, bool negate = false) {
   return m;
 }
 inline Match ctStatusDnat() { return makeMatch(Field::kCtStatusDnat, false); }
+inline Match icmpv6Type(uint8_t first, uint8_t last) {
+  Match m = makeMatch(Field::kIcmpv6Type, false);
+  m.ports = PortRange{first, last};
+  return m;
+}
 
 inline Statement makeStatement(StatementKind kind, std::string target = {}, uint16_t port = 0) {
   Statement s;
@@ -233,5 +243,6 @@ inline Statement portMapNatStmt(const std::string& map, Family f, const std::opt
   return s;
 }
 inline Statement masqueradeStmt() { return makeStatement(StatementKind::kMasquerade); }
+inline Statement rejectTcpResetStmt() { return makeStatement(StatementKind::kRejectTcpReset); }
 
 } // namespace podsteer::plan

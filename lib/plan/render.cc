@@ -11,7 +11,7 @@ std::string op(bool negate) { return negate ? "!= " : ""; }
 std::string protoName(uint32_t p) {
   if (p == kProtoTcp) return "tcp";
   if (p == kProtoUdp) return "udp";
-  if (p == 58) return "ipv6-icmp";
+  if (p == kProtoIcmpv6) return "ipv6-icmp";
   return std::to_string(p);
 }
 
@@ -64,6 +64,7 @@ std::string renderMatch(const Match& m) {
   case Field::kDportInSet: return protoName(m.number) + " dport @" + m.name;
   case Field::kCtStateEstablishedRelated: return "ct state established,related";
   case Field::kNfProto: return std::string("meta nfproto ") + (m.cidr.family == Family::kIpv4 ? "ipv4" : "ipv6");
+  case Field::kIcmpv6Type: return "icmpv6 type " + m.ports.toString();
   }
   return "?";
 }
@@ -90,6 +91,7 @@ std::string renderStatement(const Statement& s) {
     std::string addr = s.address.family == Family::kIpv4 ? s.address.addressString() : "[" + s.address.addressString() + "]";
     return "snat " + k + " to " + addr + ":" + ports;
   }
+  case StatementKind::kRejectTcpReset: return "reject with tcp reset";
   case StatementKind::kDnat:
     if (s.address.family == Family::kIpv4) return "dnat ip to " + s.address.addressString() + ":" + std::to_string(s.port);
     return "dnat ip6 to [" + s.address.addressString() + "]:" + std::to_string(s.port);

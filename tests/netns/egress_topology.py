@@ -11,6 +11,8 @@ node) or bridge pods the test makes itself.
                                 lo 192.168.72.1 / fd00:72::1  (OUT_OTHER: not in the pool)
                                 servers "OUT" on 8000 and "OUT2" on 8001 (TCP and UDP)
                ──vg── gateway   link 192.168.10.0/24: gateway .10, node .1; server "GW" on 3128
+                                (gateway6: also fd00:10::/64, gateway ::10, node ::1, and
+                                server "GW6" on 3129: the IPv6 gateway [fd00:10::10]:3129)
                ──vi── internal  link 10.97.0.0/24: internal .1, node .2; lo 10.96.0.10 (a
                                 "service" address); server "INT" on 8000
 
@@ -25,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import time
 
 from harness import fail, sh
 
@@ -41,17 +44,23 @@ NODE_SNAT4 = "192.168.70.10"    # a second node address on that link (a snatAddr
 NODE_UPLINK6 = "fd00:70::2"
 GW4 = "192.168.10.10"
 GW_PORT = 3128
+GW6 = "fd00:10::10"
+GW6_NODE = "fd00:10::1"
+GW6_PORT = 3129
 INTERNAL4 = "10.96.0.10"
 INTERNAL_NET4 = "10.96.0.0/12"
 EPHEMERAL = (32768, 60999)      # Linux's default ip_local_port_range (per netns)
 
 
 def node_sysctls(env, v6=False):
-    """Forwarding on, inside the node namespace only."""
+    """Forwarding on, inside the node namespace only. With IPv6, interfaces made from now
+    on skip duplicate address detection: a router sends no neighbour solicitation for a
+    packet it forwards while its link-local address is tentative (DAD takes 1-3 s), so a
+    pod's first IPv6 connection would otherwise wait for, or time out on, DAD."""
     keys = ["net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
             "net.ipv4.conf.default.rp_filter=0"]
     if v6:
-        keys += ["net.ipv6.conf.all.forwarding=1"]
+        keys += ["net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0"]
     sh(["ip", "netns", "exec", env.node, "sysctl", "-q", "-w"] + keys)
 
 
@@ -59,9 +68,9 @@ class EgressTopo:
     """outside (always), gateway and internal (on request) around env.node."""
 
     def __init__(self, env, v6=False, gateway=False, internal=False, gateway_addr=GW4,
-                 gateway_port=GW_PORT):
+                 gateway_port=GW_PORT, gateway6=False):
         self.env, self.v6 = env, v6
-        node_sysctls(env, v6)
+        node_sysctls(env, v6 or gateway6)
         self.outside = self._far("o", "vo", "192.168.70.1", "192.168.70.2", 24,
                                  v6=("fd00:70::1", "fd00:70::2") if v6 else None,
                                  lo=[OUT_POOL4, OUT_OTHER4] + ([OUT_POOL6, OUT_OTHER6] if v6 else []))
@@ -78,8 +87,11 @@ class EgressTopo:
             # The gateway sits on a /24 of its own; the node takes another host of it.
             net = ipaddress.ip_network(gateway_addr + "/24", strict=False)
             node_end = next(str(h) for h in net.hosts() if str(h) != gateway_addr)
-            self.gateway = self._far("g", "vg", gateway_addr, node_end, 24)
+            self.gateway = self._far("g", "vg", gateway_addr, node_end, 24,
+                                     v6=(GW6, GW6_NODE) if gateway6 else None)
             env.server(self.gateway, gateway_port, "GW")
+            if gateway6:
+                env.server(self.gateway, GW6_PORT, "GW6")
         if internal:
             self.internal = self._far("i", "vi", "10.97.0.1", "10.97.0.2", 24, lo=[INTERNAL4])
             sh(["ip", "-n", env.node, "route", "add", INTERNAL4 + "/32", "via", "10.97.0.1"])
@@ -91,6 +103,8 @@ class EgressTopo:
         ns = env.new_netns(role)
         n = env.node
         sh(["ip", "-n", ns, "link", "set", "lo", "up"])
+        if v6:  # as node_sysctls: its replies must not wait for DAD on up0
+            sh(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_dad=0"])
         sh(["ip", "-n", n, "link", "add", dev, "type", "veth", "peer", "name", "up0", "netns", ns])
         sh(["ip", "-n", n, "addr", "add", "%s/%d" % (near4, plen), "dev", dev])
         sh(["ip", "-n", ns, "addr", "add", "%s/%d" % (far4, plen), "dev", "up0"])
@@ -106,6 +120,18 @@ class EgressTopo:
         if v6:
             sh(["ip", "-n", ns, "-6", "route", "add", "default", "via", v6[1]])
         return ns
+
+
+def v6_ready(env, pod, limit=5.0):
+    """Waits (<= limit s) until the pod's addresses have left duplicate address detection:
+    until its link-local address is usable the pod's first IPv6 connection waits about a
+    second (a SYN retransmission), which the tests' short timeouts would count against it."""
+    deadline = time.monotonic() + limit
+    while "tentative" in sh(["ip", "-n", pod.ns, "-6", "addr", "show", "dev", pod.ifname]).stdout:
+        if time.monotonic() > deadline:
+            fail("pod %d: IPv6 addresses still tentative after %gs" % (pod.idx, limit))
+        time.sleep(0.05)
+    return pod
 
 
 # ---- what the plugin recorded and programmed -------------------------------------------

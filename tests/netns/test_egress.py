@@ -13,13 +13,14 @@ import os
 import re
 import sys
 import threading
+import time
 
-from egress_topology import (EPHEMERAL, GW4, GW_PORT, INTERNAL4, INTERNAL_NET4, NODE_SNAT4,
-                             NODE_UPLINK4, NODE_UPLINK6, OUT_OTHER4, OUT_POOL4, OUT_POOL6,
-                             OUT_POOL_NET4, OUT_POOL_NET6, OUT_PORT, OUT_PORT2, EgressTopo,
-                             block_files, in_range, map_elements, node_tables, port_block,
-                             record)
-from harness import CNI_BIN_DIR, fail
+from egress_topology import (EPHEMERAL, GW4, GW6, GW6_PORT, GW_PORT, INTERNAL4, INTERNAL_NET4,
+                             NODE_SNAT4, NODE_UPLINK4, NODE_UPLINK6, OUT_OTHER4, OUT_OTHER6,
+                             OUT_POOL4, OUT_POOL6, OUT_POOL_NET4, OUT_POOL_NET6, OUT_PORT,
+                             OUT_PORT2, EgressTopo, block_files, in_range, map_elements,
+                             node_tables, port_block, record, v6_ready)
+from harness import CNI_BIN_DIR, TOOLS, fail, sh
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "conf")
@@ -484,6 +485,240 @@ def test_egress_envoy_sample_config(env):
             fail("@type %s is not an Envoy v3 type" % t)
 
 
+# ---- egress gateway: one per address family (issue 12, part 4) ---------------------------
+OUT_OTHER_NET6 = "fd00:72::/64"
+CHECK_FAILED = 103
+
+
+def gw_redirect(gateway, excludes=()):
+    return {"egressGateway": gateway, "excludeOutboundCIDRs": [INTERNAL_NET4] + list(excludes),
+            "includeInboundPorts": []}
+
+
+def expect_refused(env, ns, host, port, why, uid=None, gid=None):
+    """The TCP connection must be refused at once (a reset), not answered and not left to
+    time out; -> seconds it took (the client's own start-up included)."""
+    t0 = time.monotonic()
+    r = env.client(ns, host, port, uid=uid, gid=gid, timeout=3)
+    took = time.monotonic() - t0
+    if r.rc == 0:
+        fail("%s: %s:%s/tcp answered %r, want the connection refused" % (why, host, port, r.out.strip()))
+    if "refused" not in r.err.lower():
+        fail("%s: %s:%s/tcp failed with %r after %.1fs, want 'Connection refused' (a TCP reset)"
+             % (why, host, port, r.err.strip(), took))
+    return took
+
+
+class Counter:
+    """Counts the packets that reach namespace `ns` matching `match` (nft syntax, e.g.
+    "ip6 daddr X meta l4proto tcp"), in a table of the test's own there, before anything
+    else sees them."""
+
+    made = [0]
+
+    def __init__(self, env, ns, match):
+        self.made[0] += 1
+        self.env, self.ns, self.chain = env, ns, "c%d" % self.made[0]
+        env.nft(ns, "add", "table", "inet", "pstcount")
+        env.nft(ns, "add", "chain", "inet", "pstcount", self.chain,
+                "{ type filter hook prerouting priority -400; policy accept; }")
+        env.nft(ns, "add", "rule", "inet", "pstcount", self.chain, *match.split(), "counter")
+
+    def packets(self):
+        out = self.env.nft(self.ns, "list", "chain", "inet", "pstcount", self.chain).stdout
+        m = re.search(r"counter packets (\d+)", out)
+        if not m:
+            fail("no counter in %s:\n%s" % (self.ns, out))
+        return int(m.group(1))
+
+
+def expect_explain_warning(env, pod, conf, family):
+    """`podsteer explain` names the family without a gateway and says its TCP is refused;
+    -> the explain text."""
+    r = env.cni(None, pod, conf, argv=["explain"])
+    if r.rc != 0:
+        fail("explain failed (rc %s): %s %s" % (r.rc, r.out, r.err))
+    want = "# warning: redirect.egressGateway: no %s gateway" % family
+    line = next((l for l in r.out.splitlines() if l.startswith(want)), None)
+    if line is None or "refused" not in line:
+        fail("explain prints no warning %r... saying its TCP is refused:\n%s" % (want, r.out))
+    return r.out
+
+
+def test_egress_gateway_v4_only_dualstack_pod(env):
+    """IPv4 gateway, dual-stack pod: IPv4 TCP reaches the gateway; IPv6 TCP is refused at
+    once and never reaches the outside (before the fix it left directly); the exclusions
+    (proxy uid, excluded CIDRs) and UDP keep their behaviour."""
+    topo = EgressTopo(env, v6=True, gateway=True, internal=True)
+    pod = v6_ready(env, env.pod(v6=True))
+    conf = pod_conf(env, pod, redirect=gw_redirect("%s:%d" % (GW4, GW_PORT), [OUT_OTHER_NET6]))
+    seen6 = Counter(env, topo.outside, "ip6 daddr %s meta l4proto tcp" % OUT_POOL6)
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6)  # before ADD: direct
+    if seen6.packets() == 0:
+        fail("the outside's counter did not see the pod's IPv6 connection before ADD")
+    env.add(pod, conf)
+
+    env.expect_server(pod.ns, OUT_POOL4, OUT_PORT, "GW", peer=pod.ip4)
+    env.expect_server(pod.ns, OUT_OTHER4, OUT_PORT2, "GW", peer=pod.ip4)
+    before = seen6.packets()
+    took = [expect_refused(env, pod.ns, OUT_POOL6, port, "IPv4 gateway only: the app's IPv6 TCP")
+            for port in (OUT_PORT, OUT_PORT2, 443)]
+    print("  (IPv6 TCP refused in %s s, client start-up included)"
+          % ", ".join("%.2f" % t for t in took))
+    if seen6.packets() != before:
+        fail("IPv6 TCP of the pod reached the outside (%d packets) although it has no gateway"
+             % (seen6.packets() - before))
+    # Unchanged, and the same as for the gateway's family: the proxy's own traffic, excluded
+    # CIDRs, internal destinations and UDP leave directly.
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", uid=1337, gid=1337, peer=pod.ip6)
+    env.expect_server(pod.ns, OUT_OTHER6, OUT_PORT, "OUT", peer=pod.ip6)
+    env.expect_server(pod.ns, INTERNAL4, OUT_PORT, "INT", peer=pod.ip4)
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6, udp=True)
+    env.expect_server(pod.ns, OUT_POOL4, OUT_PORT, "OUT", uid=1337, gid=1337, peer=pod.ip4)
+
+    text = expect_explain_warning(env, pod, conf, "IPv6")
+    if "meta nfproto ipv6 meta l4proto tcp reject with tcp reset" not in text:
+        fail("explain does not show the IPv6 reject rule:\n%s" % text)
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+    env.expect_no_table(pod.ns, "after DEL")
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6)
+
+
+def test_egress_gateway_v4_only_v6_pod(env):
+    """IPv4 gateway, IPv6-only pod: before the fix its outbound chain captured nothing and
+    its TCP left directly; now it is refused and never reaches the outside."""
+    topo = EgressTopo(env, v6=True, gateway=True)
+    pod = v6_ready(env, env.pod(v4=False, v6=True))
+    conf = pod_conf(env, pod, redirect=gw_redirect("%s:%d" % (GW4, GW_PORT)))
+    seen6 = Counter(env, topo.outside, "ip6 daddr %s meta l4proto tcp" % OUT_POOL6)
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6)
+    env.add(pod, conf)
+    before = seen6.packets()
+    expect_refused(env, pod.ns, OUT_POOL6, OUT_PORT, "IPv6-only pod, IPv4 gateway: its TCP")
+    expect_refused(env, pod.ns, OUT_OTHER6, OUT_PORT2, "IPv6-only pod, IPv4 gateway: its TCP")
+    if seen6.packets() != before:
+        fail("TCP of the IPv6-only pod reached the outside although it has no gateway")
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", uid=1337, gid=1337, peer=pod.ip6)
+    expect_explain_warning(env, pod, conf, "IPv6")
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6)
+
+
+def test_egress_gateway_per_family(env):
+    """A gateway per family (the list form): each family of v4-only, v6-only and dual-stack
+    pods reaches its own gateway and nothing reaches the outside; a v4-only pod with only
+    an IPv6 gateway is refused; two gateways of one family are error 7 naming the entry."""
+    topo = EgressTopo(env, v6=True, gateway=True, gateway6=True, internal=True)
+    gateways = ["%s:%d" % (GW4, GW_PORT), "[%s]:%d" % (GW6, GW6_PORT)]
+    seen4 = Counter(env, topo.outside, "ip daddr %s meta l4proto tcp" % OUT_POOL4)
+    seen6 = Counter(env, topo.outside, "ip6 daddr %s meta l4proto tcp" % OUT_POOL6)
+    dual, v4, v6 = env.pod(v6=True), env.pod(), env.pod(v4=False, v6=True)
+    for p in (dual, v6):
+        v6_ready(env, p)
+    confs = {p.idx: pod_conf(env, p, redirect=gw_redirect(gateways)) for p in (dual, v4, v6)}
+    for p in (dual, v4, v6):
+        env.add(p, confs[p.idx])
+    for p in (dual, v4):
+        env.expect_server(p.ns, OUT_POOL4, OUT_PORT, "GW", peer=p.ip4)
+        env.expect_server(p.ns, OUT_OTHER4, OUT_PORT2, "GW", peer=p.ip4)
+        env.expect_server(p.ns, INTERNAL4, OUT_PORT, "INT", peer=p.ip4)
+    for p in (dual, v6):
+        env.expect_server(p.ns, OUT_POOL6, OUT_PORT, "GW6", peer=p.ip6)
+        env.expect_server(p.ns, OUT_OTHER6, OUT_PORT2, "GW6", peer=p.ip6)
+    if seen4.packets() or seen6.packets():
+        fail("captured TCP reached the outside (IPv4 %d, IPv6 %d packets) instead of the gateways"
+             % (seen4.packets(), seen6.packets()))
+    r = env.cni(None, dual, confs[dual.idx], argv=["explain"])
+    if r.rc != 0 or "warning" in r.out or "reject" in r.out:
+        fail("explain with a gateway per family: want no warning and no reject rule:\n%s" % r.out)
+    for p in (dual, v4, v6):
+        env.ok("CHECK", p, confs[p.idx])
+
+    # An IPv4-only pod whose config has only an IPv6 gateway: its TCP is refused.
+    lone = env.pod()
+    lone_conf = pod_conf(env, lone, redirect=gw_redirect("[%s]:%d" % (GW6, GW6_PORT)))
+    env.add(lone, lone_conf)
+    expect_refused(env, lone.ns, OUT_POOL4, OUT_PORT, "IPv4 pod, IPv6 gateway only: its TCP")
+    if seen4.packets():
+        fail("TCP of the IPv4 pod without an IPv4 gateway reached the outside")
+    expect_explain_warning(env, lone, lone_conf, "IPv4")
+
+    # Two gateways of one family: error 7 naming the entry, nothing programmed.
+    bad = env.pod(v6=True)
+    r = env.cni("ADD", bad, pod_conf(env, bad, redirect=gw_redirect(gateways + ["192.168.10.11:3128"])))
+    env.error(r, "ADD with two IPv4 gateways", code=7, msg_starts="redirect.egressGateway[2]:")
+    env.expect_no_table(bad.ns, "after the refused ADD")
+    if record(env, bad) is not None:
+        fail("the refused ADD left a record")
+
+    for p in (dual, v4, v6):
+        env.ok("DEL", p, confs[p.idx])
+    env.ok("DEL", lone, lone_conf)
+    env.expect_no_records("after DEL of every pod")
+    env.expect_server(dual.ns, OUT_POOL6, OUT_PORT, "OUT", peer=dual.ip6)
+
+
+def fnv1a64(text):
+    """lib/util/digest.cc's digestHex."""
+    h = 1469598103934665603
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) & (2 ** 64 - 1)
+    return "%016x" % h
+
+
+def test_egress_gateway_previous_release_table(env):
+    """A dual-stack pod programmed by the previous release with one IPv4 gateway (its table
+    is today's without the IPv6 reject rule, the record format is the same): CHECK names
+    the missing rule, DEL works, and `podsteer reconcile` with the unchanged config rolls
+    the reject onto the running pod."""
+    topo = EgressTopo(env, v6=True, gateway=True)
+    pods = [v6_ready(env, env.pod(v6=True)) for _ in range(2)]
+    entry = pod_conf(env, None, redirect=gw_redirect("%s:%d" % (GW4, GW_PORT)))
+    confs = {p.idx: pod_conf(env, p, redirect=gw_redirect("%s:%d" % (GW4, GW_PORT))) for p in pods}
+    reject = "\t\tmeta nfproto ipv6 meta l4proto tcp reject with tcp reset\n"
+    for p in pods:
+        env.add(p, confs[p.idx])
+        listing = env.nft(p.ns, "-a", "list", "chain", "inet", "podsteer", "outbound").stdout
+        m = re.search(r"reject with tcp reset # handle (\d+)", listing)
+        if not m:
+            fail("no reject rule in the outbound chain:\n%s" % listing)
+        env.nft(p.ns, "delete", "rule", "inet", "podsteer", "outbound", "handle", m.group(1))
+        # The record as the previous release wrote it: the same format, its table text.
+        rec = record(env, p)
+        if reject not in rec["podTable"]:
+            fail("the record's table has no IPv6 reject rule:\n%s" % rec["podTable"])
+        rec["podTable"] = rec["podTable"].replace(reject, "")
+        rec["planDigest"] = fnv1a64(rec["podTable"])
+        with open(env.record_for(p), "w") as f:
+            json.dump(rec, f)
+    a, b = pods
+    # What the previous release left: IPv6 TCP leaves directly.
+    env.expect_server(a.ns, OUT_POOL6, OUT_PORT, "OUT", peer=a.ip6)
+    env.expect_server(a.ns, OUT_POOL4, OUT_PORT, "GW", peer=a.ip4)
+    r = env.cni("CHECK", a, confs[a.idx])
+    env.error(r, "CHECK of the previous release's table", code=CHECK_FAILED,
+              msg_has="reject with tcp reset")
+    # DEL of such an attachment works as before.
+    env.ok("DEL", b, confs[b.idx])
+    env.expect_no_table(b.ns, "after DEL")
+
+    path = os.path.join(env.tmp, "conf.json")
+    with open(path, "w") as f:
+        json.dump(entry, f)
+    r = env.cni(None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or not re.search(r"%s/eth0\)?: changed\n\s+\+ pod: %s" % (a.cid, reject.strip()), r.out):
+        fail("reconcile with the unchanged config should add the reject rule to the pod:\n%s" % r.show())
+    env.ok("CHECK", a, confs[a.idx])
+    expect_refused(env, a.ns, OUT_POOL6, OUT_PORT, "after reconcile: IPv6 TCP")
+    env.expect_server(a.ns, OUT_POOL4, OUT_PORT, "GW", peer=a.ip4)
+    r = env.cni(None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or "changed 0, unchanged 1, failed 0" not in r.out:
+        fail("a second reconcile should leave the pod unchanged:\n%s" % r.show())
+    env.ok("DEL", a, confs[a.idx])
+
+
 # ---- pod firewall ------------------------------------------------------------------------
 X4, Y4, X6, Y6 = "10.99.0.1", "10.99.0.2", "fd00:99::1", "fd00:99::2"
 
@@ -549,6 +784,99 @@ def test_egress_firewall(env):
     env.expect_no_table(pod.ns, "after DEL")
     inbound(pod.ip4, X4, Y4, False)
     outbound(False)
+
+
+def echo(env, ns, host, bind=None, timeout=1.0):
+    """One echo request (tests/tools/echo.py, what `ping -c 1` sends) -> True when the
+    echo reply came back."""
+    argv = ["ip", "netns", "exec", ns, sys.executable, os.path.join(TOOLS, "echo.py"), host,
+            "--timeout", str(timeout)] + (["--bind", bind] if bind else [])
+    return sh(argv, timeout=timeout + 20, check=False).returncode == 0
+
+
+def expect_echo(env, ns, host, want, why, bind=None):
+    if echo(env, ns, host, bind=bind, timeout=1.0 if not want else 3.0) != want:
+        fail("%s: echo %s -> %s%s %s" % (why, ns.split("-")[-1], host,
+                                          " (from %s)" % bind if bind else "",
+                                          "got no reply, want one" if want else
+                                          "was answered, want it dropped"))
+
+
+def test_egress_firewall_icmpv6(env):
+    """Issue 12, part 6: the firewall always accepts only the ICMPv6 that IPv6 needs (errors
+    1-4, neighbour discovery 133-137, MLD 130-132/143); echo follows the rules and defaults
+    like any other packet (before the fix every ICMPv6 type passed both ways). IPv4 ICMP
+    is checked alongside: it has no always-accept rule at all."""
+    topo = EgressTopo(env, v6=True)
+    out = topo.outside
+    pod = v6_ready(env, env.pod(v6=True))
+    env.server(pod.ns, 8080, "APP")
+    # Everything answers before ADD, so what fails later is the firewall's doing.
+    for ns, host in ((pod.ns, OUT_POOL6), (pod.ns, OUT_POOL4), (out, pod.ip6), (out, pod.ip4),
+                     (env.node, pod.ip6)):
+        expect_echo(env, ns, host, True, "before ADD")
+
+    drop = {"ingressDefault": "drop", "egressDefault": "drop",
+            "ingress": [{"protocol": "tcp", "ports": ["8080"]}],
+            "egress": [{"protocol": "tcp", "ports": [str(OUT_PORT)], "to": [OUT_POOL_NET6, OUT_POOL_NET4]},
+                       {"protocol": "udp", "ports": ["9"], "to": [OUT_POOL_NET6, OUT_POOL_NET4]}]}
+    conf = pod_conf(env, pod, firewall=drop)
+    env.add(pod, conf)
+    # Errors still reach the pod: a datagram to a closed port is answered by "port
+    # unreachable" (ICMPv6 type 1, ICMP type 3), which the connected socket reports.
+    for host in (OUT_POOL6, OUT_POOL4):
+        r = env.client(pod.ns, host, 9, udp=True, timeout=2)
+        if r.rc == 0 or "refused" not in r.err.lower():
+            fail("UDP to closed port %s:9 under the firewall: want the port-unreachable error "
+                 "(connection refused), got rc %s %r" % (host, r.rc, (r.out + r.err).strip()))
+    expect_echo(env, out, pod.ip6, False, "ingressDefault drop: a peer's ping6 to the pod")
+    expect_echo(env, env.node, pod.ip6, False, "ingressDefault drop: the node's ping6 to the pod")
+    expect_echo(env, pod.ns, OUT_POOL6, False, "egressDefault drop: the pod's ping6")
+    expect_echo(env, out, pod.ip4, False, "ingressDefault drop: a peer's ping to the pod")
+    expect_echo(env, pod.ns, OUT_POOL4, False, "egressDefault drop: the pod's ping")
+    # Neighbour discovery still works both ways: with both neighbour caches emptied, the
+    # pod reaches its IPv6 peer and is reached over TCP where the rules allow it.
+    sh(["ip", "-n", pod.ns, "-6", "neigh", "flush", "all"])
+    sh(["ip", "-n", env.node, "-6", "neigh", "flush", "dev", pod.host_if])
+    env.expect_server(pod.ns, OUT_POOL6, OUT_PORT, "OUT", peer=pod.ip6)
+    sh(["ip", "-n", pod.ns, "-6", "neigh", "flush", "all"])
+    sh(["ip", "-n", env.node, "-6", "neigh", "flush", "dev", pod.host_if])
+    env.expect_server(out, pod.ip6, 8080, "APP")
+    neigh = sh(["ip", "-n", pod.ns, "-6", "neigh", "show", pod.gw6]).stdout
+    if "lladdr" not in neigh:
+        fail("the pod has no neighbour entry for its IPv6 gateway %s after the TCP exchange: %r"
+             % (pod.gw6, neigh))
+    # MLD: the pod's kernel reports a new solicited-node group (an MLDv2 report, type 143)
+    # when it gets an address; the report leaves the pod under egressDefault drop.
+    mld = Counter(env, env.node, "icmpv6 type mld2-listener-report iifname " + pod.host_if)
+    sh(["ip", "-n", pod.ns, "addr", "add", "fd00:250:0:%d::77/64" % pod.idx, "dev", pod.ifname,
+        "nodad"])
+    deadline = time.monotonic() + 5
+    while mld.packets() == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if mld.packets() == 0:
+        fail("no MLD report from the pod reached the node within 5 s under egressDefault drop")
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+
+    # Echo follows the rules: the pod's own ping is allowed out (egressDefault accept) and
+    # its reply comes back as established traffic under ingressDefault drop; a peer that a
+    # rule of protocol "any" lists may ping the pod, another may not.
+    allow = {"ingressDefault": "drop", "egressDefault": "accept",
+             "ingress": [{"protocol": "any", "from": [OUT_POOL6 + "/128", OUT_POOL4 + "/32"]}]}
+    conf = pod_conf(env, pod, firewall=allow)
+    env.add(pod, conf)
+    expect_echo(env, pod.ns, OUT_POOL6, True, "egressDefault accept: the pod's ping6 and its reply")
+    expect_echo(env, pod.ns, OUT_POOL4, True, "egressDefault accept: the pod's ping and its reply")
+    expect_echo(env, out, pod.ip6, True, "a peer the ingress rules list: ping6", bind=OUT_POOL6)
+    expect_echo(env, out, pod.ip6, False, "a peer the ingress rules do not list: ping6",
+                bind=OUT_OTHER6)
+    expect_echo(env, out, pod.ip4, True, "a peer the ingress rules list: ping", bind=OUT_POOL4)
+    expect_echo(env, out, pod.ip4, False, "a peer the ingress rules do not list: ping",
+                bind=OUT_OTHER4)
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+    expect_echo(env, out, pod.ip6, True, "after DEL", bind=OUT_OTHER6)
 
 
 def _capture_pod(env, fw, inbound_connect=None, outbound_connect=None, redirect=None):

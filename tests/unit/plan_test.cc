@@ -236,3 +236,183 @@ TEST_CASE("render: priority names only where nft accepts them") {
   c.base->hook = "input";
   CHECK(plan::renderChainHeader(c) == "type nat hook input priority 100; policy accept;");
 }
+
+TEST_CASE("render: reject and icmpv6 type") {
+  using namespace plan;
+  CHECK(renderStatement(rejectTcpResetStmt()) == "reject with tcp reset");
+  CHECK(renderMatch(icmpv6Type(1, 4)) == "icmpv6 type 1-4");
+  CHECK(renderMatch(icmpv6Type(143, 143)) == "icmpv6 type 143");
+  CHECK(renderRule(Rule{{nfproto(Family::kIpv6), l4proto(kProtoTcp)}, rejectTcpResetStmt()}) ==
+        "meta nfproto ipv6 meta l4proto tcp reject with tcp reset");
+}
+
+// ---- egress gateways, one per address family --------------------------------------------
+
+namespace {
+
+const json kV6Only = {{"cniVersion", "1.0.0"}, {"ips", {{{"address", "fd00:10:244:1::7/64"}}}}};
+
+json gatewayRedirect(const json& gateway) {
+  return {{"egressGateway", gateway}, {"excludeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32"}}, {"includeInboundPorts", json::array()}};
+}
+
+std::string outbound(const plan::Plan& p) {
+  REQUIRE(p.podTable.has_value());
+  const plan::Chain* c = p.podTable->findChain("outbound");
+  REQUIRE(c != nullptr);
+  std::string out;
+  for (const auto& r : c->rules) out += plan::renderRule(r) + "\n";
+  return out;
+}
+
+Result<NetConf> tryConf(const json& extra) {
+  json j = {{"cniVersion", "1.0.0"}, {"name", "podnet"}, {"type", "podsteer"}};
+  j.merge_patch(extra);
+  return parseNetConf(j.dump());
+}
+
+} // namespace
+
+TEST_CASE("golden: v4 gateway only, dual-stack pod: IPv6 TCP is refused, not let through") {
+  NetConf c = conf({{"redirect", gatewayRedirect("192.0.2.10:3128")}, {"prevResult", kDualStack}});
+  std::string text = renderPlan(mustPlan(c, pod(c)));
+  checkGolden("egress_v4_gateway_dualstack", text);
+  CHECK(contains(text, "\t\tmeta nfproto ipv4 meta l4proto tcp dnat ip to 192.0.2.10:3128\n"));
+  CHECK(contains(text, "\t\tmeta nfproto ipv6 meta l4proto tcp reject with tcp reset\n"));
+  // The exclusions come first, for both families alike.
+  std::string out = outbound(mustPlan(c, pod(c)));
+  CHECK(out.find("ip6 daddr fd00:10::/32 return") < out.find("reject"));
+  CHECK(out.find("meta skuid 1337 return") < out.find("reject"));
+  CHECK(out.rfind("reject") > out.rfind("return"));
+}
+
+TEST_CASE("golden: v4 gateway only, v6-only pod: its TCP is refused (was: no capture at all)") {
+  NetConf c = conf({{"redirect", gatewayRedirect("192.0.2.10:3128")}, {"prevResult", kV6Only}});
+  std::string text = renderPlan(mustPlan(c, pod(c)));
+  checkGolden("egress_v4_gateway_v6only", text);
+  CHECK(contains(text, "meta nfproto ipv6 meta l4proto tcp reject with tcp reset"));
+  CHECK_FALSE(contains(text, "dnat"));
+  CHECK_FALSE(contains(text, "ip daddr"));
+}
+
+TEST_CASE("golden: v4 gateway, v4-only pod: the table the previous release programmed") {
+  // A record written by the previous release (string form, v4-only pod) must still pass
+  // CHECK: the plan is the same, rule for rule.
+  NetConf c = conf({{"redirect", gatewayRedirect("192.0.2.10:3128")}, {"prevResult", kV4Only}});
+  std::string text = renderPlan(mustPlan(c, pod(c)));
+  checkGolden("egress_v4_gateway_v4only", text);
+  CHECK_FALSE(contains(text, "reject"));
+  CHECK_FALSE(contains(text, "ip6"));
+  CHECK(contains(text, "\t\tip daddr 10.0.0.0/8 return\n\t\tmeta nfproto ipv4 meta l4proto tcp dnat ip to 192.0.2.10:3128\n\t}"));
+}
+
+TEST_CASE("golden: a gateway per family, dual-stack pod") {
+  NetConf c = conf({{"redirect", gatewayRedirect({"[fd00:10:96::10]:3129", "192.0.2.10:3128"})},
+                    {"prevResult", kDualStack}});
+  std::string text = renderPlan(mustPlan(c, pod(c)));
+  checkGolden("egress_gateways_dualstack", text);
+  CHECK(contains(text, "meta nfproto ipv4 meta l4proto tcp dnat ip to 192.0.2.10:3128"));
+  CHECK(contains(text, "meta nfproto ipv6 meta l4proto tcp dnat ip6 to [fd00:10:96::10]:3129"));
+  CHECK_FALSE(contains(text, "reject"));
+  CHECK(c.warnings.empty());
+  // Each family of a single-stack pod gets only its own gateway.
+  NetConf v6 = conf({{"redirect", gatewayRedirect({"192.0.2.10:3128", "[fd00:10:96::10]:3129"})},
+                     {"prevResult", kV6Only}});
+  std::string out = outbound(mustPlan(v6, pod(v6)));
+  CHECK(contains(out, "meta nfproto ipv6 meta l4proto tcp dnat ip6 to [fd00:10:96::10]:3129"));
+  CHECK_FALSE(contains(out, "dnat ip to"));
+  CHECK_FALSE(contains(out, "reject"));
+}
+
+TEST_CASE("buildPlan: gateways with a limited includeOutboundCIDRs") {
+  json red = gatewayRedirect("[fd00:10:96::10]:3129");
+  red["includeOutboundCIDRs"] = {"192.168.0.0/16", "2001:db8::/32"};
+  NetConf c = conf({{"redirect", red}, {"prevResult", kDualStack}});
+  std::string out = outbound(mustPlan(c, pod(c)));
+  CHECK(contains(out, "ip daddr 192.168.0.0/16 meta l4proto tcp reject with tcp reset\n"));
+  CHECK(contains(out, "ip6 daddr 2001:db8::/32 meta l4proto tcp dnat ip6 to [fd00:10:96::10]:3129\n"));
+  // Destinations outside the include list are not captured, so nothing of them is refused.
+  CHECK_FALSE(contains(out, "meta nfproto"));
+}
+
+TEST_CASE("config: egressGateway as a string or a list of one per family") {
+  auto gateways = [](const json& g) {
+    auto r = tryConf({{"redirect", {{"egressGateway", g}}}});
+    REQUIRE_MESSAGE(r.ok(), r.error().msg);
+    return r->redirect->egressGateways;
+  };
+  // The original string form stays valid and means the same as a one-entry list.
+  CHECK(gateways("192.0.2.10:3128") == gateways({"192.0.2.10:3128"}));
+  REQUIRE(gateways("192.0.2.10:3128").size() == 1);
+  CHECK(gateways("192.0.2.10:3128")[0].port == 3128);
+  auto both = gateways({"[fd00::10]:443", "192.0.2.10:3128"});
+  REQUIRE(both.size() == 2);
+  NetConf c = conf({{"redirect", {{"egressGateway", {"[fd00::10]:443", "192.0.2.10:3128"}}}}});
+  REQUIRE(c.redirect->egressGatewayFor(Family::kIpv4) != nullptr);
+  CHECK(c.redirect->egressGatewayFor(Family::kIpv4)->address.toString() == "192.0.2.10");
+  CHECK(c.redirect->egressGatewayFor(Family::kIpv6)->port == 443);
+  // No gateway: absent, null, "" or [].
+  for (const json& none : {json(nullptr), json(""), json::array()}) CHECK(gateways(none).empty());
+  CHECK(conf({{"redirect", json::object()}}).redirect->egressGateways.empty());
+
+  struct Bad {
+    json value;
+    const char* path;
+  };
+  for (const Bad& bad : {Bad{{"192.0.2.10:3128", "192.0.2.11:3128"}, "redirect.egressGateway[1]: a second IPv4"},
+                         Bad{{"[fd00::1]:1", "192.0.2.1:2", "[fd00::2]:3"}, "redirect.egressGateway[2]: a second IPv6"},
+                         Bad{{"192.0.2.10:3128", 3128}, "redirect.egressGateway[1]: must be a string"},
+                         Bad{{"192.0.2.10"}, "redirect.egressGateway[0]: invalid"},
+                         Bad{{""}, "redirect.egressGateway[0]: invalid"},
+                         Bad{{"fd00::1:80"}, "redirect.egressGateway[0]: invalid"},
+                         Bad{{"[fd00::1]:0"}, "redirect.egressGateway[0]:"},
+                         Bad{{"10.0.0.0/8:80"}, "redirect.egressGateway[0]: invalid address"},
+                         Bad{json::array({json::array()}), "redirect.egressGateway[0]: must be a string"},
+                         Bad{json::object(), "redirect.egressGateway: must be"},
+                         Bad{42, "redirect.egressGateway: must be"},
+                         Bad{"192.0.2.10:99999", "redirect.egressGateway:"}}) {
+    INFO("egressGateway " << bad.value.dump());
+    auto r = tryConf({{"redirect", {{"egressGateway", bad.value}}}});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().codeValue() == 7);
+    CHECK_MESSAGE(startsWith(r.error().msg, bad.path), r.error().msg);
+  }
+}
+
+TEST_CASE("config: a family without a gateway is a warning naming it") {
+  auto warnings = [](const json& redirect) {
+    auto r = tryConf({{"redirect", redirect}});
+    REQUIRE_MESSAGE(r.ok(), r.error().msg);
+    std::string all;
+    for (const auto& w : r->warnings) all += w + "\n";
+    return all;
+  };
+  std::string v4only = warnings({{"egressGateway", "192.0.2.10:3128"}});
+  CHECK(contains(v4only, "redirect.egressGateway: no IPv6 gateway"));
+  CHECK(contains(v4only, "refused"));
+  CHECK_FALSE(contains(v4only, "no IPv4 gateway"));
+  CHECK(contains(warnings({{"egressGateway", {"[fd00::10]:3128"}}}), "redirect.egressGateway: no IPv4 gateway"));
+  CHECK(warnings({{"egressGateway", {"[fd00::10]:3128", "192.0.2.10:3128"}}}).empty());
+  CHECK(warnings(json::object()).empty());
+  // Nothing of the family is captured: nothing is refused, nothing to warn about.
+  CHECK(warnings({{"egressGateway", "192.0.2.10:3128"}, {"excludeOutboundCIDRs", {"::/0"}}}).empty());
+  CHECK(warnings({{"egressGateway", "192.0.2.10:3128"}, {"includeOutboundCIDRs", {"0.0.0.0/0"}}}).empty());
+}
+
+TEST_CASE("firewall: only the ICMPv6 that IPv6 needs passes regardless of the rules") {
+  NetConf c = conf({{"firewall", {{"ingressDefault", "drop"}, {"egressDefault", "drop"}}}, {"prevResult", kDualStack}});
+  auto p = mustPlan(c, pod(c));
+  REQUIRE(p.podTable.has_value());
+  for (const char* name : {"fw_ingress", "fw_egress"}) {
+    INFO(name);
+    const plan::Chain* chain = p.podTable->findChain(name);
+    REQUIRE(chain != nullptr);
+    std::string rules;
+    for (const auto& r : chain->rules) rules += plan::renderRule(r) + "\n";
+    CHECK_FALSE(contains(rules, "ipv6-icmp"));  // no catch-all: echo follows the defaults
+    CHECK(contains(rules, "icmpv6 type 1-4 accept\n"));
+    CHECK(contains(rules, "icmpv6 type 130-137 accept\n"));
+    CHECK(contains(rules, "icmpv6 type 143 accept\n"));
+    CHECK_FALSE(contains(rules, "icmpv6 type 128"));
+  }
+}
