@@ -105,6 +105,13 @@ Result<RtnlSocket> RtnlSocket::open() {
   if (s == nullptr) return rtnlError("open a socket", errno);
   RtnlSocket out(s);
   if (mnl_socket_bind(s, 0, MNL_SOCKET_AUTOPID) < 0) return rtnlError("bind a socket", errno);
+  // Strict checking makes the kernel apply the address dump's ifa_index filter itself: the
+  // answer holds the pod interface's few addresses in one message, instead of every
+  // address of the netns (a pod with thousands on another interface made a multi-message
+  // listing that other changes kept interrupting). Best effort: kernels before 4.20 lack
+  // it, and the reply is then filtered here as before.
+  int one = 1;
+  mnl_socket_setsockopt(s, NETLINK_GET_STRICT_CHK, &one, sizeof(one));
   return out;
 }
 
