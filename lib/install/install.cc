@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -31,6 +32,70 @@ bool readFile(const std::string& path, std::string& out) {
 
 Status writeAtomic(const std::string& path, const std::string& data, mode_t mode) {
   return writeFileAtomic(path, data, "write", Durability::kAlways, mode, ErrorCode::kIo);
+}
+
+// One config file of the conf dir as read, and where an edit of it goes.
+//
+// A symlinked config (an operator's link to a file kept elsewhere, or a ConfigMap-style
+// chain `name -> ..data/name`, `..data -> ..<timestamp>`) is edited at its final target,
+// atomically in the target's own directory (temp file there + rename there), so the link
+// stays a link and uninstall gives the target back byte for byte. The runtime follows the
+// link and sees the same text either way. Replacing the link by a regular file would
+// detach the name from whatever maintains the target (and uninstall could not restore the
+// link). A target on a read-only filesystem (a ConfigMap volume) is refused with a
+// message that says so: its source has to carry the entry.
+struct ConfigFile {
+  std::string path;     // confDir/name, as the runtime opens it
+  std::string realPath; // where edits go: path itself, or its symlink's final target
+  bool symlink = false;
+  FileAttributes attributes; // mode and owner of realPath: every rewrite keeps them
+  std::string text;
+};
+
+Result<ConfigFile> readConfig(const std::string& path) {
+  ConfigFile f;
+  f.path = path;
+  f.realPath = path;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
+  if (S_ISLNK(st.st_mode)) {
+    char* real = ::realpath(path.c_str(), nullptr);
+    if (real == nullptr) return makeError(ErrorCode::kIo, "resolve symlink " + path + ": " + std::strerror(errno));
+    f.realPath = real;
+    std::free(real);
+    f.symlink = true;
+  }
+  // O_NONBLOCK: a FIFO named like a config must not hang the installer.
+  int fd = ::open(f.realPath.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return makeError(ErrorCode::kIo, "read " + path + ": not a regular file");
+  }
+  // Text and attributes from one descriptor: one inode, even if the file is replaced now.
+  f.attributes = FileAttributes{.mode = static_cast<mode_t>(st.st_mode & 07777), .uid = st.st_uid, .gid = st.st_gid};
+  auto text = readAll(fd);
+  int saved = errno;
+  ::close(fd);
+  if (!text) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(saved));
+  f.text = std::move(*text);
+  return f;
+}
+
+std::string describe(const ConfigFile& f) {
+  return f.symlink ? f.path + " (a symlink to " + f.realPath + ")" : f.path;
+}
+
+// Writes `text` as `target` with the attributes of `like` (the file it replaces or comes from).
+Status writeConfig(const std::string& target, const std::string& text, const ConfigFile& like) {
+  AtomicReplace out(target, "write");
+  auto s = out.write(text, like.attributes);
+  if (s) s = out.commit();
+  if (!s && like.symlink && (errno == EROFS || errno == EACCES || errno == EPERM))
+    return makeError(ErrorCode::kIo, s.error().msg,
+                     describe(like) + " cannot be edited where it lives (a ConfigMap or other read-only volume?): "
+                                      "add podsteer's entry to the file's source instead");
+  return s;
 }
 
 bool isConfigName(const std::string& n) {
@@ -74,20 +139,29 @@ Status installBinary(const InstallOptions& opts, bool& changed, std::string& rep
 
 Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
   const std::string path = opts.confDir + "/" + name;
-  std::string text;
-  if (!readFile(path, text)) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
+  auto file = readConfig(path);
+  if (!file) return file.error();
+  const std::string& text = file->text;
   auto parsed = nlohmann::json::parse(text, nullptr, false);
   if (!parsed.is_object()) return makeError(ErrorCode::kInvalidConfig, path + ": not a JSON object");
   nlohmann::json entry = opts.entry;
   entry["type"] = kPluginType;
   if (!parsed.contains("plugins")) {
     // A single-plugin .conf becomes a .conflist (libcni prefers neither; the old name goes).
+    // A symlinked .conf is refused: the conversion replaces the name by another, which
+    // would leave the link's target as it was and the link gone.
+    if (file->symlink)
+      return makeError(ErrorCode::kInvalidConfig,
+                       describe(*file) + ": podsteer turns a single-plugin .conf into a .conflist and will not "
+                                         "replace a symlink",
+                       "make it a regular file, or a .conflist with a \"plugins\" list");
     auto converted = confToConflist(text, name, entry);
     if (!converted) return converted.error();
     std::string base = name.substr(0, name.rfind('.'));
     const std::string target = opts.confDir + "/" + base + ".conflist";
-    if (auto s = writeAtomic(target, *converted, 0644); !s) return s;
+    if (auto s = writeConfig(target, *converted, *file); !s) return s;
     ::unlink(path.c_str());
+    if (auto s = syncDirectory(opts.confDir); !s) return s;
     changed = true;
     report += "converted " + path + " into " + target + " with podsteer appended\n";
     return Status::success();
@@ -96,9 +170,9 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
   auto updated = withEntry(text, entry);
   if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
   if (!*updated) return Status::success();
-  if (auto s = writeAtomic(path, **updated, 0644); !s) return s;
+  if (auto s = writeConfig(file->realPath, **updated, *file); !s) return s;
   changed = true;
-  report += "added podsteer to " + path + "\n";
+  report += "added podsteer to " + describe(*file) + "\n";
   return Status::success();
 }
 
@@ -195,18 +269,23 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
   InstallLock lock(binDir);
   for (const auto& n : configFiles(confDir)) {
     const std::string path = confDir + "/" + n;
-    std::string text;
-    if (!readFile(path, text)) continue;
-    if (auto restored = conflistToConf(text)) {
-      if (auto s = writeAtomic(confDir + "/" + restored->fileName, restored->text, 0644); !s) return s;
-      if (restored->fileName != n) ::unlink(path.c_str());
+    auto file = readConfig(path);
+    if (!file) continue;
+    const std::string& text = file->text;
+    // install converts regular files only, so a symlinked conflist was not made by it.
+    if (auto restored = file->symlink ? std::nullopt : conflistToConf(text)) {
+      if (auto s = writeConfig(confDir + "/" + restored->fileName, restored->text, *file); !s) return s;
+      if (restored->fileName != n) {
+        ::unlink(path.c_str());
+        if (auto s = syncDirectory(confDir); !s) return s;
+      }
       report += "restored " + confDir + "/" + restored->fileName + "\n";
       continue;
     }
     auto without = withoutEntry(text);
     if (!without || !*without) continue;
-    if (auto s = writeAtomic(path, **without, 0644); !s) return s;
-    report += "removed podsteer from " + path + "\n";
+    if (auto s = writeConfig(file->realPath, **without, *file); !s) return s;
+    report += "removed podsteer from " + describe(*file) + "\n";
   }
   const std::string bin = binDir + "/" + kPluginType;
   if (::unlink(bin.c_str()) == 0) report += "removed " + bin + "\n";

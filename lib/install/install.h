@@ -2,7 +2,9 @@
 
 // `podsteer install` / `podsteer uninstall`: what istio-cni's install-cni does, run by the
 // DaemonSet on every node. The binary goes into the CNI bin dir first and leaves it last,
-// so a conflist never points at a missing binary; every file is written as temp + rename.
+// so a conflist never points at a missing binary; every file is written as temp + rename
+// (fsynced, then the directory fsynced), keeping the mode and owner of the file it replaces.
+// A symlinked conflist is edited at its target, so the link stays (see readConfig).
 
 #include <chrono>
 #include <functional>

@@ -5,12 +5,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "install/conflist_text.h"
 #include "install/install.h"
+#include "util/file_io.h"
 
 namespace fs = std::filesystem;
 using namespace podsteer;
@@ -211,4 +213,245 @@ TEST_CASE("conflist text edits keep everything but our entry") {
   CHECK(**withoutEntry(**t) == tricky);
   CHECK_FALSE(withEntry("{\"plugins\": 3}", {{"type", "podsteer"}}).ok());
   CHECK_FALSE(withEntry("not json", {{"type", "podsteer"}}).ok());
+}
+
+namespace {
+
+struct stat statOf(const fs::path& p, bool follow = true) {
+  struct stat st {};
+  REQUIRE((follow ? ::stat(p.c_str(), &st) : ::lstat(p.c_str(), &st)) == 0);
+  return st;
+}
+
+void setOwnerAndMode(const fs::path& p, uid_t uid, gid_t gid, mode_t mode) {
+  REQUIRE(::chown(p.c_str(), uid, gid) == 0);
+  REQUIRE(::chmod(p.c_str(), mode) == 0);
+}
+
+void checkOwnerAndMode(const fs::path& p, uid_t uid, gid_t gid, mode_t mode) {
+  INFO(p.string());
+  auto st = statOf(p);
+  CHECK((st.st_mode & 07777) == mode);
+  CHECK(st.st_uid == uid);
+  CHECK(st.st_gid == gid);
+}
+
+// Names in a directory, dot files included (a leftover temporary would show here).
+std::vector<std::string> listing(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A primary conflist that holds a credential, as Calico's does when it is given a token.
+const char* kCalicoWithToken = R"({
+  "name": "k8s-pod-network",
+  "cniVersion": "0.3.1",
+  "plugins": [
+    {"type": "calico", "datastore_type": "kubernetes", "ipam": {"type": "calico-ipam"},
+     "policy": {"type": "k8s", "k8s_auth_token": "eyJhbGciOiJSUzI1NiJ9.secret"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+)";
+
+} // namespace
+
+TEST_CASE("install and uninstall keep the mode and owner of every file they rewrite (issue 12.5)") {
+  // Not root's and not 0644: a rewrite that fell back to the defaults would show.
+  const uid_t uid = 4321;
+  const gid_t gid = 8765;
+  SUBCASE("a 0600 conflist holding a token stays 0600 and keeps its owner") {
+    TempNode node;
+    const fs::path file = node.conf / "10-calico.conflist";
+    TempNode::write(file, kCalicoWithToken);
+    setOwnerAndMode(file, uid, gid, 0600);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    REQUIRE(pluginsOf(file).back()["type"] == "podsteer");
+    checkOwnerAndMode(file, uid, gid, 0600);
+    auto opts = node.options();
+    opts.entry["hairpin"] = true; // a changed entry is a second rewrite
+    REQUIRE(installOnce(opts, changed, report).ok());
+    REQUIRE(changed);
+    checkOwnerAndMode(file, uid, gid, 0600);
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(file) == kCalicoWithToken);
+    checkOwnerAndMode(file, uid, gid, 0600);
+  }
+  SUBCASE("a converted .conf: the .conflist takes its mode and owner, and the restored .conf gets them back") {
+    TempNode node;
+    const fs::path conf = node.conf / "20-bridge.conf";
+    TempNode::write(conf, kBridgeConf);
+    setOwnerAndMode(conf, uid, gid, 0640);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    REQUIRE(fs::exists(node.conf / "20-bridge.conflist"));
+    checkOwnerAndMode(node.conf / "20-bridge.conflist", uid, gid, 0640);
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(conf) == kBridgeConf);
+    checkOwnerAndMode(conf, uid, gid, 0640);
+  }
+}
+
+TEST_CASE("a symlinked conflist: its target is edited in place and the link stays a link (issue 12.5)") {
+  SUBCASE("a link to a file elsewhere") {
+    TempNode node;
+    fs::create_directories(node.root / "calico");
+    const fs::path target = node.root / "calico" / "cni.conflist";
+    TempNode::write(target, kCalicoWithToken);
+    setOwnerAndMode(target, 4321, 8765, 0600);
+    const fs::path link = node.conf / "10-calico.conflist";
+    fs::create_symlink("../calico/cni.conflist", link);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK(fs::is_symlink(link));
+    CHECK(fs::read_symlink(link) == "../calico/cni.conflist");
+    CHECK(pluginsOf(target).back()["type"] == "podsteer");
+    checkOwnerAndMode(target, 4321, 8765, 0600);
+    CHECK(listing(node.conf) == std::vector<std::string>{"10-calico.conflist"});
+    CHECK(listing(node.root / "calico") == std::vector<std::string>{"cni.conflist"});
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(fs::is_symlink(link));
+    CHECK(TempNode::read(target) == kCalicoWithToken);
+    checkOwnerAndMode(target, 4321, 8765, 0600);
+  }
+  SUBCASE("a ConfigMap-style chain (name -> ..data/name, ..data -> ..<timestamp>)") {
+    TempNode node;
+    fs::create_directories(node.conf / "..2024_05_01_10_00_00.123");
+    TempNode::write(node.conf / "..2024_05_01_10_00_00.123" / "10-flannel.conflist", kFlannel);
+    fs::create_directory_symlink("..2024_05_01_10_00_00.123", node.conf / "..data");
+    fs::create_symlink("..data/10-flannel.conflist", node.conf / "10-flannel.conflist");
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK(fs::is_symlink(node.conf / "10-flannel.conflist"));
+    CHECK(fs::is_symlink(node.conf / "..data"));
+    CHECK(pluginsOf(node.conf / "10-flannel.conflist").back()["type"] == "podsteer");
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(fs::is_symlink(node.conf / "10-flannel.conflist"));
+    CHECK(TempNode::read(node.conf / "10-flannel.conflist") == kFlannel);
+  }
+  SUBCASE("a symlinked single-plugin .conf is refused: converting it would replace the link") {
+    TempNode node;
+    TempNode::write(node.root / "bridge.conf", kBridgeConf);
+    fs::create_symlink(node.root / "bridge.conf", node.conf / "20-bridge.conf");
+    bool changed = false;
+    std::string report;
+    auto s = installOnce(node.options(), changed, report);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().msg.find("20-bridge.conf") != std::string::npos);
+    CHECK(s.error().msg.find("symlink") != std::string::npos);
+    CHECK(fs::is_symlink(node.conf / "20-bridge.conf"));
+    CHECK(TempNode::read(node.root / "bridge.conf") == kBridgeConf);
+    CHECK(listing(node.conf) == std::vector<std::string>{"20-bridge.conf"});
+  }
+}
+
+namespace {
+
+// The fsync seam: records each call (directory or file, and what the watched config held
+// at that moment), optionally failing directory syncs as a full disk or I/O error would.
+struct SyncCall {
+  ino_t inode = 0;
+  bool directory = false;
+  std::string watchedText;
+};
+std::vector<SyncCall> gSyncCalls;
+fs::path gWatched;
+bool gFailDirectorySync = false;
+
+int recordingSync(int fd) {
+  struct stat st {};
+  ::fstat(fd, &st);
+  gSyncCalls.push_back({st.st_ino, S_ISDIR(st.st_mode), TempNode::read(gWatched)});
+  if (S_ISDIR(st.st_mode) && gFailDirectorySync) {
+    errno = EIO;
+    return -1;
+  }
+  return ::fsync(fd);
+}
+
+struct SyncSeam {
+  explicit SyncSeam(const fs::path& watched) {
+    gSyncCalls.clear();
+    gWatched = watched;
+    gFailDirectorySync = false;
+    setSyncFunctionForTest(recordingSync);
+  }
+  ~SyncSeam() { setSyncFunctionForTest(nullptr); }
+  // Was `dir` fsynced at a moment the watched file already held `text`?
+  static bool dirSyncedAfter(const fs::path& dir, const std::string& text) {
+    const ino_t ino = statOf(dir).st_ino;
+    for (const auto& c : gSyncCalls)
+      if (c.directory && c.inode == ino && c.watchedText == text) return true;
+    return false;
+  }
+};
+
+} // namespace
+
+TEST_CASE("install and uninstall fsync the directory after each rename (issue 12.5)") {
+  SUBCASE("conflist: the file before the rename, its directory after it") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    SyncSeam seam(file);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    const std::string installed = TempNode::read(file);
+    REQUIRE(installed != kFlannel);
+    // A file sync happened while the conflist still held the old text (the temporary),
+    // and the conf dir was synced once the new text was in place.
+    bool fileSyncedBefore = false;
+    for (const auto& c : gSyncCalls) fileSyncedBefore |= !c.directory && c.watchedText == kFlannel;
+    CHECK(fileSyncedBefore);
+    CHECK(SyncSeam::dirSyncedAfter(node.conf, installed));
+    CHECK(SyncSeam::dirSyncedAfter(node.bin, kFlannel)); // the binary goes in first, synced too
+    gSyncCalls.clear();
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(SyncSeam::dirSyncedAfter(node.conf, kFlannel));
+  }
+  SUBCASE("a symlinked conflist: the target's directory is the one synced") {
+    TempNode node;
+    fs::create_directories(node.root / "flannel");
+    const fs::path target = node.root / "flannel" / "cni.conflist";
+    TempNode::write(target, kFlannel);
+    fs::create_symlink(target, node.conf / "10-flannel.conflist");
+    SyncSeam seam(target);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK(SyncSeam::dirSyncedAfter(node.root / "flannel", TempNode::read(target)));
+  }
+  SUBCASE("a converted .conf: the directory is synced after the new file and after the unlink") {
+    TempNode node;
+    const fs::path conflist = node.conf / "20-bridge.conflist";
+    TempNode::write(node.conf / "20-bridge.conf", kBridgeConf);
+    SyncSeam seam(conflist);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    const ino_t confDir = statOf(node.conf).st_ino;
+    int dirSyncs = 0;
+    for (const auto& c : gSyncCalls) dirSyncs += c.directory && c.inode == confDir;
+    CHECK(dirSyncs >= 2);
+  }
+  SUBCASE("a failed directory fsync is an error, not a silent success") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    SyncSeam seam(file);
+    gFailDirectorySync = true;
+    bool changed = false;
+    std::string report;
+    auto s = installOnce(node.options(), changed, report);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().msg.find("fsync directory") != std::string::npos);
+  }
 }
