@@ -17,6 +17,15 @@ inline constexpr const char* kPluginType = "podsteer";
 // Kept in our entry when we turned a single-plugin .conf into a .conflist.
 inline constexpr const char* kInstallKey = "podsteerInstall";
 
+// Whether `text`, read from `fileName` in a CNI conf dir, is a config the runtime can load
+// and podsteer can edit: JSON (no byte-order mark: Go's decoder, which libcni uses, rejects
+// it) within the plugin's size and depth bounds, an object whose cniVersion and name are
+// strings when present; a .conflist (or any file with "plugins") has a non-empty plugins
+// list of objects with a string type, another file a string type. The error says what is
+// wrong; the installer skips such files with a log line. The editors below refuse any
+// text that does not pass.
+Status checkCniConfig(const std::string& text, const std::string& fileName);
+
 // Returns the text with `entry` as the last plugin, replacing an existing podsteer entry
 // in place. nullopt: the text already holds exactly this entry.
 Result<std::optional<std::string>> withEntry(const std::string& conflistText, const nlohmann::json& entry);

@@ -117,12 +117,45 @@ std::vector<std::string> configFiles(const std::string& dir) {
   return out;
 }
 
+bool isOurType(const nlohmann::json& j) {
+  auto t = j.is_object() ? j.find("type") : j.end();
+  return t != j.end() && t->is_string() && t->get<std::string>() == kPluginType;
+}
+
 bool onlyOurs(const nlohmann::json& j) {
-  if (j.value("type", "") == kPluginType) return true;
+  if (isOurType(j)) return true;
   if (!j.contains("plugins") || !j["plugins"].is_array() || j["plugins"].empty()) return false;
   for (const auto& p : j["plugins"])
-    if (!p.is_object() || p.value("type", "") != kPluginType) return false;
+    if (!isOurType(p)) return false;
   return true;
+}
+
+// A config file podsteer may edit: readable, a regular file, and valid CNI JSON. Anything
+// else in the conf dir (a stray editor backup, a half-written file, a BOM) is left alone
+// and named in a "skipped" line.
+Result<ConfigFile> readValidConfig(const std::string& path, const std::string& name) {
+  auto file = readConfig(path);
+  if (!file) return file.error();
+  if (auto s = checkCniConfig(file->text, name); !s)
+    return makeError(ErrorCode::kInvalidConfig, "not valid CNI JSON: " + s.error().msg);
+  return file;
+}
+
+std::string skippedLine(const std::string& path, const Error& e) { return "skipped " + path + ": " + e.msg + "\n"; }
+
+// --watch prints a pass's "skipped" lines only when they differ from the last pass's, so a
+// stray file is named once, not every interval.
+std::string withoutRepeatedSkips(const std::string& report, std::string& lastSkipped) {
+  std::string skipped, rest;
+  for (size_t start = 0; start < report.size();) {
+    size_t end = report.find('\n', start);
+    end = end == std::string::npos ? report.size() : end + 1;
+    (report.compare(start, 8, "skipped ") == 0 ? skipped : rest) += report.substr(start, end - start);
+    start = end;
+  }
+  if (skipped == lastSkipped) return rest;
+  lastSkipped = skipped;
+  return skipped + rest;
 }
 
 Status installBinary(const InstallOptions& opts, bool& changed, std::string& report) {
@@ -139,11 +172,10 @@ Status installBinary(const InstallOptions& opts, bool& changed, std::string& rep
 
 Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
   const std::string path = opts.confDir + "/" + name;
-  auto file = readConfig(path);
-  if (!file) return file.error();
+  auto file = readValidConfig(path, name);
+  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
   const std::string& text = file->text;
-  auto parsed = nlohmann::json::parse(text, nullptr, false);
-  if (!parsed.is_object()) return makeError(ErrorCode::kInvalidConfig, path + ": not a JSON object");
+  auto parsed = nlohmann::json::parse(text);
   nlohmann::json entry = opts.entry;
   entry["type"] = kPluginType;
   if (!parsed.contains("plugins")) {
@@ -232,12 +264,15 @@ void stopWatchers(std::string& report) {
 
 } // namespace
 
-std::string findPrimaryConfig(const std::string& confDir) {
+std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) {
   for (const auto& n : configFiles(confDir)) {
-    std::string text;
-    if (!readFile(confDir + "/" + n, text)) continue;
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (!j.is_object() || onlyOurs(j)) continue;
+    const std::string path = confDir + "/" + n;
+    auto file = readValidConfig(path, n);
+    if (!file) {
+      if (skipped != nullptr) *skipped += skippedLine(path, file.error());
+      continue;
+    }
+    if (onlyOurs(nlohmann::json::parse(file->text))) continue;
     return n;
   }
   return {};
@@ -246,7 +281,9 @@ std::string findPrimaryConfig(const std::string& confDir) {
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report) {
   changed = false;
   auto deadline = std::chrono::steady_clock::now() + opts.waitForPrimary;
-  std::string primary = findPrimaryConfig(opts.confDir);
+  std::string skipped;
+  std::string primary = findPrimaryConfig(opts.confDir, &skipped);
+  report += skipped;
   bool told = false;
   while (primary.empty()) {
     if (std::chrono::steady_clock::now() >= deadline || gStop)
@@ -269,8 +306,11 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
   InstallLock lock(binDir);
   for (const auto& n : configFiles(confDir)) {
     const std::string path = confDir + "/" + n;
-    auto file = readConfig(path);
-    if (!file) continue;
+    auto file = readValidConfig(path, n);
+    if (!file) {
+      report += skippedLine(path, file.error());
+      continue;
+    }
     const std::string& text = file->text;
     // install converts regular files only, so a symlinked conflist was not made by it.
     if (auto restored = file->symlink ? std::nullopt : conflistToConf(text)) {
@@ -347,6 +387,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
   std::string lastEntry = opts.entry.dump();
+  std::string lastSkipped;
   do {
     bool changed = false;
     report.clear();
@@ -366,7 +407,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       }
     }
     auto s = installOnce(opts, changed, report);
-    FdWriter(STDOUT_FILENO) << report;
+    FdWriter(STDOUT_FILENO) << (watch ? withoutRepeatedSkips(report, lastSkipped) : report);
     if (!s) {
       FdWriter(STDERR_FILENO) << "podsteer install: " << s.error().msg << (s.error().details.empty() ? "" : " (" + s.error().details + ")") << "\n";
       if (!watch) return 1;

@@ -27,8 +27,9 @@ struct InstallOptions {
 };
 
 // The node's primary CNI config: the first *.conflist / *.conf / *.json in lexical order
-// that is not podsteer's alone. Empty when there is none.
-std::string findPrimaryConfig(const std::string& confDir);
+// that is valid CNI JSON and not podsteer's alone. Empty when there is none. Files passed
+// over as invalid get a "skipped PATH: why" line in `skipped`.
+std::string findPrimaryConfig(const std::string& confDir, std::string* skipped = nullptr);
 
 // One pass; `changed` tells whether anything was written. Waits (bounded) for a primary.
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report);

@@ -455,3 +455,88 @@ TEST_CASE("install and uninstall fsync the directory after each rename (issue 12
     CHECK(s.error().msg.find("fsync directory") != std::string::npos);
   }
 }
+
+TEST_CASE("malformed files in the conf dir are skipped with a log line, never crash or hang (issue 18.5)") {
+  struct Stray {
+    const char* name;
+    std::string text;
+  };
+  const std::vector<Stray> strays = {
+      {"05-other.json", R"({"cniVersion": "1.0.0", "name": "other", "type": 5})"},
+      {"05-typeobj.conflist", R"({"cniVersion": "1.0.0", "name": "o", "plugins": [{"type": {"name": "x"}}]})"},
+      {"05-version.conf", R"({"cniVersion": 1, "name": "v", "type": "bridge"})"},
+      {"05-bom.conf", "\xEF\xBB\xBF{ \"cniVersion\": \"0.4.0\", \"name\": \"bom\", \"type\": \"bridge\" }\n"},
+      {"05-noplugins.conflist", R"({"cniVersion": "1.0.0", "name": "np", "type": "bridge"})"},
+      {"05-pluginsnotlist.conflist", R"({"cniVersion": "1.0.0", "name": "p", "plugins": {"type": "x"}})"},
+      {"05-name.conflist", R"({"cniVersion": "1.0.0", "name": ["n"], "plugins": [{"type": "bridge"}]})"},
+      {"05-array.json", R"([{"type": "bridge"}])"},
+      {"05-empty.conf", ""},
+      {"05-scanner.conflist", R"({"plugins":[x{]})"}, // 16 bytes: looped the text scanner until bad_alloc
+  };
+  for (const auto& stray : strays) {
+    INFO(stray.name);
+    TempNode node;
+    TempNode::write(node.conf / stray.name, stray.text);
+    TempNode::write(node.conf / "10-flannel.conflist", kFlannel);
+    CHECK(findPrimaryConfig(node.conf) == "10-flannel.conflist");
+    bool changed = false;
+    std::string report;
+    CHECK(installOnce(node.options(), changed, report).ok());
+    CHECK(pluginsOf(node.conf / "10-flannel.conflist").back()["type"] == "podsteer");
+    CHECK(report.find(std::string("skipped ") + (node.conf / stray.name).string()) != std::string::npos);
+    CHECK(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(node.conf / "10-flannel.conflist") == kFlannel);
+    CHECK(TempNode::read(node.conf / stray.name) == stray.text); // never touched
+  }
+}
+
+TEST_CASE("a .conf with a UTF-8 BOM is not converted (the runtime's decoder rejects it too) and not deleted (issue 18.5)") {
+  TempNode node;
+  const std::string bom = std::string("\xEF\xBB\xBF") + kBridgeConf;
+  TempNode::write(node.conf / "20-bridge.conf", bom);
+  auto opts = node.options();
+  opts.waitForPrimary = std::chrono::seconds(0);
+  bool changed = false;
+  std::string report;
+  auto s = installOnce(opts, changed, report);
+  CHECK_FALSE(s.ok()); // no usable primary
+  CHECK(TempNode::read(node.conf / "20-bridge.conf") == bom);
+  CHECK_FALSE(fs::exists(node.conf / "20-bridge.conflist"));
+}
+
+TEST_CASE("the conflist text editors stop on any input: every prefix and every one-byte deletion (issue 18.5)") {
+  const nlohmann::json entry = {{"type", "podsteer"}};
+  auto checkOutput = [](const std::string& out) {
+    INFO(out);
+    CHECK_FALSE(nlohmann::json::parse(out, nullptr, false).is_discarded());
+  };
+  for (const std::string original : {std::string(kFlannel), std::string(kCalico), std::string(kBridgeConf),
+                                     std::string(R"({"plugins":[x{]})")}) {
+    std::vector<std::string> inputs;
+    for (size_t n = 0; n <= original.size(); ++n) inputs.push_back(original.substr(0, n));
+    for (size_t k = 0; k < original.size(); ++k) inputs.push_back(original.substr(0, k) + original.substr(k + 1));
+    for (const auto& text : inputs) {
+      // Whatever an editor returns is valid JSON; on anything it cannot edit it says so.
+      if (auto w = withEntry(text, entry); w.ok() && w->has_value()) checkOutput(**w);
+      if (auto w = withoutEntry(text); w.ok() && w->has_value()) checkOutput(**w);
+      (void)findEntry(text);
+      if (auto c = confToConflist(text, "x.conf", entry); c.ok()) checkOutput(*c);
+      if (auto r = conflistToConf(text)) checkOutput(r->text);
+    }
+  }
+}
+
+TEST_CASE("a FIFO or a directory named like a config is skipped, not opened for a blocking read (issue 18.5)") {
+  TempNode node;
+  REQUIRE(::mkfifo((node.conf / "05-fifo.conf").c_str(), 0600) == 0);
+  fs::create_directories(node.conf / "06-dir.conflist");
+  TempNode::write(node.conf / "10-flannel.conflist", kFlannel);
+  bool changed = false;
+  std::string report;
+  REQUIRE(installOnce(node.options(), changed, report).ok());
+  CHECK(pluginsOf(node.conf / "10-flannel.conflist").back()["type"] == "podsteer");
+  CHECK(report.find("skipped " + (node.conf / "05-fifo.conf").string()) != std::string::npos);
+  CHECK(report.find("skipped " + (node.conf / "06-dir.conflist").string()) != std::string::npos);
+  REQUIRE(uninstall(node.bin, node.conf, report).ok());
+  CHECK(TempNode::read(node.conf / "10-flannel.conflist") == kFlannel);
+}
