@@ -240,7 +240,14 @@ Result<std::string> confToConflist(const std::string& confText, const std::strin
   return **out;
 }
 
-std::optional<RestoredConf> conflistToConf(const std::string& text) {
+bool convertedInto(const std::string& convertedFrom, const std::string& conflistFileName) {
+  const std::string ext = ".conflist";
+  if (!endsWith(conflistFileName, ext) || conflistFileName.size() == ext.size()) return false;
+  const std::string base = conflistFileName.substr(0, conflistFileName.size() - ext.size());
+  return convertedFrom == base + ".conf" || convertedFrom == base + ".json";
+}
+
+std::optional<RestoredConf> conflistToConf(const std::string& text, const std::string& conflistFileName) {
   if (!parseEditable(text)) return std::nullopt;
   auto a = findPlugins(text);
   if (!a || a->elements.size() != 2) return std::nullopt;
@@ -260,7 +267,7 @@ std::optional<RestoredConf> conflistToConf(const std::string& text) {
   RestoredConf r;
   r.fileName = *from;
   r.text = *prefix + text.substr(a->elements[0].begin, a->elements[0].end - a->elements[0].begin) + *suffix;
-  if (r.fileName.empty() || r.fileName.find('/') != std::string::npos || r.fileName[0] == '.') return std::nullopt;
+  if (!convertedInto(r.fileName, conflistFileName)) return std::nullopt;
   // Restored text the runtime could not load is not restored.
   if (!checkCniConfig(r.text, r.fileName)) return std::nullopt;
   return r;

@@ -37,11 +37,17 @@ std::optional<nlohmann::json> findEntry(const std::string& conflistText);
 // A single-plugin .conf as a conflist whose first plugin is the original text, verbatim.
 Result<std::string> confToConflist(const std::string& confText, const std::string& confFileName,
                                    const nlohmann::json& entry);
-// The inverse: the original .conf text and file name, when the conflist was made by us.
+// The inverse: the original .conf text and file name, when the conflist was made by us:
+// exactly two plugins, ours last with bookkeeping whose convertedFrom is this conflist's own
+// name with .conf or .json (install writes `<base>.conflist` from `<base>.conf`), and a
+// restored text that is valid CNI JSON. Bookkeeping that names another file is not ours.
 struct RestoredConf {
   std::string fileName;
   std::string text;
 };
-std::optional<RestoredConf> conflistToConf(const std::string& conflistText);
+std::optional<RestoredConf> conflistToConf(const std::string& conflistText, const std::string& conflistFileName);
+
+// Whether `convertedFrom` names the file install would have converted into `conflistFileName`.
+bool convertedInto(const std::string& convertedFrom, const std::string& conflistFileName);
 
 } // namespace podsteer::install

@@ -87,10 +87,12 @@ std::string describe(const ConfigFile& f) {
 }
 
 // Writes `text` as `target` with the attributes of `like` (the file it replaces or comes from).
-Status writeConfig(const std::string& target, const std::string& text, const ConfigFile& like) {
+// noReplace: a new name, which must not replace a file that appeared there (EEXIST).
+Status writeConfig(const std::string& target, const std::string& text, const ConfigFile& like,
+                   bool noReplace = false) {
   AtomicReplace out(target, "write");
   auto s = out.write(text, like.attributes);
-  if (s) s = out.commit();
+  if (s) s = out.commit(noReplace);
   if (!s && like.symlink && (errno == EROFS || errno == EACCES || errno == EPERM))
     return makeError(ErrorCode::kIo, s.error().msg,
                      describe(like) + " cannot be edited where it lives (a ConfigMap or other read-only volume?): "
@@ -178,6 +180,9 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
   auto parsed = nlohmann::json::parse(text);
   nlohmann::json entry = opts.entry;
   entry["type"] = kPluginType;
+  // Install bookkeeping is install's alone to write: a copy in an operator's entry (taken
+  // from another node's conflist) would make uninstall "restore" a file it never converted.
+  entry.erase(kInstallKey);
   if (!parsed.contains("plugins")) {
     // A single-plugin .conf becomes a .conflist (libcni prefers neither; the old name goes).
     // A symlinked .conf is refused: the conversion replaces the name by another, which
@@ -189,16 +194,35 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
                        "make it a regular file, or a .conflist with a \"plugins\" list");
     auto converted = confToConflist(text, name, entry);
     if (!converted) return converted.error();
-    std::string base = name.substr(0, name.rfind('.'));
-    const std::string target = opts.confDir + "/" + base + ".conflist";
-    if (auto s = writeConfig(target, *converted, *file); !s) return s;
+    const std::string targetName = name.substr(0, name.rfind('.')) + ".conflist";
+    const std::string target = opts.confDir + "/" + targetName;
+    // A file of that name is replaced only when it is an earlier conversion of this very
+    // .conf (the primary wrote its .conf again since); anything else is not ours.
+    struct stat st {};
+    const bool exists = ::lstat(target.c_str(), &st) == 0;
+    if (exists) {
+      auto earlier = readValidConfig(target, targetName);
+      auto restored = earlier ? conflistToConf(earlier->text, targetName) : std::nullopt;
+      if (earlier && earlier->symlink) restored.reset();
+      if (!restored || restored->fileName != name)
+        return makeError(ErrorCode::kInvalidConfig,
+                         path + ": podsteer would convert it into " + target + ", which exists and is not its own",
+                         "remove one of the two files: the runtime loads only the first");
+    }
+    if (auto s = writeConfig(target, *converted, *file, /*noReplace=*/!exists); !s) return s;
     ::unlink(path.c_str());
     if (auto s = syncDirectory(opts.confDir); !s) return s;
     changed = true;
     report += "converted " + path + " into " + target + " with podsteer appended\n";
     return Status::success();
   }
-  if (auto existing = findEntry(text); existing && existing->contains(kInstallKey)) entry[kInstallKey] = (*existing)[kInstallKey];
+  // Our own bookkeeping (this file is a .conf we converted) survives an entry change.
+  if (auto existing = findEntry(text); existing && existing->contains(kInstallKey)) {
+    const auto& info = (*existing)[kInstallKey];
+    auto from = info.is_object() ? info.find("convertedFrom") : info.end();
+    if (from != info.end() && from->is_string() && convertedInto(from->get<std::string>(), name))
+      entry[kInstallKey] = info;
+  }
   auto updated = withEntry(text, entry);
   if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
   if (!*updated) return Status::success();
@@ -313,14 +337,22 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
     }
     const std::string& text = file->text;
     // install converts regular files only, so a symlinked conflist was not made by it.
-    if (auto restored = file->symlink ? std::nullopt : conflistToConf(text)) {
-      if (auto s = writeConfig(confDir + "/" + restored->fileName, restored->text, *file); !s) return s;
-      if (restored->fileName != n) {
-        ::unlink(path.c_str());
-        if (auto s = syncDirectory(confDir); !s) return s;
+    if (auto restored = file->symlink ? std::nullopt : conflistToConf(text, n)) {
+      // Restored only under its old name and only when that name is free: a .conf the
+      // primary wrote again since is newer than our copy (then only our entry goes).
+      const std::string target = confDir + "/" + restored->fileName;
+      struct stat st {};
+      if (::lstat(target.c_str(), &st) != 0 && errno == ENOENT) {
+        auto s = writeConfig(target, restored->text, *file, /*noReplace=*/true);
+        if (s) {
+          ::unlink(path.c_str());
+          if (auto d = syncDirectory(confDir); !d) return d;
+          report += "restored " + target + "\n";
+          continue;
+        }
+        if (errno != EEXIST) return s;
       }
-      report += "restored " + confDir + "/" + restored->fileName + "\n";
-      continue;
+      report += "kept " + target + " (written again since podsteer converted it)\n";
     }
     auto without = withoutEntry(text);
     if (!without || !*without) continue;

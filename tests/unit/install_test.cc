@@ -510,7 +510,7 @@ TEST_CASE("the conflist text editors stop on any input: every prefix and every o
     INFO(out);
     CHECK_FALSE(nlohmann::json::parse(out, nullptr, false).is_discarded());
   };
-  for (const std::string original : {std::string(kFlannel), std::string(kCalico), std::string(kBridgeConf),
+  for (const std::string& original : {std::string(kFlannel), std::string(kCalico), std::string(kBridgeConf),
                                      std::string(R"({"plugins":[x{]})")}) {
     std::vector<std::string> inputs;
     for (size_t n = 0; n <= original.size(); ++n) inputs.push_back(original.substr(0, n));
@@ -520,8 +520,12 @@ TEST_CASE("the conflist text editors stop on any input: every prefix and every o
       if (auto w = withEntry(text, entry); w.ok() && w->has_value()) checkOutput(**w);
       if (auto w = withoutEntry(text); w.ok() && w->has_value()) checkOutput(**w);
       (void)findEntry(text);
-      if (auto c = confToConflist(text, "x.conf", entry); c.ok()) checkOutput(*c);
-      if (auto r = conflistToConf(text)) checkOutput(r->text);
+      if (auto c = confToConflist(text, "x.conf", entry); c.ok()) {
+        checkOutput(*c);
+        auto back = conflistToConf(*c, "x.conflist");
+        CHECK((back.has_value() && back->text == text && back->fileName == "x.conf"));
+      }
+      if (auto r = conflistToConf(text, "x.conflist")) checkOutput(r->text);
     }
   }
 }
@@ -539,4 +543,98 @@ TEST_CASE("a FIFO or a directory named like a config is skipped, not opened for 
   CHECK(report.find("skipped " + (node.conf / "06-dir.conflist").string()) != std::string::npos);
   REQUIRE(uninstall(node.bin, node.conf, report).ok());
   CHECK(TempNode::read(node.conf / "10-flannel.conflist") == kFlannel);
+}
+
+namespace {
+
+// A one-plugin Calico conflist: with podsteer appended it has the two plugins a converted
+// .conf has, so only the bookkeeping tells them apart.
+const char* kCalicoOnly = R"({
+  "name": "k8s-pod-network",
+  "cniVersion": "0.3.1",
+  "plugins": [
+    {"type": "calico", "datastore_type": "kubernetes", "ipam": {"type": "calico-ipam"}}
+  ]
+}
+)";
+
+// Bookkeeping as install writes it when it converts 10-flannel.conf, copied from another node.
+const nlohmann::json kForeignBookkeeping = {{"convertedFrom", "10-flannel.conf"}, {"prefix", ""}, {"suffix", "\n"}};
+
+} // namespace
+
+TEST_CASE("uninstall never trusts install bookkeeping it did not write (issue 18.4)") {
+  SUBCASE("an operator entry carrying podsteerInstall: stripped on install, nothing deleted on uninstall") {
+    TempNode node;
+    const fs::path calico = node.conf / "10-calico.conflist";
+    TempNode::write(calico, kCalicoOnly);
+    auto opts = node.options();
+    opts.entry[kInstallKey] = kForeignBookkeeping;
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(opts, changed, report).ok());
+    auto plugins = pluginsOf(calico);
+    REQUIRE(plugins.back()["type"] == "podsteer");
+    CHECK_FALSE(plugins.back().contains(kInstallKey));
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(calico) == kCalicoOnly);
+    CHECK_FALSE(fs::exists(node.conf / "10-flannel.conf"));
+  }
+  SUBCASE("bookkeeping already in a conflist whose name does not match: only our entry is removed") {
+    // As an older podsteer left it after installing such an operator entry.
+    TempNode node;
+    const fs::path calico = node.conf / "10-calico.conflist";
+    nlohmann::json ours = {{"type", "podsteer"}, {kInstallKey, kForeignBookkeeping}};
+    auto withOurs = withEntry(kCalicoOnly, ours);
+    REQUIRE(withOurs.ok());
+    TempNode::write(calico, **withOurs);
+    std::string report;
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(calico) == kCalicoOnly);
+    CHECK_FALSE(fs::exists(node.conf / "10-flannel.conf"));
+  }
+  SUBCASE("a converted .conf that exists again is not overwritten") {
+    TempNode node;
+    TempNode::write(node.conf / "20-bridge.conf", kBridgeConf);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    REQUIRE(fs::exists(node.conf / "20-bridge.conflist"));
+    // The primary wrote its .conf again (a new subnet) while our conflist was in place.
+    const std::string fresh = std::string(kBridgeConf).replace(std::string(kBridgeConf).find("10.1.0.0"), 8, "10.2.0.0");
+    TempNode::write(node.conf / "20-bridge.conf", fresh);
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(node.conf / "20-bridge.conf") == fresh);
+    // Our conflist lost our entry (and nothing else): the runtime reads the .conf first.
+    if (fs::exists(node.conf / "20-bridge.conflist"))
+      CHECK(pluginsOf(node.conf / "20-bridge.conflist").back()["type"] == "bridge");
+  }
+  SUBCASE("a conversion never overwrites a .conflist of the same base name that is not its own") {
+    TempNode node;
+    TempNode::write(node.conf / "20-bridge.conf", kBridgeConf);
+    TempNode::write(node.conf / "20-bridge.conflist", kFlannel);
+    bool changed = false;
+    std::string report;
+    auto s = installOnce(node.options(), changed, report);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().msg.find("20-bridge.conflist") != std::string::npos);
+    CHECK(TempNode::read(node.conf / "20-bridge.conflist") == kFlannel);
+    CHECK(TempNode::read(node.conf / "20-bridge.conf") == kBridgeConf);
+  }
+  SUBCASE("install keeps its own bookkeeping when the entry changes, and the .conf still comes back") {
+    TempNode node;
+    TempNode::write(node.conf / "20-bridge.conf", kBridgeConf);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    auto opts = node.options();
+    opts.entry["hairpin"] = true;
+    opts.entry[kInstallKey] = kForeignBookkeeping; // an operator's copy must not replace ours
+    REQUIRE(installOnce(opts, changed, report).ok());
+    CHECK(pluginsOf(node.conf / "20-bridge.conflist").back()[kInstallKey]["convertedFrom"] == "20-bridge.conf");
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(TempNode::read(node.conf / "20-bridge.conf") == kBridgeConf);
+    CHECK_FALSE(fs::exists(node.conf / "20-bridge.conflist"));
+    CHECK_FALSE(fs::exists(node.conf / "10-flannel.conf"));
+  }
 }
