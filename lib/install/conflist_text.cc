@@ -188,37 +188,82 @@ std::optional<nlohmann::json> findEntry(const std::string& text) {
   return std::nullopt;
 }
 
+namespace {
+
+std::vector<size_t> oursIn(const std::string& text, const PluginsArray& a) {
+  std::vector<size_t> out;
+  for (size_t k = 0; k < a.elements.size(); ++k)
+    if (isOurs(text.substr(a.elements[k].begin, a.elements[k].end - a.elements[k].begin))) out.push_back(k);
+  return out;
+}
+
+// `text` without element k of its plugins list, and the separator that came with it: the
+// one before it, or (first element) the one after it.
+std::string withoutElement(const std::string& text, const PluginsArray& a, size_t k) {
+  const Span& e = a.elements[k];
+  size_t from = k > 0 ? a.elements[k - 1].end : e.begin;
+  size_t to = k > 0 ? e.end : (k + 1 < a.elements.size() ? a.elements[k + 1].begin : e.end);
+  return text.substr(0, from) + text.substr(to);
+}
+
+// Removes every podsteer element; nullopt when the text cannot be scanned.
+std::optional<std::string> withoutOurs(std::string text) {
+  while (true) {
+    auto a = findPlugins(text);
+    if (!a) return std::nullopt;
+    auto ours = oursIn(text, *a);
+    if (ours.empty()) return text;
+    text = withoutElement(text, *a, ours.front()); // shorter each time: this ends
+  }
+}
+
+} // namespace
+
+EntryPlacement entryPlacement(const std::string& text) {
+  if (!parseEditable(text)) return EntryPlacement::kAbsent;
+  auto a = findPlugins(text);
+  if (!a) return EntryPlacement::kAbsent;
+  auto ours = oursIn(text, *a);
+  if (ours.empty()) return EntryPlacement::kAbsent;
+  return ours.size() == 1 && ours[0] > 0 ? EntryPlacement::kAfterPrimary : EntryPlacement::kMisplaced;
+}
+
 Result<std::optional<std::string>> withEntry(const std::string& text, const nlohmann::json& entry) {
   if (!parseEditable(text)) return notConflist("not a valid JSON object");
   auto a = findPlugins(text);
   if (!a) return notConflist("no \"plugins\" list");
   const std::string entryText = entry.dump();
-  for (const auto& e : a->elements) {
-    std::string el = text.substr(e.begin, e.end - e.begin);
-    if (!isOurs(el)) continue;
-    if (nlohmann::json::parse(el) == entry) return std::optional<std::string>{};
+  auto ours = oursIn(text, *a);
+  if (ours.size() == 1 && ours[0] > 0) {
+    // One entry after the primary: replaced where it is, whatever follows it.
+    const Span& e = a->elements[ours[0]];
+    if (nlohmann::json::parse(text.substr(e.begin, e.end - e.begin)) == entry) return std::optional<std::string>{};
     return checkedOutput(text.substr(0, e.begin) + entryText + text.substr(e.end));
   }
-  if (a->elements.empty()) return checkedOutput(text.substr(0, a->open + 1) + entryText + text.substr(a->close));
+  // None, one before the primary (where the runtime gives it no prevResult), or several:
+  // every one goes and the entry is appended after the last plugin.
+  std::string base = text;
+  if (!ours.empty()) {
+    auto stripped = withoutOurs(text);
+    if (!stripped) return notConflist("no \"plugins\" list");
+    base = std::move(*stripped);
+    a = findPlugins(base);
+    if (!a) return notConflist("no \"plugins\" list");
+  }
+  if (a->elements.empty()) return checkedOutput(base.substr(0, a->open + 1) + entryText + base.substr(a->close));
   const Span& last = a->elements.back();
-  return checkedOutput(text.substr(0, last.end) + ",\n" + lineIndent(text, last.begin) + entryText +
-                       text.substr(last.end));
+  return checkedOutput(base.substr(0, last.end) + ",\n" + lineIndent(base, last.begin) + entryText +
+                       base.substr(last.end));
 }
 
 Result<std::optional<std::string>> withoutEntry(const std::string& text) {
   if (!parseEditable(text)) return notConflist("not a valid JSON object");
   auto a = findPlugins(text);
   if (!a) return notConflist("no \"plugins\" list");
-  for (size_t k = 0; k < a->elements.size(); ++k) {
-    const Span& e = a->elements[k];
-    if (!isOurs(text.substr(e.begin, e.end - e.begin))) continue;
-    // Remove the separator that came with it: the one before it, or (first element) the
-    // one after it.
-    size_t from = k > 0 ? a->elements[k - 1].end : e.begin;
-    size_t to = k > 0 ? e.end : (k + 1 < a->elements.size() ? a->elements[k + 1].begin : e.end);
-    return checkedOutput(text.substr(0, from) + text.substr(to));
-  }
-  return std::optional<std::string>{};
+  if (oursIn(text, *a).empty()) return std::optional<std::string>{};
+  auto stripped = withoutOurs(text);
+  if (!stripped) return notConflist("no \"plugins\" list");
+  return checkedOutput(std::move(*stripped));
 }
 
 Result<std::string> confToConflist(const std::string& confText, const std::string& confFileName,

@@ -26,10 +26,21 @@ inline constexpr const char* kInstallKey = "podsteerInstall";
 // text that does not pass.
 Status checkCniConfig(const std::string& text, const std::string& fileName);
 
-// Returns the text with `entry` as the last plugin, replacing an existing podsteer entry
-// in place. nullopt: the text already holds exactly this entry.
+// Where podsteer's entry belongs. podsteer needs only the primary's prevResult (its
+// interfaces and ips), which the usual chained plugins (portmap, bandwidth, tuning, sbr)
+// pass on unchanged, so any place after the primary (the first plugin) works. install
+// appends the entry as the last plugin; one entry already after the primary is replaced
+// where it is (an operator's or another installer's order is kept, and two installers
+// that each append themselves never fight over the last place); an entry before the
+// primary (where the runtime gives it no prevResult, so every ADD fails) or a second
+// entry is removed and the entry appended.
+enum class EntryPlacement { kAbsent, kAfterPrimary, kMisplaced };
+EntryPlacement entryPlacement(const std::string& conflistText);
+
+// Returns the text with `entry` placed as described above. nullopt: the text already
+// holds exactly this entry, once, after the primary.
 Result<std::optional<std::string>> withEntry(const std::string& conflistText, const nlohmann::json& entry);
-// Returns the text without the podsteer entry (nullopt: there was none).
+// Returns the text without any podsteer entry (nullopt: there was none).
 Result<std::optional<std::string>> withoutEntry(const std::string& conflistText);
 // The podsteer entry of a conflist text, if any.
 std::optional<nlohmann::json> findEntry(const std::string& conflistText);

@@ -223,12 +223,16 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
     if (from != info.end() && from->is_string() && convertedInto(from->get<std::string>(), name))
       entry[kInstallKey] = info;
   }
+  const EntryPlacement before = entryPlacement(text);
   auto updated = withEntry(text, entry);
   if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
   if (!*updated) return Status::success();
   if (auto s = writeConfig(file->realPath, **updated, *file); !s) return s;
   changed = true;
-  report += "added podsteer to " + describe(*file) + "\n";
+  report += (before == EntryPlacement::kAbsent       ? "added podsteer to "
+             : before == EntryPlacement::kMisplaced ? "moved podsteer after the primary plugin in "
+                                                     : "updated podsteer in ") +
+            describe(*file) + "\n";
   return Status::success();
 }
 

@@ -638,3 +638,64 @@ TEST_CASE("uninstall never trusts install bookkeeping it did not write (issue 18
     CHECK_FALSE(fs::exists(node.conf / "10-flannel.conf"));
   }
 }
+
+namespace {
+
+std::vector<std::string> typesOf(const fs::path& p) {
+  std::vector<std::string> out;
+  for (const auto& plugin : pluginsOf(p)) out.push_back(plugin["type"]);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("an entry before the primary, or a second entry, is moved after the primary (issue 18.7)") {
+  using Types = std::vector<std::string>;
+  SUBCASE("podsteer first: moved to the end; the other plugins keep their text and order") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    auto first = nlohmann::json::parse(kFlannel);
+    first["plugins"].insert(first["plugins"].begin(), node.options().entry);
+    TempNode::write(file, first.dump(2));
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK(changed);
+    CHECK(typesOf(file) == Types{"flannel", "portmap", "podsteer"});
+    CHECK(report.find("moved") != std::string::npos);
+    auto plugins = pluginsOf(file);
+    CHECK(plugins[0] == nlohmann::json::parse(kFlannel)["plugins"][0]);
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK_FALSE(changed);
+  }
+  SUBCASE("two podsteer entries: one remains, after the primary; uninstall removes every one") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    auto twice = nlohmann::json::parse(kFlannel);
+    twice["plugins"].insert(twice["plugins"].begin() + 1, nlohmann::json{{"type", "podsteer"}, {"logLevel", "debug"}});
+    twice["plugins"].push_back(nlohmann::json{{"type", "podsteer"}});
+    TempNode::write(file, twice.dump(2));
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK(typesOf(file) == Types{"flannel", "portmap", "podsteer"});
+    TempNode::write(file, twice.dump(2));
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK(typesOf(file) == Types{"flannel", "portmap"});
+  }
+  SUBCASE("an entry already after the primary stays where the operator put it") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    auto middle = nlohmann::json::parse(kFlannel);
+    nlohmann::json entry = node.options().entry;
+    entry["type"] = "podsteer";
+    middle["plugins"].insert(middle["plugins"].begin() + 1, entry);
+    const std::string text = middle.dump(2);
+    TempNode::write(file, text);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    CHECK(TempNode::read(file) == text);
+    CHECK(report.find(file.string()) == std::string::npos);
+  }
+}
