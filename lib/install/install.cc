@@ -87,17 +87,53 @@ std::string describe(const ConfigFile& f) {
 }
 
 // Writes `text` as `target` with the attributes of `like` (the file it replaces or comes from).
-// noReplace: a new name, which must not replace a file that appeared there (EEXIST).
-Status writeConfig(const std::string& target, const std::string& text, const ConfigFile& like,
-                   bool noReplace = false) {
+// Whether `f` still holds what was read (same target, same bytes).
+bool unchanged(const ConfigFile& f) {
+  auto now = readConfig(f.path);
+  return now && now->realPath == f.realPath && now->text == f.text;
+}
+
+// Writes `text` as `target` with the attributes of `source`, the file the text was
+// computed from (the file itself, or the .conf/.conflist a conversion turns into the
+// other), but only if `source` still holds what was read: the primary CNI rewrites its
+// config whenever it likes (restarts, upgrades), and a rename computed from its old text
+// would silently undo its update. The source is read again after the temporary is written,
+// just before the rename; false: it changed, nothing was written, start over from the
+// new text. (A rewrite inside the remaining microseconds cannot be excluded without a
+// lock the primary does not take; --watch repairs what it can see.)
+// noReplace: `target` is a new name, which must not replace a file that appeared there.
+Result<bool> writeConfig(const std::string& target, const std::string& text, const ConfigFile& source,
+                         const CommitHook& beforeCommit, bool noReplace = false) {
   AtomicReplace out(target, "write");
-  auto s = out.write(text, like.attributes);
-  if (s) s = out.commit(noReplace);
-  if (!s && like.symlink && (errno == EROFS || errno == EACCES || errno == EPERM))
+  auto s = out.write(text, source.attributes);
+  if (s) {
+    if (beforeCommit) beforeCommit(source.path);
+    if (!unchanged(source)) return false;
+    s = out.commit(noReplace);
+  }
+  if (!s && source.symlink && (errno == EROFS || errno == EACCES || errno == EPERM))
     return makeError(ErrorCode::kIo, s.error().msg,
-                     describe(like) + " cannot be edited where it lives (a ConfigMap or other read-only volume?): "
-                                      "add podsteer's entry to the file's source instead");
-  return s;
+                     describe(source) + " cannot be edited where it lives (a ConfigMap or other read-only volume?): "
+                                        "add podsteer's entry to the file's source instead");
+  if (!s) return s.error();
+  return true;
+}
+
+// How often an edit starts over because the file changed under it before giving up
+// (error 11; --watch tries again next pass).
+constexpr int kEditAttempts = 10;
+
+// Runs `attempt` (true: done, false: the file changed under it) until it is done.
+template <typename Attempt> Status retryWhileChanging(const std::string& path, std::string& report, Attempt attempt) {
+  for (int i = 0; i < kEditAttempts; ++i) {
+    auto done = attempt();
+    if (!done) return done.error();
+    if (*done) return Status::success();
+    report += path + " changed while podsteer was editing it: starting over\n";
+  }
+  return makeError(ErrorCode::kTryAgain,
+                   path + " changed " + std::to_string(kEditAttempts) + " times while podsteer was editing it",
+                   "something rewrites it continuously; nothing was written");
 }
 
 bool isConfigName(const std::string& n) {
@@ -172,7 +208,9 @@ Status installBinary(const InstallOptions& opts, bool& changed, std::string& rep
   return Status::success();
 }
 
-Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+// One attempt at putting the entry into confDir/name; false: the file changed under it.
+Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& name, bool& changed,
+                              std::string& report) {
   const std::string path = opts.confDir + "/" + name;
   auto file = readValidConfig(path, name);
   if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
@@ -209,12 +247,16 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
                          path + ": podsteer would convert it into " + target + ", which exists and is not its own",
                          "remove one of the two files: the runtime loads only the first");
     }
-    if (auto s = writeConfig(target, *converted, *file, /*noReplace=*/!exists); !s) return s;
-    ::unlink(path.c_str());
-    if (auto s = syncDirectory(opts.confDir); !s) return s;
+    auto written = writeConfig(target, *converted, *file, opts.beforeCommit, /*noReplace=*/!exists);
+    if (!written || !*written) return written;
     changed = true;
+    // The .conf goes only as it was converted; a newer one is converted again (its
+    // conflist is ours now, so the next attempt replaces it).
+    if (!unchanged(*file)) return false;
+    ::unlink(path.c_str());
+    if (auto s = syncDirectory(opts.confDir); !s) return s.error();
     report += "converted " + path + " into " + target + " with podsteer appended\n";
-    return Status::success();
+    return true;
   }
   // Our own bookkeeping (this file is a .conf we converted) survives an entry change.
   if (auto existing = findEntry(text); existing && existing->contains(kInstallKey)) {
@@ -226,14 +268,20 @@ Status installEntry(const InstallOptions& opts, const std::string& name, bool& c
   const EntryPlacement before = entryPlacement(text);
   auto updated = withEntry(text, entry);
   if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
-  if (!*updated) return Status::success();
-  if (auto s = writeConfig(file->realPath, **updated, *file); !s) return s;
+  if (!*updated) return true;
+  auto written = writeConfig(file->realPath, **updated, *file, opts.beforeCommit);
+  if (!written || !*written) return written;
   changed = true;
   report += (before == EntryPlacement::kAbsent       ? "added podsteer to "
              : before == EntryPlacement::kMisplaced ? "moved podsteer after the primary plugin in "
                                                      : "updated podsteer in ") +
             describe(*file) + "\n";
-  return Status::success();
+  return true;
+}
+
+Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+  return retryWhileChanging(opts.confDir + "/" + name, report,
+                            [&] { return installEntryOnce(opts, name, changed, report); });
 }
 
 // Serializes install passes and uninstall on one node: an flock on the bin dir itself,
@@ -329,39 +377,55 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   return installEntry(opts, primary, changed, report);
 }
 
-Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report) {
+namespace {
+
+// One attempt at taking podsteer out of confDir/name; false: the file changed under it.
+Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n, std::string& report,
+                               const CommitHook& beforeCommit) {
+  const std::string path = confDir + "/" + n;
+  auto file = readValidConfig(path, n);
+  if (!file) {
+    report += skippedLine(path, file.error());
+    return true;
+  }
+  const std::string& text = file->text;
+  // install converts regular files only, so a symlinked conflist was not made by it.
+  if (auto restored = file->symlink ? std::nullopt : conflistToConf(text, n)) {
+    // Restored only under its old name and only when that name is free: a .conf the
+    // primary wrote again since is newer than our copy (then only our entry goes).
+    const std::string target = confDir + "/" + restored->fileName;
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) != 0 && errno == ENOENT) {
+      auto written = writeConfig(target, restored->text, *file, beforeCommit, /*noReplace=*/true);
+      if (written && !*written) return false;
+      if (written) {
+        ::unlink(path.c_str());
+        if (auto d = syncDirectory(confDir); !d) return d.error();
+        report += "restored " + target + "\n";
+        return true;
+      }
+      if (errno != EEXIST) return written.error();
+    }
+    report += "kept " + target + " (written again since podsteer converted it)\n";
+  }
+  auto without = withoutEntry(text);
+  if (!without || !*without) return true;
+  auto written = writeConfig(file->realPath, **without, *file, beforeCommit);
+  if (!written || !*written) return written;
+  report += "removed podsteer from " + describe(*file) + "\n";
+  return true;
+}
+
+} // namespace
+
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
+                 const CommitHook& beforeCommit) {
   stopWatchers(report);
   InstallLock lock(binDir);
   for (const auto& n : configFiles(confDir)) {
-    const std::string path = confDir + "/" + n;
-    auto file = readValidConfig(path, n);
-    if (!file) {
-      report += skippedLine(path, file.error());
-      continue;
-    }
-    const std::string& text = file->text;
-    // install converts regular files only, so a symlinked conflist was not made by it.
-    if (auto restored = file->symlink ? std::nullopt : conflistToConf(text, n)) {
-      // Restored only under its old name and only when that name is free: a .conf the
-      // primary wrote again since is newer than our copy (then only our entry goes).
-      const std::string target = confDir + "/" + restored->fileName;
-      struct stat st {};
-      if (::lstat(target.c_str(), &st) != 0 && errno == ENOENT) {
-        auto s = writeConfig(target, restored->text, *file, /*noReplace=*/true);
-        if (s) {
-          ::unlink(path.c_str());
-          if (auto d = syncDirectory(confDir); !d) return d;
-          report += "restored " + target + "\n";
-          continue;
-        }
-        if (errno != EEXIST) return s;
-      }
-      report += "kept " + target + " (written again since podsteer converted it)\n";
-    }
-    auto without = withoutEntry(text);
-    if (!without || !*without) continue;
-    if (auto s = writeConfig(file->realPath, **without, *file); !s) return s;
-    report += "removed podsteer from " + describe(*file) + "\n";
+    auto s = retryWhileChanging(confDir + "/" + n, report,
+                                [&] { return uninstallFileOnce(confDir, n, report, beforeCommit); });
+    if (!s) return s;
   }
   const std::string bin = binDir + "/" + kPluginType;
   if (::unlink(bin.c_str()) == 0) report += "removed " + bin + "\n";

@@ -16,6 +16,11 @@
 
 namespace podsteer::install {
 
+// Test seam: called with a config's path after podsteer wrote its edit to a temporary and
+// before it checks that the file is unchanged and renames (a test rewrites the file here,
+// as the primary CNI would).
+using CommitHook = std::function<void(const std::string& configPath)>;
+
 struct InstallOptions {
   std::string binDir = "/opt/cni/bin";
   std::string confDir = "/etc/cni/net.d";
@@ -24,6 +29,7 @@ struct InstallOptions {
                           {"capabilities", {{"io.kubernetes.cri.pod-annotations", true}}},
                           {"redirect", nlohmann::json::object()}};
   std::chrono::seconds waitForPrimary{300};
+  CommitHook beforeCommit;
 };
 
 // The node's primary CNI config: the first *.conflist / *.conf / *.json in lexical order
@@ -34,7 +40,8 @@ std::string findPrimaryConfig(const std::string& confDir, std::string* skipped =
 // One pass; `changed` tells whether anything was written. Waits (bounded) for a primary.
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report);
 // Removes our entry from every config in confDir (restoring a converted .conf), then the binary.
-Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report);
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
+                 const CommitHook& beforeCommit = {});
 
 // `podsteer install|uninstall [flags]` from argv.
 // `reconcile` (may be empty) runs when `install --watch --reconcile` sees the --conf file

@@ -699,3 +699,82 @@ TEST_CASE("an entry before the primary, or a second entry, is moved after the pr
     CHECK(report.find(file.string()) == std::string::npos);
   }
 }
+
+namespace {
+
+// kFlannel as the primary CNI rewrites it on a restart: a new MTU in its delegate.
+std::string flannelWithMtu(int mtu) {
+  auto j = nlohmann::json::parse(kFlannel);
+  j["plugins"][0]["delegate"]["mtu"] = mtu;
+  return j.dump(2) + "\n";
+}
+
+} // namespace
+
+TEST_CASE("a concurrent rewrite by the primary CNI is never lost: re-read before the rename, start over (issue 18.6)") {
+  SUBCASE("install: the primary rewrites its conflist between podsteer's read and rename") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    auto opts = node.options();
+    int calls = 0;
+    opts.beforeCommit = [&](const std::string& path) {
+      if (calls++ == 0) TempNode::write(path, flannelWithMtu(1400));
+    };
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(opts, changed, report).ok());
+    auto plugins = pluginsOf(file);
+    CHECK(plugins[0]["delegate"]["mtu"] == 1400); // the primary's update survived
+    CHECK(plugins.back()["type"] == "podsteer");  // and podsteer is in
+    CHECK(calls == 2);
+  }
+  SUBCASE("install converting a .conf: the primary rewrites the .conf meanwhile") {
+    TempNode node;
+    TempNode::write(node.conf / "20-bridge.conf", kBridgeConf);
+    const std::string fresh = std::string(kBridgeConf).replace(std::string(kBridgeConf).find("10.1.0.0"), 8, "10.2.0.0");
+    auto opts = node.options();
+    int calls = 0;
+    opts.beforeCommit = [&](const std::string& path) {
+      if (calls++ == 0) TempNode::write(path, fresh);
+    };
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(opts, changed, report).ok());
+    CHECK_FALSE(fs::exists(node.conf / "20-bridge.conf"));
+    auto plugins = pluginsOf(node.conf / "20-bridge.conflist");
+    CHECK(plugins[0]["ipam"]["subnet"] == "10.2.0.0/16");
+    CHECK(plugins.back()["type"] == "podsteer");
+    std::string r2;
+    REQUIRE(uninstall(node.bin, node.conf, r2).ok());
+    CHECK(TempNode::read(node.conf / "20-bridge.conf") == fresh);
+  }
+  SUBCASE("uninstall: the primary rewrites its conflist (without our entry) meanwhile") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    int calls = 0;
+    REQUIRE(uninstall(node.bin, node.conf, report, [&](const std::string& path) {
+              if (calls++ == 0) TempNode::write(path, flannelWithMtu(1400));
+            }).ok());
+    CHECK(TempNode::read(file) == flannelWithMtu(1400));
+  }
+  SUBCASE("a file that changes on every attempt: error 11, and the primary's last text stays") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    auto opts = node.options();
+    int mtu = 1000;
+    opts.beforeCommit = [&](const std::string& path) { TempNode::write(path, flannelWithMtu(++mtu)); };
+    bool changed = false;
+    std::string report;
+    auto s = installOnce(opts, changed, report);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::kTryAgain);
+    CHECK(TempNode::read(file) == flannelWithMtu(mtu));
+    CHECK(listing(node.conf) == std::vector<std::string>{"10-flannel.conflist"}); // no temporary left
+  }
+}
