@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "config/netconf.h"
 #include "install/conflist_text.h"
 #include "util/file_io.h"
 
@@ -208,6 +209,14 @@ Status installBinary(const InstallOptions& opts, bool& changed, std::string& rep
   return Status::success();
 }
 
+std::string stringOr(const nlohmann::json& j, const char* key, const std::string& otherwise) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>() : otherwise;
+}
+
+constexpr const char* kProbeNetwork = "podsteer-probe";
+constexpr const char* kProbeVersion = "1.0.0";
+
 // One attempt at putting the entry into confDir/name; false: the file changed under it.
 Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& name, bool& changed,
                               std::string& report) {
@@ -221,6 +230,12 @@ Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& nam
   // Install bookkeeping is install's alone to write: a copy in an operator's entry (taken
   // from another node's conflist) would make uninstall "restore" a file it never converted.
   entry.erase(kInstallKey);
+  // The entry as the runtime will hand it to podsteer from this file: refused (nothing
+  // written, the file keeps its previous entry) when podsteer would refuse every ADD.
+  if (auto s = validateEntry(entry, stringOr(parsed, "cniVersion", kProbeVersion), stringOr(parsed, "name", kProbeNetwork));
+      !s)
+    return makeError(s.error().code, "podsteer entry for " + path + ": " + s.error().msg,
+                     "nothing written: the file keeps its previous entry");
   if (!parsed.contains("plugins")) {
     // A single-plugin .conf becomes a .conflist (libcni prefers neither; the old name goes).
     // A symlinked .conf is refused: the conversion replaces the name by another, which
@@ -339,6 +354,54 @@ void stopWatchers(std::string& report) {
 }
 
 } // namespace
+
+Status validateEntry(const nlohmann::json& entry, const std::string& cniVersion, const std::string& networkName) {
+  if (!entry.is_object()) return makeError(ErrorCode::kInvalidConfig, "the podsteer entry must be a JSON object");
+  if (entry.contains("plugins"))
+    return makeError(ErrorCode::kInvalidConfig, "plugins: this is a conflist; the entry is podsteer's plugin object alone");
+  nlohmann::json probe = entry;
+  probe["type"] = kPluginType;
+  probe["cniVersion"] = cniVersion;
+  probe["name"] = networkName;
+  probe["runtimeConfig"] = {{kAnnotationsCapability, nlohmann::json::object()}};
+  probe["prevResult"] = {
+      {"cniVersion", cniVersion},
+      {"interfaces", {{{"name", "eth0"}, {"sandbox", "/var/run/netns/podsteer-probe"}}}},
+      {"ips",
+       {{{"version", "4"}, {"address", "10.244.0.2/24"}, {"interface", 0}},
+        {{"version", "6"}, {"address", "fd00:10:244::2/64"}, {"interface", 0}}}}};
+  auto conf = parseNetConf(probe.dump(), ParseMode::kStrict);
+  if (!conf) return conf.error();
+  return Status::success();
+}
+
+Result<nlohmann::json> parseEntry(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return makeError(ErrorCode::kDecode, "not valid JSON");
+  if (!j.is_object()) return makeError(ErrorCode::kInvalidConfig, "not a JSON object (the podsteer conflist entry)");
+  j.erase(kInstallKey);
+  if (auto s = validateEntry(j, kProbeVersion, kProbeNetwork); !s) return s.error();
+  return j;
+}
+
+EntryFile::Change EntryFile::poll(std::string& log) {
+  auto text = podsteer::readFile(path_);
+  if (text == lastText_) return Change::kNone; // also: still unreadable
+  lastText_ = text;
+  if (!text) {
+    log += "rejected " + path_ + ": cannot read it (" + std::strerror(errno) + "); keeping the previous entry\n";
+    return Change::kRejected;
+  }
+  auto entry = parseEntry(*text);
+  if (!entry) {
+    log += "rejected " + path_ + ": " + entry.error().msg +
+           (current_ ? "; keeping the previous entry\n" : "; nothing is installed until it is fixed\n");
+    return Change::kRejected;
+  }
+  if (current_ && *current_ == *entry) return Change::kNone;
+  current_ = std::move(*entry);
+  return Change::kNew;
+}
 
 std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) {
   for (const auto& n : configFiles(confDir)) {
@@ -459,17 +522,6 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     else if (a == "--interval" && (v = value("--interval"))) interval = std::chrono::milliseconds(std::atoi(v->c_str()));
     else if (a == "--conf" && (v = value("--conf"))) {
       confFile = *v;
-      std::string text;
-      if (!readFile(*v, text)) {
-        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": cannot read " << *v << "\n";
-        return 1;
-      }
-      auto j = nlohmann::json::parse(text, nullptr, false);
-      if (!j.is_object()) {
-        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << *v << " is not a JSON object (the podsteer conflist entry)\n";
-        return 1;
-      }
-      opts.entry = j;
     } else {
       FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
                    "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
@@ -484,20 +536,34 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     if (!s) FdWriter(STDERR_FILENO) << "podsteer uninstall: " << s.error().msg << "\n";
     return s ? 0 : 1;
   }
+  // --conf: validated before anything is written. install exits non-zero naming the
+  // field; --watch logs the rejection and keeps whatever entry is installed (a typo in
+  // the ConfigMap must not take the node's pod networking down), trying again when the
+  // file changes. (uninstall does not need the entry: a broken one must not stop it.)
+  std::optional<EntryFile> entryFile;
+  if (!confFile.empty()) {
+    entryFile.emplace(confFile);
+    std::string log;
+    if (entryFile->poll(log) != EntryFile::Change::kNew) {
+      FdWriter(STDERR_FILENO) << "podsteer install: " << log;
+      if (!watch) return 1;
+    } else {
+      opts.entry = *entryFile->current();
+    }
+  }
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
-  std::string lastEntry = opts.entry.dump();
-  std::string lastSkipped;
+  std::string lastSkipped, lastError;
   do {
     bool changed = false;
     report.clear();
-    if (watch && !confFile.empty()) {
+    if (watch && entryFile) {
       // A ConfigMap volume swaps the file on edit: pick up the new entry each pass.
-      std::string text;
-      auto j = readFile(confFile, text) ? nlohmann::json::parse(text, nullptr, false) : nlohmann::json();
-      if (j.is_object() && j.dump() != lastEntry) {
-        opts.entry = j;
-        lastEntry = j.dump();
+      std::string log;
+      auto change = entryFile->poll(log);
+      if (change == EntryFile::Change::kRejected) FdWriter(STDERR_FILENO) << "podsteer install: " << log;
+      if (change == EntryFile::Change::kNew) {
+        opts.entry = *entryFile->current();
         FdWriter(STDOUT_FILENO) << "podsteer install: " << confFile << " changed\n";
         if (reconcileOnChange && reconcile) {
           // Reconcile reads the entry's own stateDir; new pods get the entry via installOnce.
@@ -506,11 +572,26 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
         }
       }
     }
+    if (entryFile && !entryFile->current()) {
+      // No valid entry yet: nothing to install (an entry already in the conflist stays).
+      for (auto waited = std::chrono::milliseconds(0); !gStop && waited < interval;
+           waited += std::chrono::milliseconds(100))
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     auto s = installOnce(opts, changed, report);
     FdWriter(STDOUT_FILENO) << (watch ? withoutRepeatedSkips(report, lastSkipped) : report);
     if (!s) {
-      FdWriter(STDERR_FILENO) << "podsteer install: " << s.error().msg << (s.error().details.empty() ? "" : " (" + s.error().details + ")") << "\n";
-      if (!watch) return 1;
+      std::string line = "podsteer install: " + s.error().msg +
+                         (s.error().details.empty() ? "" : " (" + s.error().details + ")") + "\n";
+      if (!watch) {
+        FdWriter(STDERR_FILENO) << line;
+        return 1;
+      }
+      if (line != lastError) FdWriter(STDERR_FILENO) << line; // once, not every interval
+      lastError = line;
+    } else {
+      lastError.clear();
     }
     // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
     // put our entry back whenever it disappears.

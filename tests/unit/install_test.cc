@@ -778,3 +778,115 @@ TEST_CASE("a concurrent rewrite by the primary CNI is never lost: re-read before
     CHECK(listing(node.conf) == std::vector<std::string>{"10-flannel.conflist"}); // no temporary left
   }
 }
+
+namespace {
+
+int runInstall(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  return runInstallCommand(static_cast<int>(args.size()), argv.data());
+}
+
+} // namespace
+
+TEST_CASE("an entry the plugin would refuse is never written; the previous entry stays (issue 18.2)") {
+  struct Typo {
+    nlohmann::json patch;
+    std::string field;
+  };
+  const std::vector<Typo> typos = {
+      {{{"logFile", "relative.log"}}, "logFile"},
+      {{{"redirect", {{"inboundPort", "abc"}}}}, "redirect.inboundPort"},
+      {{{"routingDomains", {{{"name", "sbi"}, {"table", "main"}}}}}, "routingDomains[0]"},
+      {{{"firewall", {{"ingress", {{{"protocol", "tcp"}, {"ports", {"80-"}}}}}}}}, "firewall.ingress[0]"},
+  };
+  for (const auto& typo : typos) {
+    CAPTURE(typo.field);
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(node.options(), changed, report).ok());
+    const std::string good = TempNode::read(file);
+    auto opts = node.options();
+    opts.entry.merge_patch(typo.patch);
+    auto s = installOnce(opts, changed, report);
+    CHECK_FALSE(s.ok());
+    CHECK(s.error().code == ErrorCode::kInvalidConfig);
+    CHECK(s.error().msg.find(typo.field) != std::string::npos);
+    CHECK(TempNode::read(file) == good); // the working entry is kept
+  }
+}
+
+TEST_CASE("install --conf validates the entry: exit status, nothing written; uninstall ignores it (issue 18.2)") {
+  SUBCASE("install --conf with a typo exits non-zero and writes nothing") {
+    TempNode node;
+    const fs::path file = node.conf / "10-flannel.conflist";
+    TempNode::write(file, kFlannel);
+    const fs::path entry = node.root / "entry.json";
+    TempNode::write(entry, R"({"type": "podsteer", "logFile": "relative.log", "redirect": {}})");
+    const std::vector<std::string> dirs = {"--cni-bin-dir", node.bin, "--cni-conf-dir", node.conf,
+                                           "--binary",      node.binary, "--timeout", "1"};
+    std::vector<std::string> args = {"podsteer", "install", "--conf", entry};
+    args.insert(args.end(), dirs.begin(), dirs.end());
+    CHECK(runInstall(args) != 0);
+    CHECK(TempNode::read(file) == kFlannel);
+    CHECK_FALSE(fs::exists(node.bin / "podsteer"));
+    TempNode::write(entry, R"({"type": "podsteer", "logFile": "/var/log/podsteer.log", "redirect": {}})");
+    CHECK(runInstall(args) == 0);
+    CHECK(pluginsOf(file).back()["logFile"] == "/var/log/podsteer.log");
+    // uninstall does not need a valid entry
+    TempNode::write(entry, "{not json");
+    CHECK(runInstall({"podsteer", "uninstall", "--conf", entry, "--cni-bin-dir", node.bin, "--cni-conf-dir", node.conf}) ==
+          0);
+    CHECK(TempNode::read(file) == kFlannel);
+  }
+  SUBCASE("the primary's own cniVersion is checked too: podsteer supports none below 0.3.0") {
+    TempNode node;
+    auto old = nlohmann::json::parse(kFlannel);
+    old["cniVersion"] = "0.2.0";
+    TempNode::write(node.conf / "10-flannel.conflist", old.dump());
+    bool changed = false;
+    std::string report;
+    auto s = installOnce(node.options(), changed, report);
+    CHECK_FALSE(s.ok());
+    CHECK(s.error().msg.find("cniVersion") != std::string::npos);
+    CHECK(TempNode::read(node.conf / "10-flannel.conflist") == old.dump());
+  }
+}
+
+TEST_CASE("--watch: a --conf edit with a typo is logged once and the working entry stays current (issue 18.2)") {
+  TempNode node;
+  const fs::path path = node.root / "entry.json";
+  TempNode::write(path, R"({"type": "podsteer", "redirect": {}})");
+  EntryFile file(path);
+  std::string log;
+  REQUIRE(file.poll(log) == EntryFile::Change::kNew);
+  const nlohmann::json working = *file.current();
+  CHECK(file.poll(log) == EntryFile::Change::kNone);
+
+  TempNode::write(path, R"({"type": "podsteer", "redirect": {"inboundPort": "abc"}})");
+  CHECK(file.poll(log) == EntryFile::Change::kRejected);
+  CHECK(log.find("redirect.inboundPort") != std::string::npos);
+  CHECK(log.find("keeping the previous entry") != std::string::npos);
+  CHECK(*file.current() == working);
+  log.clear();
+  CHECK(file.poll(log) == EntryFile::Change::kNone); // logged once per content, not every pass
+  CHECK(log.empty());
+
+  TempNode::write(path, R"({"type": "podsteer", "redirect": {})"); // invalid JSON: logged too
+  CHECK(file.poll(log) == EntryFile::Change::kRejected);
+  CHECK(log.find("not valid JSON") != std::string::npos);
+  CHECK(*file.current() == working);
+
+  // Bookkeeping in the file is dropped; a whole conflist is not an entry.
+  TempNode::write(path, R"({"type": "podsteer", "hairpin": true, "podsteerInstall": {"convertedFrom": "x.conf"}})");
+  REQUIRE(file.poll(log) == EntryFile::Change::kNew);
+  CHECK(file.current()->value("hairpin", false));
+  CHECK_FALSE(file.current()->contains(kInstallKey));
+  TempNode::write(path, kFlannel);
+  CHECK(file.poll(log) == EntryFile::Change::kRejected);
+  CHECK(log.find("plugins") != std::string::npos);
+}
