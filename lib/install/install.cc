@@ -9,12 +9,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
 
-#include "config/netconf.h"
 #include "install/conflist_text.h"
 #include "util/file_io.h"
 
@@ -33,108 +31,6 @@ bool readFile(const std::string& path, std::string& out) {
 
 Status writeAtomic(const std::string& path, const std::string& data, mode_t mode) {
   return writeFileAtomic(path, data, "write", Durability::kAlways, mode, ErrorCode::kIo);
-}
-
-// One config file of the conf dir as read, and where an edit of it goes.
-//
-// A symlinked config (an operator's link to a file kept elsewhere, or a ConfigMap-style
-// chain `name -> ..data/name`, `..data -> ..<timestamp>`) is edited at its final target,
-// atomically in the target's own directory (temp file there + rename there), so the link
-// stays a link and uninstall gives the target back byte for byte. The runtime follows the
-// link and sees the same text either way. Replacing the link by a regular file would
-// detach the name from whatever maintains the target (and uninstall could not restore the
-// link). A target on a read-only filesystem (a ConfigMap volume) is refused with a
-// message that says so: its source has to carry the entry.
-struct ConfigFile {
-  std::string path;     // confDir/name, as the runtime opens it
-  std::string realPath; // where edits go: path itself, or its symlink's final target
-  bool symlink = false;
-  FileAttributes attributes; // mode and owner of realPath: every rewrite keeps them
-  std::string text;
-};
-
-Result<ConfigFile> readConfig(const std::string& path) {
-  ConfigFile f;
-  f.path = path;
-  f.realPath = path;
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
-  if (S_ISLNK(st.st_mode)) {
-    char* real = ::realpath(path.c_str(), nullptr);
-    if (real == nullptr) return makeError(ErrorCode::kIo, "resolve symlink " + path + ": " + std::strerror(errno));
-    f.realPath = real;
-    std::free(real);
-    f.symlink = true;
-  }
-  // O_NONBLOCK: a FIFO named like a config must not hang the installer.
-  int fd = ::open(f.realPath.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-  if (fd < 0) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return makeError(ErrorCode::kIo, "read " + path + ": not a regular file");
-  }
-  // Text and attributes from one descriptor: one inode, even if the file is replaced now.
-  f.attributes = FileAttributes{.mode = static_cast<mode_t>(st.st_mode & 07777), .uid = st.st_uid, .gid = st.st_gid};
-  auto text = readAll(fd);
-  int saved = errno;
-  ::close(fd);
-  if (!text) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(saved));
-  f.text = std::move(*text);
-  return f;
-}
-
-std::string describe(const ConfigFile& f) {
-  return f.symlink ? f.path + " (a symlink to " + f.realPath + ")" : f.path;
-}
-
-// Writes `text` as `target` with the attributes of `like` (the file it replaces or comes from).
-// Whether `f` still holds what was read (same target, same bytes).
-bool unchanged(const ConfigFile& f) {
-  auto now = readConfig(f.path);
-  return now && now->realPath == f.realPath && now->text == f.text;
-}
-
-// Writes `text` as `target` with the attributes of `source`, the file the text was
-// computed from (the file itself, or the .conf/.conflist a conversion turns into the
-// other), but only if `source` still holds what was read: the primary CNI rewrites its
-// config whenever it likes (restarts, upgrades), and a rename computed from its old text
-// would silently undo its update. The source is read again after the temporary is written,
-// just before the rename; false: it changed, nothing was written, start over from the
-// new text. (A rewrite inside the remaining microseconds cannot be excluded without a
-// lock the primary does not take; --watch repairs what it can see.)
-// noReplace: `target` is a new name, which must not replace a file that appeared there.
-Result<bool> writeConfig(const std::string& target, const std::string& text, const ConfigFile& source,
-                         const CommitHook& beforeCommit, bool noReplace = false) {
-  AtomicReplace out(target, "write");
-  auto s = out.write(text, source.attributes);
-  if (s) {
-    if (beforeCommit) beforeCommit(source.path);
-    if (!unchanged(source)) return false;
-    s = out.commit(noReplace);
-  }
-  if (!s && source.symlink && (errno == EROFS || errno == EACCES || errno == EPERM))
-    return makeError(ErrorCode::kIo, s.error().msg,
-                     describe(source) + " cannot be edited where it lives (a ConfigMap or other read-only volume?): "
-                                        "add podsteer's entry to the file's source instead");
-  if (!s) return s.error();
-  return true;
-}
-
-// How often an edit starts over because the file changed under it before giving up
-// (error 11; --watch tries again next pass).
-constexpr int kEditAttempts = 10;
-
-// Runs `attempt` (true: done, false: the file changed under it) until it is done.
-template <typename Attempt> Status retryWhileChanging(const std::string& path, std::string& report, Attempt attempt) {
-  for (int i = 0; i < kEditAttempts; ++i) {
-    auto done = attempt();
-    if (!done) return done.error();
-    if (*done) return Status::success();
-    report += path + " changed while podsteer was editing it: starting over\n";
-  }
-  return makeError(ErrorCode::kTryAgain,
-                   path + " changed " + std::to_string(kEditAttempts) + " times while podsteer was editing it",
-                   "something rewrites it continuously; nothing was written");
 }
 
 bool isConfigName(const std::string& n) {
@@ -167,17 +63,6 @@ bool onlyOurs(const nlohmann::json& j) {
   for (const auto& p : j["plugins"])
     if (!isOurType(p)) return false;
   return true;
-}
-
-// A config file podsteer may edit: readable, a regular file, and valid CNI JSON. Anything
-// else in the conf dir (a stray editor backup, a half-written file, a BOM) is left alone
-// and named in a "skipped" line.
-Result<ConfigFile> readValidConfig(const std::string& path, const std::string& name) {
-  auto file = readConfig(path);
-  if (!file) return file.error();
-  if (auto s = checkCniConfig(file->text, name); !s)
-    return makeError(ErrorCode::kInvalidConfig, "not valid CNI JSON: " + s.error().msg);
-  return file;
 }
 
 std::string skippedLine(const std::string& path, const Error& e) { return "skipped " + path + ": " + e.msg + "\n"; }
@@ -213,9 +98,6 @@ std::string stringOr(const nlohmann::json& j, const char* key, const std::string
   auto it = j.find(key);
   return it != j.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>() : otherwise;
 }
-
-constexpr const char* kProbeNetwork = "podsteer-probe";
-constexpr const char* kProbeVersion = "1.0.0";
 
 // One attempt at putting the entry into confDir/name; false: the file changed under it.
 Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& name, bool& changed,
@@ -354,54 +236,6 @@ void stopWatchers(std::string& report) {
 }
 
 } // namespace
-
-Status validateEntry(const nlohmann::json& entry, const std::string& cniVersion, const std::string& networkName) {
-  if (!entry.is_object()) return makeError(ErrorCode::kInvalidConfig, "the podsteer entry must be a JSON object");
-  if (entry.contains("plugins"))
-    return makeError(ErrorCode::kInvalidConfig, "plugins: this is a conflist; the entry is podsteer's plugin object alone");
-  nlohmann::json probe = entry;
-  probe["type"] = kPluginType;
-  probe["cniVersion"] = cniVersion;
-  probe["name"] = networkName;
-  probe["runtimeConfig"] = {{kAnnotationsCapability, nlohmann::json::object()}};
-  probe["prevResult"] = {
-      {"cniVersion", cniVersion},
-      {"interfaces", {{{"name", "eth0"}, {"sandbox", "/var/run/netns/podsteer-probe"}}}},
-      {"ips",
-       {{{"version", "4"}, {"address", "10.244.0.2/24"}, {"interface", 0}},
-        {{"version", "6"}, {"address", "fd00:10:244::2/64"}, {"interface", 0}}}}};
-  auto conf = parseNetConf(probe.dump(), ParseMode::kStrict);
-  if (!conf) return conf.error();
-  return Status::success();
-}
-
-Result<nlohmann::json> parseEntry(const std::string& text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded()) return makeError(ErrorCode::kDecode, "not valid JSON");
-  if (!j.is_object()) return makeError(ErrorCode::kInvalidConfig, "not a JSON object (the podsteer conflist entry)");
-  j.erase(kInstallKey);
-  if (auto s = validateEntry(j, kProbeVersion, kProbeNetwork); !s) return s.error();
-  return j;
-}
-
-EntryFile::Change EntryFile::poll(std::string& log) {
-  auto text = podsteer::readFile(path_);
-  if (text == lastText_) return Change::kNone; // also: still unreadable
-  lastText_ = text;
-  if (!text) {
-    log += "rejected " + path_ + ": cannot read it (" + std::strerror(errno) + "); keeping the previous entry\n";
-    return Change::kRejected;
-  }
-  auto entry = parseEntry(*text);
-  if (!entry) {
-    log += "rejected " + path_ + ": " + entry.error().msg +
-           (current_ ? "; keeping the previous entry\n" : "; nothing is installed until it is fixed\n");
-    return Change::kRejected;
-  }
-  if (current_ && *current_ == *entry) return Change::kNone;
-  current_ = std::move(*entry);
-  return Change::kNew;
-}
 
 std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) {
   for (const auto& n : configFiles(confDir)) {
