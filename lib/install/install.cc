@@ -99,6 +99,15 @@ std::string stringOr(const nlohmann::json& j, const char* key, const std::string
   return it != j.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>() : otherwise;
 }
 
+// The entry as the runtime will hand it to podsteer from the config at `path` (parsed):
+// refused, with nothing written, when podsteer would refuse every ADD.
+Status validateFor(const nlohmann::json& entry, const nlohmann::json& parsed, const std::string& path) {
+  auto s = validateEntry(entry, stringOr(parsed, "cniVersion", kProbeVersion), stringOr(parsed, "name", kProbeNetwork));
+  if (s) return s;
+  return makeError(s.error().code, "podsteer entry for " + path + ": " + s.error().msg,
+                   "nothing written: the file keeps its previous entry");
+}
+
 // One attempt at putting the entry into confDir/name; false: the file changed under it.
 Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& name, bool& changed,
                               std::string& report) {
@@ -112,12 +121,7 @@ Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& nam
   // Install bookkeeping is install's alone to write: a copy in an operator's entry (taken
   // from another node's conflist) would make uninstall "restore" a file it never converted.
   entry.erase(kInstallKey);
-  // The entry as the runtime will hand it to podsteer from this file: refused (nothing
-  // written, the file keeps its previous entry) when podsteer would refuse every ADD.
-  if (auto s = validateEntry(entry, stringOr(parsed, "cniVersion", kProbeVersion), stringOr(parsed, "name", kProbeNetwork));
-      !s)
-    return makeError(s.error().code, "podsteer entry for " + path + ": " + s.error().msg,
-                     "nothing written: the file keeps its previous entry");
+  if (auto s = validateFor(entry, parsed, path); !s) return s.error();
   if (!parsed.contains("plugins")) {
     // A single-plugin .conf becomes a .conflist (libcni prefers neither; the old name goes).
     // A symlinked .conf is refused: the conversion replaces the name by another, which
@@ -270,6 +274,10 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   }
   InstallLock lock(opts.binDir);
   if (gStop) return Status::success(); // told to stop (uninstall) while waiting for the lock
+  // An entry the plugin would refuse changes nothing on the node, not even the binary
+  // (installEntry checks again against the text it edits).
+  if (auto file = readValidConfig(opts.confDir + "/" + primary, primary))
+    if (auto s = validateFor(opts.entry, nlohmann::json::parse(file->text), file->path); !s) return s;
   if (auto s = installBinary(opts, changed, report); !s) return s;
   return installEntry(opts, primary, changed, report);
 }

@@ -817,6 +817,14 @@ TEST_CASE("an entry the plugin would refuse is never written; the previous entry
     CHECK(s.error().code == ErrorCode::kInvalidConfig);
     CHECK(s.error().msg.find(typo.field) != std::string::npos);
     CHECK(TempNode::read(file) == good); // the working entry is kept
+    // On a fresh node nothing at all is written, not even the binary.
+    TempNode fresh;
+    TempNode::write(fresh.conf / "10-flannel.conflist", kFlannel);
+    auto freshOpts = fresh.options();
+    freshOpts.entry.merge_patch(typo.patch);
+    CHECK_FALSE(installOnce(freshOpts, changed, report).ok());
+    CHECK_FALSE(fs::exists(fresh.bin / "podsteer"));
+    CHECK(TempNode::read(fresh.conf / "10-flannel.conflist") == kFlannel);
   }
 }
 
