@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "config/netconf.h"
+
 namespace podsteer::install {
 
 namespace {
@@ -44,7 +46,7 @@ public:
     while (j < t_.size() && t_[j] != ',' && t_[j] != '}' && t_[j] != ']' && t_[j] != ' ' && t_[j] != '\n' &&
            t_[j] != '\t' && t_[j] != '\r')
       ++j;
-    return j;
+    return j > i ? j : std::string::npos; // a value is never empty: callers always advance
   }
   size_t stringEnd(size_t i) const {
     for (size_t j = i + 1; j < t_.size(); ++j) {
@@ -83,7 +85,7 @@ std::optional<PluginsArray> findPlugins(const std::string& t) {
     if (i >= t.size() || t[i] != ':') return std::nullopt;
     size_t vstart = s.skipWs(i + 1);
     size_t vend = s.valueEnd(vstart);
-    if (vend == std::string::npos) return std::nullopt;
+    if (vend == std::string::npos || vend <= vstart) return std::nullopt;
     if (key == "plugins" && t[vstart] == '[') {
       PluginsArray a;
       a.open = vstart;
@@ -97,7 +99,7 @@ std::optional<PluginsArray> findPlugins(const std::string& t) {
           continue;
         }
         size_t e = s.valueEnd(j);
-        if (e == std::string::npos || e > a.close) return std::nullopt;
+        if (e == std::string::npos || e <= j || e > a.close) return std::nullopt;
         a.elements.push_back({j, e});
         j = e;
       }
@@ -109,7 +111,9 @@ std::optional<PluginsArray> findPlugins(const std::string& t) {
 
 bool isOurs(const std::string& elementText) {
   auto j = nlohmann::json::parse(elementText, nullptr, false);
-  return j.is_object() && j.value("type", "") == kPluginType;
+  if (!j.is_object()) return false;
+  auto t = j.find("type");
+  return t != j.end() && t->is_string() && t->get<std::string>() == kPluginType;
 }
 
 // The indentation of the line `pos` is on.
@@ -123,9 +127,58 @@ std::string lineIndent(const std::string& t, size_t pos) {
 
 Error notConflist(const std::string& why) { return makeError(ErrorCode::kInvalidConfig, "conflist: " + why); }
 
+bool hasBom(const std::string& t) { return t.size() >= 3 && t.compare(0, 3, "\xEF\xBB\xBF") == 0; }
+
+// Parses text the editors may work on: anything else is nullopt, and no editor runs on it.
+std::optional<nlohmann::json> parseEditable(const std::string& text) {
+  if (hasBom(text) || !checkJsonBounds(text).ok()) return std::nullopt;
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  return j;
+}
+
+bool endsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+bool isStringIfPresent(const nlohmann::json& j, const char* key) {
+  auto it = j.find(key);
+  return it == j.end() || it->is_string();
+}
+
+// An editor's output is written to a file the runtime reads: it must parse, or nothing is written.
+Result<std::optional<std::string>> checkedOutput(std::string text) {
+  if (!parseEditable(text)) return notConflist("the edited text would not be valid JSON (not written)");
+  return std::optional<std::string>{std::move(text)};
+}
+
 } // namespace
 
+Status checkCniConfig(const std::string& text, const std::string& fileName) {
+  auto bad = [](const std::string& why) -> Status { return makeError(ErrorCode::kInvalidConfig, why); };
+  if (hasBom(text)) return bad("starts with a UTF-8 byte order mark, which the runtime's JSON decoder rejects");
+  if (auto s = checkJsonBounds(text); !s) return bad("larger than 1 MiB or nested deeper than 32 levels");
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded()) return bad("not valid JSON");
+  if (!j.is_object()) return bad("not a JSON object");
+  if (!isStringIfPresent(j, "cniVersion")) return bad("cniVersion is not a string");
+  if (!isStringIfPresent(j, "name")) return bad("name is not a string");
+  if (j.contains("plugins") || endsWith(fileName, ".conflist")) {
+    auto p = j.find("plugins");
+    if (p == j.end() || !p->is_array() || p->empty()) return bad("plugins is missing or not a non-empty list");
+    for (size_t i = 0; i < p->size(); ++i) {
+      const auto& plugin = (*p)[i];
+      if (!plugin.is_object() || !plugin.contains("type") || !plugin["type"].is_string())
+        return bad("plugins[" + std::to_string(i) + "].type is missing or not a string");
+    }
+    return Status::success();
+  }
+  if (!j.contains("type") || !j["type"].is_string()) return bad("type is missing or not a string");
+  return Status::success();
+}
+
 std::optional<nlohmann::json> findEntry(const std::string& text) {
+  if (!parseEditable(text)) return std::nullopt;
   auto a = findPlugins(text);
   if (!a) return std::nullopt;
   for (const auto& e : a->elements) {
@@ -135,43 +188,89 @@ std::optional<nlohmann::json> findEntry(const std::string& text) {
   return std::nullopt;
 }
 
+namespace {
+
+std::vector<size_t> oursIn(const std::string& text, const PluginsArray& a) {
+  std::vector<size_t> out;
+  for (size_t k = 0; k < a.elements.size(); ++k)
+    if (isOurs(text.substr(a.elements[k].begin, a.elements[k].end - a.elements[k].begin))) out.push_back(k);
+  return out;
+}
+
+// `text` without element k of its plugins list, and the separator that came with it: the
+// one before it, or (first element) the one after it.
+std::string withoutElement(const std::string& text, const PluginsArray& a, size_t k) {
+  const Span& e = a.elements[k];
+  size_t from = k > 0 ? a.elements[k - 1].end : e.begin;
+  size_t to = k > 0 ? e.end : (k + 1 < a.elements.size() ? a.elements[k + 1].begin : e.end);
+  return text.substr(0, from) + text.substr(to);
+}
+
+// Removes every podsteer element; nullopt when the text cannot be scanned.
+std::optional<std::string> withoutOurs(std::string text) {
+  while (true) {
+    auto a = findPlugins(text);
+    if (!a) return std::nullopt;
+    auto ours = oursIn(text, *a);
+    if (ours.empty()) return text;
+    text = withoutElement(text, *a, ours.front()); // shorter each time: this ends
+  }
+}
+
+} // namespace
+
+EntryPlacement entryPlacement(const std::string& text) {
+  if (!parseEditable(text)) return EntryPlacement::kAbsent;
+  auto a = findPlugins(text);
+  if (!a) return EntryPlacement::kAbsent;
+  auto ours = oursIn(text, *a);
+  if (ours.empty()) return EntryPlacement::kAbsent;
+  return ours.size() == 1 && ours[0] > 0 ? EntryPlacement::kAfterPrimary : EntryPlacement::kMisplaced;
+}
+
 Result<std::optional<std::string>> withEntry(const std::string& text, const nlohmann::json& entry) {
-  if (nlohmann::json::parse(text, nullptr, false).is_discarded()) return notConflist("not valid JSON");
+  if (!parseEditable(text)) return notConflist("not a valid JSON object");
   auto a = findPlugins(text);
   if (!a) return notConflist("no \"plugins\" list");
   const std::string entryText = entry.dump();
-  for (const auto& e : a->elements) {
-    std::string el = text.substr(e.begin, e.end - e.begin);
-    if (!isOurs(el)) continue;
-    if (nlohmann::json::parse(el) == entry) return std::optional<std::string>{};
-    return std::optional<std::string>{text.substr(0, e.begin) + entryText + text.substr(e.end)};
+  auto ours = oursIn(text, *a);
+  if (ours.size() == 1 && ours[0] > 0) {
+    // One entry after the primary: replaced where it is, whatever follows it.
+    const Span& e = a->elements[ours[0]];
+    if (nlohmann::json::parse(text.substr(e.begin, e.end - e.begin)) == entry) return std::optional<std::string>{};
+    return checkedOutput(text.substr(0, e.begin) + entryText + text.substr(e.end));
   }
-  if (a->elements.empty())
-    return std::optional<std::string>{text.substr(0, a->open + 1) + entryText + text.substr(a->close)};
+  // None, one before the primary (where the runtime gives it no prevResult), or several:
+  // every one goes and the entry is appended after the last plugin.
+  std::string base = text;
+  if (!ours.empty()) {
+    auto stripped = withoutOurs(text);
+    if (!stripped) return notConflist("no \"plugins\" list");
+    base = std::move(*stripped);
+    a = findPlugins(base);
+    if (!a) return notConflist("no \"plugins\" list");
+  }
+  if (a->elements.empty()) return checkedOutput(base.substr(0, a->open + 1) + entryText + base.substr(a->close));
   const Span& last = a->elements.back();
-  return std::optional<std::string>{text.substr(0, last.end) + ",\n" + lineIndent(text, last.begin) + entryText +
-                                    text.substr(last.end)};
+  return checkedOutput(base.substr(0, last.end) + ",\n" + lineIndent(base, last.begin) + entryText +
+                       base.substr(last.end));
 }
 
 Result<std::optional<std::string>> withoutEntry(const std::string& text) {
+  if (!parseEditable(text)) return notConflist("not a valid JSON object");
   auto a = findPlugins(text);
   if (!a) return notConflist("no \"plugins\" list");
-  for (size_t k = 0; k < a->elements.size(); ++k) {
-    const Span& e = a->elements[k];
-    if (!isOurs(text.substr(e.begin, e.end - e.begin))) continue;
-    // Remove the separator that came with it: the one before it, or (first element) the
-    // one after it.
-    size_t from = k > 0 ? a->elements[k - 1].end : e.begin;
-    size_t to = k > 0 ? e.end : (k + 1 < a->elements.size() ? a->elements[k + 1].begin : e.end);
-    return std::optional<std::string>{text.substr(0, from) + text.substr(to)};
-  }
-  return std::optional<std::string>{};
+  if (oursIn(text, *a).empty()) return std::optional<std::string>{};
+  auto stripped = withoutOurs(text);
+  if (!stripped) return notConflist("no \"plugins\" list");
+  return checkedOutput(std::move(*stripped));
 }
 
 Result<std::string> confToConflist(const std::string& confText, const std::string& confFileName,
                                    const nlohmann::json& entry) {
-  auto conf = nlohmann::json::parse(confText, nullptr, false);
-  if (!conf.is_object()) return notConflist(confFileName + " is not a JSON object");
+  if (auto s = checkCniConfig(confText, confFileName); !s) return notConflist(confFileName + ": " + s.error().msg);
+  auto conf = nlohmann::json::parse(confText);
+  if (conf.contains("plugins")) return notConflist(confFileName + " is a conflist, not a single-plugin config");
   Scanner s(confText);
   size_t b = s.skipWs(0), e = s.valueEnd(b);
   if (e == std::string::npos) return notConflist(confFileName + " is not valid JSON");
@@ -180,23 +279,42 @@ Result<std::string> confToConflist(const std::string& confText, const std::strin
                        {"prefix", confText.substr(0, b)},
                        {"suffix", confText.substr(e)}};
   nlohmann::json head = {{"cniVersion", conf.value("cniVersion", "1.0.0")}, {"name", conf.value("name", "")}};
-  return "{\n  \"cniVersion\": " + head["cniVersion"].dump() + ",\n  \"name\": " + head["name"].dump() +
-         ",\n  \"plugins\": [\n" + confText.substr(b, e - b) + ",\n    " + ours.dump() + "\n  ]\n}\n";
+  auto out = checkedOutput("{\n  \"cniVersion\": " + head["cniVersion"].dump() + ",\n  \"name\": " + head["name"].dump() +
+                           ",\n  \"plugins\": [\n" + confText.substr(b, e - b) + ",\n    " + ours.dump() + "\n  ]\n}\n");
+  if (!out) return out.error();
+  return **out;
 }
 
-std::optional<RestoredConf> conflistToConf(const std::string& text) {
+bool convertedInto(const std::string& convertedFrom, const std::string& conflistFileName) {
+  const std::string ext = ".conflist";
+  if (!endsWith(conflistFileName, ext) || conflistFileName.size() == ext.size()) return false;
+  const std::string base = conflistFileName.substr(0, conflistFileName.size() - ext.size());
+  return convertedFrom == base + ".conf" || convertedFrom == base + ".json";
+}
+
+std::optional<RestoredConf> conflistToConf(const std::string& text, const std::string& conflistFileName) {
+  if (!parseEditable(text)) return std::nullopt;
   auto a = findPlugins(text);
   if (!a || a->elements.size() != 2) return std::nullopt;
-  auto ours = nlohmann::json::parse(text.substr(a->elements[1].begin, a->elements[1].end - a->elements[1].begin),
-                                    nullptr, false);
-  if (!ours.is_object() || ours.value("type", "") != kPluginType || !ours.contains(kInstallKey)) return std::nullopt;
+  const std::string oursText = text.substr(a->elements[1].begin, a->elements[1].end - a->elements[1].begin);
+  if (!isOurs(oursText)) return std::nullopt;
+  auto ours = nlohmann::json::parse(oursText);
+  if (!ours.contains(kInstallKey)) return std::nullopt;
   const auto& info = ours[kInstallKey];
-  if (!info.is_object() || !info.contains("convertedFrom")) return std::nullopt;
+  auto str = [&](const char* key) -> std::optional<std::string> {
+    auto it = info.find(key);
+    if (it == info.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+  };
+  if (!info.is_object()) return std::nullopt;
+  auto from = str("convertedFrom"), prefix = str("prefix"), suffix = str("suffix");
+  if (!from || !prefix || !suffix) return std::nullopt;
   RestoredConf r;
-  r.fileName = info.value("convertedFrom", "");
-  r.text = info.value("prefix", "") + text.substr(a->elements[0].begin, a->elements[0].end - a->elements[0].begin) +
-           info.value("suffix", "");
-  if (r.fileName.empty() || r.fileName.find('/') != std::string::npos) return std::nullopt;
+  r.fileName = *from;
+  r.text = *prefix + text.substr(a->elements[0].begin, a->elements[0].end - a->elements[0].begin) + *suffix;
+  if (!convertedInto(r.fileName, conflistFileName)) return std::nullopt;
+  // Restored text the runtime could not load is not restored.
+  if (!checkCniConfig(r.text, r.fileName)) return std::nullopt;
   return r;
 }
 

@@ -52,12 +52,34 @@ std::vector<std::string> configFiles(const std::string& dir) {
   return out;
 }
 
+bool isOurType(const nlohmann::json& j) {
+  auto t = j.is_object() ? j.find("type") : j.end();
+  return t != j.end() && t->is_string() && t->get<std::string>() == kPluginType;
+}
+
 bool onlyOurs(const nlohmann::json& j) {
-  if (j.value("type", "") == kPluginType) return true;
+  if (isOurType(j)) return true;
   if (!j.contains("plugins") || !j["plugins"].is_array() || j["plugins"].empty()) return false;
   for (const auto& p : j["plugins"])
-    if (!p.is_object() || p.value("type", "") != kPluginType) return false;
+    if (!isOurType(p)) return false;
   return true;
+}
+
+std::string skippedLine(const std::string& path, const Error& e) { return "skipped " + path + ": " + e.msg + "\n"; }
+
+// --watch prints a pass's "skipped" lines only when they differ from the last pass's, so a
+// stray file is named once, not every interval.
+std::string withoutRepeatedSkips(const std::string& report, std::string& lastSkipped) {
+  std::string skipped, rest;
+  for (size_t start = 0; start < report.size();) {
+    size_t end = report.find('\n', start);
+    end = end == std::string::npos ? report.size() : end + 1;
+    (report.compare(start, 8, "skipped ") == 0 ? skipped : rest) += report.substr(start, end - start);
+    start = end;
+  }
+  if (skipped == lastSkipped) return rest;
+  lastSkipped = skipped;
+  return skipped + rest;
 }
 
 Status installBinary(const InstallOptions& opts, bool& changed, std::string& report) {
@@ -72,34 +94,95 @@ Status installBinary(const InstallOptions& opts, bool& changed, std::string& rep
   return Status::success();
 }
 
-Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+std::string stringOr(const nlohmann::json& j, const char* key, const std::string& otherwise) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>() : otherwise;
+}
+
+// The entry as the runtime will hand it to podsteer from the config at `path` (parsed):
+// refused, with nothing written, when podsteer would refuse every ADD.
+Status validateFor(const nlohmann::json& entry, const nlohmann::json& parsed, const std::string& path) {
+  auto s = validateEntry(entry, stringOr(parsed, "cniVersion", kProbeVersion), stringOr(parsed, "name", kProbeNetwork));
+  if (s) return s;
+  return makeError(s.error().code, "podsteer entry for " + path + ": " + s.error().msg,
+                   "nothing written: the file keeps its previous entry");
+}
+
+// One attempt at putting the entry into confDir/name; false: the file changed under it.
+Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& name, bool& changed,
+                              std::string& report) {
   const std::string path = opts.confDir + "/" + name;
-  std::string text;
-  if (!readFile(path, text)) return makeError(ErrorCode::kIo, "read " + path + ": " + std::strerror(errno));
-  auto parsed = nlohmann::json::parse(text, nullptr, false);
-  if (!parsed.is_object()) return makeError(ErrorCode::kInvalidConfig, path + ": not a JSON object");
+  auto file = readValidConfig(path, name);
+  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  const std::string& text = file->text;
+  auto parsed = nlohmann::json::parse(text);
   nlohmann::json entry = opts.entry;
   entry["type"] = kPluginType;
+  // Install bookkeeping is install's alone to write: a copy in an operator's entry (taken
+  // from another node's conflist) would make uninstall "restore" a file it never converted.
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, parsed, path); !s) return s.error();
   if (!parsed.contains("plugins")) {
     // A single-plugin .conf becomes a .conflist (libcni prefers neither; the old name goes).
+    // A symlinked .conf is refused: the conversion replaces the name by another, which
+    // would leave the link's target as it was and the link gone.
+    if (file->symlink)
+      return makeError(ErrorCode::kInvalidConfig,
+                       describe(*file) + ": podsteer turns a single-plugin .conf into a .conflist and will not "
+                                         "replace a symlink",
+                       "make it a regular file, or a .conflist with a \"plugins\" list");
     auto converted = confToConflist(text, name, entry);
     if (!converted) return converted.error();
-    std::string base = name.substr(0, name.rfind('.'));
-    const std::string target = opts.confDir + "/" + base + ".conflist";
-    if (auto s = writeAtomic(target, *converted, 0644); !s) return s;
-    ::unlink(path.c_str());
+    const std::string targetName = name.substr(0, name.rfind('.')) + ".conflist";
+    const std::string target = opts.confDir + "/" + targetName;
+    // A file of that name is replaced only when it is an earlier conversion of this very
+    // .conf (the primary wrote its .conf again since); anything else is not ours.
+    struct stat st {};
+    const bool exists = ::lstat(target.c_str(), &st) == 0;
+    if (exists) {
+      auto earlier = readValidConfig(target, targetName);
+      auto restored = earlier ? conflistToConf(earlier->text, targetName) : std::nullopt;
+      if (earlier && earlier->symlink) restored.reset();
+      if (!restored || restored->fileName != name)
+        return makeError(ErrorCode::kInvalidConfig,
+                         path + ": podsteer would convert it into " + target + ", which exists and is not its own",
+                         "remove one of the two files: the runtime loads only the first");
+    }
+    auto written = writeConfig(target, *converted, *file, opts.beforeCommit, /*noReplace=*/!exists);
+    if (!written || !*written) return written;
     changed = true;
+    // The .conf goes only as it was converted; a newer one is converted again (its
+    // conflist is ours now, so the next attempt replaces it).
+    if (!unchanged(*file)) return false;
+    ::unlink(path.c_str());
+    if (auto s = syncDirectory(opts.confDir); !s) return s.error();
     report += "converted " + path + " into " + target + " with podsteer appended\n";
-    return Status::success();
+    return true;
   }
-  if (auto existing = findEntry(text); existing && existing->contains(kInstallKey)) entry[kInstallKey] = (*existing)[kInstallKey];
+  // Our own bookkeeping (this file is a .conf we converted) survives an entry change.
+  if (auto existing = findEntry(text); existing && existing->contains(kInstallKey)) {
+    const auto& info = (*existing)[kInstallKey];
+    auto from = info.is_object() ? info.find("convertedFrom") : info.end();
+    if (from != info.end() && from->is_string() && convertedInto(from->get<std::string>(), name))
+      entry[kInstallKey] = info;
+  }
+  const EntryPlacement before = entryPlacement(text);
   auto updated = withEntry(text, entry);
   if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
-  if (!*updated) return Status::success();
-  if (auto s = writeAtomic(path, **updated, 0644); !s) return s;
+  if (!*updated) return true;
+  auto written = writeConfig(file->realPath, **updated, *file, opts.beforeCommit);
+  if (!written || !*written) return written;
   changed = true;
-  report += "added podsteer to " + path + "\n";
-  return Status::success();
+  report += (before == EntryPlacement::kAbsent       ? "added podsteer to "
+             : before == EntryPlacement::kMisplaced ? "moved podsteer after the primary plugin in "
+                                                     : "updated podsteer in ") +
+            describe(*file) + "\n";
+  return true;
+}
+
+Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+  return retryWhileChanging(opts.confDir + "/" + name, report,
+                            [&] { return installEntryOnce(opts, name, changed, report); });
 }
 
 // Serializes install passes and uninstall on one node: an flock on the bin dir itself,
@@ -158,12 +241,15 @@ void stopWatchers(std::string& report) {
 
 } // namespace
 
-std::string findPrimaryConfig(const std::string& confDir) {
+std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) {
   for (const auto& n : configFiles(confDir)) {
-    std::string text;
-    if (!readFile(confDir + "/" + n, text)) continue;
-    auto j = nlohmann::json::parse(text, nullptr, false);
-    if (!j.is_object() || onlyOurs(j)) continue;
+    const std::string path = confDir + "/" + n;
+    auto file = readValidConfig(path, n);
+    if (!file) {
+      if (skipped != nullptr) *skipped += skippedLine(path, file.error());
+      continue;
+    }
+    if (onlyOurs(nlohmann::json::parse(file->text))) continue;
     return n;
   }
   return {};
@@ -172,7 +258,9 @@ std::string findPrimaryConfig(const std::string& confDir) {
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report) {
   changed = false;
   auto deadline = std::chrono::steady_clock::now() + opts.waitForPrimary;
-  std::string primary = findPrimaryConfig(opts.confDir);
+  std::string skipped;
+  std::string primary = findPrimaryConfig(opts.confDir, &skipped);
+  report += skipped;
   bool told = false;
   while (primary.empty()) {
     if (std::chrono::steady_clock::now() >= deadline || gStop)
@@ -186,27 +274,63 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   }
   InstallLock lock(opts.binDir);
   if (gStop) return Status::success(); // told to stop (uninstall) while waiting for the lock
+  // An entry the plugin would refuse changes nothing on the node, not even the binary
+  // (installEntry checks again against the text it edits).
+  if (auto file = readValidConfig(opts.confDir + "/" + primary, primary))
+    if (auto s = validateFor(opts.entry, nlohmann::json::parse(file->text), file->path); !s) return s;
   if (auto s = installBinary(opts, changed, report); !s) return s;
   return installEntry(opts, primary, changed, report);
 }
 
-Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report) {
+namespace {
+
+// One attempt at taking podsteer out of confDir/name; false: the file changed under it.
+Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n, std::string& report,
+                               const CommitHook& beforeCommit) {
+  const std::string path = confDir + "/" + n;
+  auto file = readValidConfig(path, n);
+  if (!file) {
+    report += skippedLine(path, file.error());
+    return true;
+  }
+  const std::string& text = file->text;
+  // install converts regular files only, so a symlinked conflist was not made by it.
+  if (auto restored = file->symlink ? std::nullopt : conflistToConf(text, n)) {
+    // Restored only under its old name and only when that name is free: a .conf the
+    // primary wrote again since is newer than our copy (then only our entry goes).
+    const std::string target = confDir + "/" + restored->fileName;
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) != 0 && errno == ENOENT) {
+      auto written = writeConfig(target, restored->text, *file, beforeCommit, /*noReplace=*/true);
+      if (written && !*written) return false;
+      if (written) {
+        ::unlink(path.c_str());
+        if (auto d = syncDirectory(confDir); !d) return d.error();
+        report += "restored " + target + "\n";
+        return true;
+      }
+      if (errno != EEXIST) return written.error();
+    }
+    report += "kept " + target + " (written again since podsteer converted it)\n";
+  }
+  auto without = withoutEntry(text);
+  if (!without || !*without) return true;
+  auto written = writeConfig(file->realPath, **without, *file, beforeCommit);
+  if (!written || !*written) return written;
+  report += "removed podsteer from " + describe(*file) + "\n";
+  return true;
+}
+
+} // namespace
+
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
+                 const CommitHook& beforeCommit) {
   stopWatchers(report);
   InstallLock lock(binDir);
   for (const auto& n : configFiles(confDir)) {
-    const std::string path = confDir + "/" + n;
-    std::string text;
-    if (!readFile(path, text)) continue;
-    if (auto restored = conflistToConf(text)) {
-      if (auto s = writeAtomic(confDir + "/" + restored->fileName, restored->text, 0644); !s) return s;
-      if (restored->fileName != n) ::unlink(path.c_str());
-      report += "restored " + confDir + "/" + restored->fileName + "\n";
-      continue;
-    }
-    auto without = withoutEntry(text);
-    if (!without || !*without) continue;
-    if (auto s = writeAtomic(path, **without, 0644); !s) return s;
-    report += "removed podsteer from " + path + "\n";
+    auto s = retryWhileChanging(confDir + "/" + n, report,
+                                [&] { return uninstallFileOnce(confDir, n, report, beforeCommit); });
+    if (!s) return s;
   }
   const std::string bin = binDir + "/" + kPluginType;
   if (::unlink(bin.c_str()) == 0) report += "removed " + bin + "\n";
@@ -240,17 +364,6 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     else if (a == "--interval" && (v = value("--interval"))) interval = std::chrono::milliseconds(std::atoi(v->c_str()));
     else if (a == "--conf" && (v = value("--conf"))) {
       confFile = *v;
-      std::string text;
-      if (!readFile(*v, text)) {
-        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": cannot read " << *v << "\n";
-        return 1;
-      }
-      auto j = nlohmann::json::parse(text, nullptr, false);
-      if (!j.is_object()) {
-        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << *v << " is not a JSON object (the podsteer conflist entry)\n";
-        return 1;
-      }
-      opts.entry = j;
     } else {
       FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
                    "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
@@ -265,19 +378,34 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     if (!s) FdWriter(STDERR_FILENO) << "podsteer uninstall: " << s.error().msg << "\n";
     return s ? 0 : 1;
   }
+  // --conf: validated before anything is written. install exits non-zero naming the
+  // field; --watch logs the rejection and keeps whatever entry is installed (a typo in
+  // the ConfigMap must not take the node's pod networking down), trying again when the
+  // file changes. (uninstall does not need the entry: a broken one must not stop it.)
+  std::optional<EntryFile> entryFile;
+  if (!confFile.empty()) {
+    entryFile.emplace(confFile);
+    std::string log;
+    if (entryFile->poll(log) != EntryFile::Change::kNew) {
+      FdWriter(STDERR_FILENO) << "podsteer install: " << log;
+      if (!watch) return 1;
+    } else {
+      opts.entry = *entryFile->current();
+    }
+  }
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
-  std::string lastEntry = opts.entry.dump();
+  std::string lastSkipped, lastError;
   do {
     bool changed = false;
     report.clear();
-    if (watch && !confFile.empty()) {
+    if (watch && entryFile) {
       // A ConfigMap volume swaps the file on edit: pick up the new entry each pass.
-      std::string text;
-      auto j = readFile(confFile, text) ? nlohmann::json::parse(text, nullptr, false) : nlohmann::json();
-      if (j.is_object() && j.dump() != lastEntry) {
-        opts.entry = j;
-        lastEntry = j.dump();
+      std::string log;
+      auto change = entryFile->poll(log);
+      if (change == EntryFile::Change::kRejected) FdWriter(STDERR_FILENO) << "podsteer install: " << log;
+      if (change == EntryFile::Change::kNew) {
+        opts.entry = *entryFile->current();
         FdWriter(STDOUT_FILENO) << "podsteer install: " << confFile << " changed\n";
         if (reconcileOnChange && reconcile) {
           // Reconcile reads the entry's own stateDir; new pods get the entry via installOnce.
@@ -286,11 +414,26 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
         }
       }
     }
+    if (entryFile && !entryFile->current()) {
+      // No valid entry yet: nothing to install (an entry already in the conflist stays).
+      for (auto waited = std::chrono::milliseconds(0); !gStop && waited < interval;
+           waited += std::chrono::milliseconds(100))
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
     auto s = installOnce(opts, changed, report);
-    FdWriter(STDOUT_FILENO) << report;
+    FdWriter(STDOUT_FILENO) << (watch ? withoutRepeatedSkips(report, lastSkipped) : report);
     if (!s) {
-      FdWriter(STDERR_FILENO) << "podsteer install: " << s.error().msg << (s.error().details.empty() ? "" : " (" + s.error().details + ")") << "\n";
-      if (!watch) return 1;
+      std::string line = "podsteer install: " + s.error().msg +
+                         (s.error().details.empty() ? "" : " (" + s.error().details + ")") + "\n";
+      if (!watch) {
+        FdWriter(STDERR_FILENO) << line;
+        return 1;
+      }
+      if (line != lastError) FdWriter(STDERR_FILENO) << line; // once, not every interval
+      lastError = line;
+    } else {
+      lastError.clear();
     }
     // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
     // put our entry back whenever it disappears.

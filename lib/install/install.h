@@ -2,7 +2,9 @@
 
 // `podsteer install` / `podsteer uninstall`: what istio-cni's install-cni does, run by the
 // DaemonSet on every node. The binary goes into the CNI bin dir first and leaves it last,
-// so a conflist never points at a missing binary; every file is written as temp + rename.
+// so a conflist never points at a missing binary; every file is written as temp + rename
+// (fsynced, then the directory fsynced), keeping the mode and owner of the file it replaces.
+// A symlinked conflist is edited at its target, so the link stays (config_file.h).
 
 #include <chrono>
 #include <functional>
@@ -11,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cni/error.h"
+#include "install/config_file.h"
+#include "install/entry.h"
 
 namespace podsteer::install {
 
@@ -22,16 +26,19 @@ struct InstallOptions {
                           {"capabilities", {{"io.kubernetes.cri.pod-annotations", true}}},
                           {"redirect", nlohmann::json::object()}};
   std::chrono::seconds waitForPrimary{300};
+  CommitHook beforeCommit;
 };
 
 // The node's primary CNI config: the first *.conflist / *.conf / *.json in lexical order
-// that is not podsteer's alone. Empty when there is none.
-std::string findPrimaryConfig(const std::string& confDir);
+// that is valid CNI JSON and not podsteer's alone. Empty when there is none. Files passed
+// over as invalid get a "skipped PATH: why" line in `skipped`.
+std::string findPrimaryConfig(const std::string& confDir, std::string* skipped = nullptr);
 
 // One pass; `changed` tells whether anything was written. Waits (bounded) for a primary.
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report);
 // Removes our entry from every config in confDir (restoring a converted .conf), then the binary.
-Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report);
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
+                 const CommitHook& beforeCommit = {});
 
 // `podsteer install|uninstall [flags]` from argv.
 // `reconcile` (may be empty) runs when `install --watch --reconcile` sees the --conf file

@@ -17,6 +17,8 @@ Error fileError(ErrorCode code, const std::string& what, const std::string& path
   return makeError(code, what + " " + path + ": " + std::strerror(errno));
 }
 
+SyncFunction gSync = ::fsync;
+
 bool onTmpfs(const std::string& dir) {
   struct statfs fs {};
   return ::statfs(dir.c_str(), &fs) == 0 && fs.f_type == TMPFS_MAGIC;
@@ -27,21 +29,25 @@ bool onTmpfs(const std::string& dir) {
 std::optional<std::string> readFile(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
+  auto out = readAll(fd);
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return out;
+}
+
+std::optional<std::string> readAll(int fd) {
   std::string out;
   char buf[4096];
   while (true) {
     ssize_t n = ::read(fd, buf, sizeof(buf));
     if (n < 0) {
       if (errno == EINTR) continue;
-      int saved = errno;
-      ::close(fd);
-      errno = saved;
       return std::nullopt;
     }
     if (n == 0) break;
     out.append(buf, static_cast<size_t>(n));
   }
-  ::close(fd);
   return out;
 }
 
@@ -58,35 +64,86 @@ bool writeAll(int fd, std::string_view text) {
 
 Status writeFileAtomic(const std::string& path, std::string_view text, const std::string& what,
                        Durability durability, mode_t mode, ErrorCode code) {
-  const std::string tmp = path + kTempInfix + std::to_string(::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0) return fileError(code, what, tmp);
-  const size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const bool durable =
-      durability == Durability::kAlways || (durability == Durability::kAuto && !onTmpfs(dir));
-  // fchmod: the umask must not narrow what the caller asked for (a CNI binary is 0755);
-  // 0600 is never narrowed by a sane umask, so state files skip the call.
-  if (!writeAll(fd, text) || (mode != 0600 && ::fchmod(fd, mode) != 0) || (durable && ::fsync(fd) != 0)) {
-    Error e = fileError(code, what, tmp);
+  AtomicReplace file(path, what, durability, code);
+  if (auto s = file.write(text, FileAttributes{.mode = mode, .uid = std::nullopt, .gid = std::nullopt}); !s)
+    return s;
+  return file.commit();
+}
+
+void setSyncFunctionForTest(SyncFunction sync) { gSync = sync != nullptr ? sync : ::fsync; }
+
+AtomicReplace::AtomicReplace(std::string path, std::string what, Durability durability, ErrorCode code)
+    : path_(std::move(path)), what_(std::move(what)), tmp_(path_ + kTempInfix + std::to_string(::getpid())),
+      durability_(durability), code_(code) {}
+
+AtomicReplace::~AtomicReplace() {
+  if (pending_) ::unlink(tmp_.c_str());
+}
+
+std::string AtomicReplace::directory() const {
+  const size_t slash = path_.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+}
+
+Status AtomicReplace::write(std::string_view text, const FileAttributes& attributes) {
+  if (pending_) ::unlink(tmp_.c_str());
+  pending_ = false;
+  int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, attributes.mode & 0777);
+  if (fd < 0) return fileError(code_, what_, tmp_);
+  pending_ = true;
+  durable_ = durability_ == Durability::kAlways || (durability_ == Durability::kAuto && !onTmpfs(directory()));
+  const bool chown = attributes.uid.has_value() || attributes.gid.has_value();
+  // fchown before fchmod: a change of owner clears the set-id bits. fchmod: the umask
+  // must not narrow what the caller asked for (a CNI binary is 0755); 0600 is never
+  // narrowed by a sane umask, so state files skip the call.
+  bool ok = writeAll(fd, text) &&
+            (!chown || ::fchown(fd, attributes.uid ? *attributes.uid : static_cast<uid_t>(-1),
+                                attributes.gid ? *attributes.gid : static_cast<gid_t>(-1)) == 0) &&
+            ((attributes.mode == 0600 && !chown) || ::fchmod(fd, attributes.mode & 07777) == 0) &&
+            (!durable_ || gSync(fd) == 0);
+  if (!ok) {
+    int saved = errno;
+    Error e = fileError(code_, what_, tmp_);
     ::close(fd);
-    ::unlink(tmp.c_str());
+    ::unlink(tmp_.c_str());
+    pending_ = false;
+    errno = saved; // callers tell a read-only target (EROFS) from other failures
     return e;
   }
   ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    Error e = fileError(code, what, path);
-    ::unlink(tmp.c_str());
+  return Status::success();
+}
+
+Status AtomicReplace::commit(bool noReplace) {
+  if (!pending_) return makeError(code_, what_ + " " + path_ + ": nothing written to commit");
+  // link() fails with EEXIST where rename() would replace: the no-replace rename of
+  // every filesystem (renameat2's flag is not supported everywhere).
+  if (noReplace ? ::link(tmp_.c_str(), path_.c_str()) != 0 : ::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    int saved = errno;
+    Error e = fileError(code_, what_, path_);
+    ::unlink(tmp_.c_str());
+    pending_ = false;
+    errno = saved;
     return e;
   }
-  if (durability == Durability::kAuto && durable) {
-    // The rename itself must survive a crash too.
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
+  if (noReplace) ::unlink(tmp_.c_str());
+  pending_ = false;
+  if (!durable_) return Status::success();
+  // The rename itself must survive a crash too: without this a power loss can bring back
+  // the old file (or, for a new name, none). kAuto (records) keeps its best effort.
+  auto s = syncDirectory(directory(), code_);
+  if (!s && durability_ == Durability::kAlways) return s;
+  return Status::success();
+}
+
+Status syncDirectory(const std::string& dir, ErrorCode code) {
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return fileError(code, "open directory", dir);
+  int rc = gSync(dfd);
+  int saved = errno;
+  ::close(dfd);
+  errno = saved;
+  if (rc != 0) return fileError(code, "fsync directory", dir);
   return Status::success();
 }
 

@@ -239,6 +239,50 @@ def t_k8s_install(w):
     node.expect_removed("after preStop")
 
 
+@test("k8s: a ConfigMap edit the plugin would refuse is logged once and the working entry "
+      "stays; the fixed edit is installed", needs=[K8S_INSTALL])
+def t_k8s_conf_typo(w):
+    """A typo in the ConfigMap (here redirect.inboundPort "abc") reaches every node at
+    once; written into the conflist, it would fail every ADD and DEL. install --watch
+    validates each new entry with the plugin's own parser before writing it."""
+    node = FakeNode(w, "k8s-node-typo")
+    entry_path = os.path.join(node.root, "etc/podsteer/entry.json")
+
+    def write_entry(obj_or_text):
+        # As the kubelet updates a ConfigMap volume: a new file renamed into place.
+        text = obj_or_text if isinstance(obj_or_text, str) else json.dumps(obj_or_text)
+        with open(entry_path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(entry_path + ".tmp", entry_path)
+
+    node.start_install()
+    if not node.wait(node.chained, 10):
+        fail("install --watch did not install within 10 s: %s" % cut(node.read_primary()))
+    working = node.read_primary()
+    typo = dict(node.entry, redirect=dict(node.entry.get("redirect", {}), inboundPort="abc"))
+    write_entry(typo)
+    time.sleep(4.5)  # two of the manifest's 2 s passes
+    if node.read_primary() != working:
+        fail("a rejected entry reached the conflist:\n%s" % cut(node.read_primary()))
+    fixed = dict(node.entry, hairpin=True)
+    write_entry(fixed)
+
+    def has_fixed():
+        try:
+            return json.loads(node.read_primary())["plugins"][-1].get("hairpin") is True
+        except (ValueError, KeyError, IndexError):
+            return False
+    if not node.wait(has_fixed, 10):
+        fail("the fixed entry was not installed within 10 s: %s" % cut(node.read_primary()))
+    out = node.stop_install()
+    rejections = [l for l in out.splitlines() if "rejected" in l]
+    if len(rejections) != 1 or "redirect.inboundPort" not in rejections[0]:
+        fail("want one rejection line naming redirect.inboundPort, install --watch printed:\n%s"
+             % cut(out))
+    node.prestop()
+    node.expect_removed("after preStop")
+
+
 @test("k8s: preStop's uninstall stays done while install --watch still runs "
       "(kubelet sends SIGTERM only after the hook)", needs=[K8S_INSTALL])
 def t_k8s_prestop_race(w):
