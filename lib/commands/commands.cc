@@ -1,6 +1,7 @@
 #include "commands/commands.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -306,7 +307,13 @@ CommandOutput cmdDel(const Invocation& inv) {
   if (!lock) return failure(lock.error(), conf.cniVersion);
   RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
-  if (!rec) logWarn(rec.error().msg + "; removing it");
+  // An unreadable record still names node objects we cannot see: removing it would leak
+  // them for good (and feed an IP reuse), so DEL fails and the runtime retries.
+  if (!rec)
+    return failure(makeError(ErrorCode::kState, rec.error().msg + "; the attachment's node state cannot be removed",
+                             "restore the record (or remove its node objects and then the record by hand); "
+                             "`podsteer list` shows the attachment"),
+                   conf.cniVersion);
 
   Status s;
   if (!env.netns.empty()) {
@@ -445,6 +452,10 @@ CommandOutput cmdGc(const Invocation& inv) {
       if (r && !*r) owners.release(address, owner);
     }
   }
+  // Temporaries of writers killed before their rename or link, anywhere under stateDir
+  // (every writer holds the node lock, so none is mid-write now).
+  state::removeTempsUnder(conf.stateDir);
+  for (const char* dir : {"/portblocks", "/owners", "/host"}) ::rmdir((conf.stateDir + dir).c_str()); // if empty
   store.removeStaleTemps(conf.name);
   // Blocks claimed by ADDs that died before their record: GC frees those of this network
   // whose owner has no record.
