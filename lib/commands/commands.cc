@@ -1,6 +1,7 @@
 #include "commands/commands.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <set>
@@ -9,6 +10,7 @@
 #include "cni/result.h"
 #include "commands/host.h"
 #include "state/host_users.h"
+#include "state/owners.h"
 #include "state/port_blocks.h"
 #include "cni/version.h"
 #include "config/netconf.h"
@@ -69,6 +71,67 @@ Status cleanupPodNetns(const std::string& netnsPath, const std::string& expected
   nl::NftBatch batch;
   nl::batchDeleteTable(batch, "inet", plan::kTableName);
   return sock->commit(batch);
+}
+
+// The address part of a recorded "address/prefix".
+std::string recordedAddress(const std::string& ip) { return ip.substr(0, ip.find('/')); }
+
+state::AttachmentKey keyOf(const AttachmentRecord& r) { return {r.network, r.containerId, r.ifname}; }
+
+// Whether a recorded attachment's pod still exists: its netns, judged by the identity
+// recorded at ADD (the path may name another namespace by now). A record written by the
+// previous release has no identity and is judged by its path alone.
+bool podAlive(const AttachmentRecord& r) {
+  if (r.netns.empty()) return false;
+  auto ns = nl::openNetns(r.netns);
+  if (!ns) return true; // cannot tell: never take an address from a pod that may be alive
+  if (ns->state == nl::NetnsState::kGone) return false;
+  return r.netnsIdentity.empty() || netnsIdentity(ns->fd.get()) == r.netnsIdentity;
+}
+
+// Drops this attachment's address claims (only those it still holds).
+void releaseAddresses(const std::string& stateDir, const AttachmentRecord& r) {
+  state::AddressOwners owners(stateDir);
+  for (const auto& ip : r.ips) owners.release(recordedAddress(ip), keyOf(r));
+}
+
+// Removes a stale attachment's node objects, claims and record (its pod is gone).
+Status retireAttachment(const std::string& stateDir, const AttachmentRecord& r) {
+  const std::string userKey = keyOf(r).userKey();
+  if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
+  if (!r.pendingHost.is_null())
+    if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.pendingHost)); !s) return s;
+  releaseAddresses(stateDir, r);
+  state::PortBlocks(stateDir).releaseOwnedBy(userKey);
+  return RecordStore(stateDir).remove(r.network, r.containerId, r.ifname);
+}
+
+// One owner per pod address on the node. An address held by an attachment whose pod is
+// gone (a missed DEL, then IPAM handed the address on) is taken over: that attachment is
+// retired, so its routing domain cannot steer the new pod. One held by a live pod is
+// refused (error 7): two live pods cannot hold one address on one node.
+Status takeOverAddresses(const std::string& stateDir, const state::AttachmentKey& me, const PodInfo& pod) {
+  state::AddressOwners owners(stateDir);
+  RecordStore store(stateDir);
+  for (size_t i = 0; i < pod.ips.size(); ++i) {
+    const std::string address = pod.ips[i].addressString();
+    auto o = owners.ownerOf(address);
+    if (!o || *o == me) continue;
+    auto other = store.read(o->network, o->containerId, o->ifname);
+    if (!other) return other.error();
+    if (!*other) continue; // a claim without its record (a killed ADD): nothing to retire
+    const AttachmentRecord& r = **other;
+    const std::string who = "attachment " + o->userKey() + " (pod " + r.podNamespace + "/" + r.podName + ")";
+    if (podAlive(r))
+      return makeError(ErrorCode::kInvalidConfig,
+                       "prevResult.ips[" + std::to_string(i) + "].address: " + address + " belongs on this node to " +
+                           who + ", whose pod is still running; attachment " + me.userKey() + " cannot also have it",
+                       "two live pods cannot hold one address on one node: check the IPAM");
+    logWarn("address " + address + " was held by " + who + ", whose pod is gone (DEL missed): its node objects "
+            "are removed and its record retired");
+    if (auto s = retireAttachment(stateDir, r); !s) return s;
+  }
+  return Status::success();
 }
 
 Status checkPodAddresses(nl::RtnlSocket& rtnl, const std::string& ifname, const std::vector<Cidr>& ips) {
@@ -155,6 +218,8 @@ CommandOutput cmdAdd(const Invocation& inv) {
   rec.updatedAt = state::nowUtc();
 
   const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
+  const state::AttachmentKey me{conf.name, env.containerId, env.ifname};
+  if (auto s = takeOverAddresses(conf.stateDir, me, pod); !s) return failure(s.error(), conf.cniVersion);
   const plan::HostMembership before =
       previous && *previous ? membershipFromJson((*previous)->host) : plan::HostMembership{};
   if (plan->host.portPool) {
@@ -173,11 +238,19 @@ CommandOutput cmdAdd(const Invocation& inv) {
     return failure(s.error(), conf.cniVersion);
   }
   faultPoint("add:record-written");
+  // Claimed after the record (DEL finds them through it), before the node objects.
+  Status claimed = Status::success();
+  if (!plan->host.empty()) {
+    state::AddressOwners owners(conf.stateDir);
+    for (const auto& ip : pod.ips)
+      if (claimed) claimed = owners.claim(ip.addressString(), me);
+    faultPoint("add:owners-claimed");
+  }
 
   nl::NftBatch batch;
-  Status applied = Status::success();
-  bool settled = false;
-  if (plan->podTable && !(previous && *previous)) {
+  Status applied = claimed;
+  bool settled = !claimed;
+  if (claimed && plan->podTable && !(previous && *previous)) {
     // A first ADD: the table is almost surely absent, so create it without asking. The
     // create refuses an existing table (EEXIST), and then it is replaced as below.
     nl::batchCreateTable(batch, *plan->podTable);
@@ -204,8 +277,17 @@ CommandOutput cmdAdd(const Invocation& inv) {
     for (const plan::HostMembership* m : {static_cast<const plan::HostMembership*>(&plan->host), &before})
       if (auto s = removeHostMembership(conf.stateDir, userKey, *m); !s) logWarn("rollback: " + s.error().msg);
     if (auto s = cleanupPodNetns(env.netns, ""); !s) logWarn("rollback: " + s.error().msg);
+    releaseAddresses(conf.stateDir, rec);
+    if (previous && *previous) releaseAddresses(conf.stateDir, **previous);
     (void)store.remove(conf.name, env.containerId, env.ifname);
     return failure(applied.error(), conf.cniVersion);
+  }
+  if (previous && *previous) {
+    // Addresses the attachment no longer has (or no longer needs to own) are let go.
+    state::AddressOwners owners(conf.stateDir);
+    for (const auto& ip : (*previous)->ips)
+      if (plan->host.empty() || std::find(rec.ips.begin(), rec.ips.end(), ip) == rec.ips.end())
+        owners.release(recordedAddress(ip), me);
   }
   std::string summary = plan->podTable ? "pod table inet podsteer (" + std::to_string(batch.size()) + " nftables operations)"
                                        : "no pod table (" + plan->reason + ")";
@@ -225,7 +307,13 @@ CommandOutput cmdDel(const Invocation& inv) {
   if (!lock) return failure(lock.error(), conf.cniVersion);
   RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
-  if (!rec) logWarn(rec.error().msg + "; removing it");
+  // An unreadable record still names node objects we cannot see: removing it would leak
+  // them for good (and feed an IP reuse), so DEL fails and the runtime retries.
+  if (!rec)
+    return failure(makeError(ErrorCode::kState, rec.error().msg + "; the attachment's node state cannot be removed",
+                             "restore the record (or remove its node objects and then the record by hand); "
+                             "`podsteer list` shows the attachment"),
+                   conf.cniVersion);
 
   Status s;
   if (!env.netns.empty()) {
@@ -242,6 +330,7 @@ CommandOutput cmdDel(const Invocation& inv) {
     if (!(*rec)->pendingHost.is_null())
       if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->pendingHost)); !h)
         return failure(h.error(), conf.cniVersion);
+    releaseAddresses(conf.stateDir, **rec);
   }
   // A block claimed by an ADD that died before writing its record belongs to nobody else.
   state::PortBlocks(conf.stateDir).releaseOwnedBy(state::HostUsers::userKey(conf.name, env.containerId, env.ifname));
@@ -297,6 +386,15 @@ CommandOutput cmdCheck(const Invocation& inv) {
         programmed.portPool != plan->host.portPool)
       diffs.push_back("host: the pod's routing domain, hairpin or port pool differs from the config "
                       "(programmed domain \"" + programmed.domain + "\", config domain \"" + plan->host.domain + "\")");
+    if (!programmed.empty()) {
+      // Another attachment holding one of the pod's addresses means the node steers it
+      // by that attachment's objects.
+      state::AddressOwners owners(conf.stateDir);
+      const state::AttachmentKey me{conf.name, env.containerId, env.ifname};
+      for (const auto& ip : pod.ips)
+        if (auto o = owners.ownerOf(ip.addressString()); o && !(*o == me))
+          diffs.push_back("host: address " + ip.addressString() + " belongs to attachment " + o->userKey());
+    }
     auto host = checkHostMembership(conf.stateDir, programmed);
     if (!host) return failure(host.error(), conf.cniVersion);
     diffs.insert(diffs.end(), host->begin(), host->end());
@@ -337,12 +435,27 @@ CommandOutput cmdGc(const Invocation& inv) {
       if (!firstError) firstError = hs.error();
       continue;
     }
+    releaseAddresses(conf.stateDir, rec);
     if (auto s = store.remove(rec.network, rec.containerId, rec.ifname); !s) {
       if (!firstError) firstError = s.error();
       continue;
     }
     ++removed;
   }
+  // Address claims of this network whose attachment has no record (an ADD killed
+  // between its record and its claims, then DELed) own nothing any more.
+  {
+    state::AddressOwners owners(conf.stateDir);
+    for (const auto& [address, owner] : owners.all()) {
+      if (owner.network != conf.name) continue;
+      auto r = store.read(owner.network, owner.containerId, owner.ifname);
+      if (r && !*r) owners.release(address, owner);
+    }
+  }
+  // Temporaries of writers killed before their rename or link, anywhere under stateDir
+  // (every writer holds the node lock, so none is mid-write now).
+  state::removeTempsUnder(conf.stateDir);
+  for (const char* dir : {"/portblocks", "/owners", "/host"}) ::rmdir((conf.stateDir + dir).c_str()); // if empty
   store.removeStaleTemps(conf.name);
   // Blocks claimed by ADDs that died before their record: GC frees those of this network
   // whose owner has no record.

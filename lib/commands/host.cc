@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "config/domains.h"
@@ -15,7 +16,9 @@
 #include "util/digest.h"
 #include "util/fault.h"
 #include "util/file_io.h"
+#include "state/owners.h"
 #include "state/port_blocks.h"
+#include "state/record.h"
 #include "util/log.h"
 
 namespace podsteer {
@@ -199,6 +202,54 @@ Status retireResource(RouteSocketOnDemand& rs, const state::HostUsers& users, co
   return Status::success();
 }
 
+// What of `had` this attachment may remove: an element or rule keyed by an address that
+// another attachment owns now, and that the owner's record has too, belongs to the owner
+// and stays. One marker read per address (and one record read per other owner).
+plan::HostMembership removableOf(const std::string& stateDir, const std::string& userKey,
+                                 const plan::HostMembership& had) {
+  state::AddressOwners owners(stateDir);
+  std::map<std::string, std::optional<plan::HostMembership>> otherOwner; // by address
+  auto ownerHas = [&](const std::string& address) -> const plan::HostMembership* {
+    auto it = otherOwner.find(address);
+    if (it == otherOwner.end()) {
+      std::optional<plan::HostMembership> m;
+      auto o = owners.ownerOf(address);
+      if (o && o->userKey() != userKey) {
+        auto rec = state::RecordStore(stateDir).read(o->network, o->containerId, o->ifname);
+        if (rec && *rec) {
+          m = membershipFromJson((*rec)->host);
+          plan::HostMembership pending = membershipFromJson((*rec)->pendingHost);
+          m->elements.insert(m->elements.end(), pending.elements.begin(), pending.elements.end());
+          m->rules.insert(m->rules.end(), pending.rules.begin(), pending.rules.end());
+        }
+      }
+      it = otherOwner.emplace(address, std::move(m)).first;
+    }
+    return it->second ? &*it->second : nullptr;
+  };
+  plan::HostMembership out = had;
+  out.elements.clear();
+  out.rules.clear();
+  for (const auto& e : had.elements) {
+    bool theirs = false;
+    for (const auto& part : e.parts) {
+      const plan::HostMembership* m = ownerHas(part.addressString());
+      if (m && std::any_of(m->elements.begin(), m->elements.end(),
+                           [&](const plan::HostElement& x) { return x.set == e.set && x.parts == e.parts; }))
+        theirs = true;
+    }
+    if (theirs) logWarn("host element " + e.keyText() + " of set " + e.set + " now belongs to another attachment; kept");
+    else out.elements.push_back(e);
+  }
+  for (const auto& r : had.rules) {
+    const plan::HostMembership* m = r.src ? ownerHas(r.src->addressString()) : nullptr;
+    if (m && std::find(m->rules.begin(), m->rules.end(), r) != m->rules.end())
+      logWarn("host rule `" + r.text() + "` now belongs to another attachment; kept");
+    else out.rules.push_back(r);
+  }
+  return out;
+}
+
 } // namespace
 
 nlohmann::json membershipToJson(const plan::HostMembership& m) {
@@ -291,8 +342,9 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
   return Status::success();
 }
 
-Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had) {
-  if (had.empty()) return Status::success();
+Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& all) {
+  if (all.empty()) return Status::success();
+  const plan::HostMembership had = removableOf(stateDir, userKey, all);
   state::HostUsers users(stateDir);
   const auto resources = resourcesOf(had);
   // Bookkeeping always completes, so a kernel error cannot leak a block or a user; the

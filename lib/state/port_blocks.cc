@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "state/lock.h"
+#include "util/fault.h"
 #include "util/file_io.h"
 
 namespace podsteer::state {
@@ -20,24 +21,31 @@ Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount
                                    const std::string& poolText) const {
   if (preferred && *preferred < blockCount && ownerOf(*preferred) == owner) return *preferred;
   if (auto s = ensureDirectory(dir_); !s) return s.error();
+  // The claim appears complete, owner inside: the owner goes to a temporary once, which
+  // is then link()ed to the first free index (link refuses an existing name, as O_EXCL
+  // did). Killed before the link, only the temporary is left, and GC collects it.
+  const std::string temp = dir_ + "/claim" + kTempInfix + std::to_string(::getpid());
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return makeError(ErrorCode::kState, "claim port block " + temp + ": " + std::strerror(errno));
+  bool ok = writeAll(fd, owner);
+  ::close(fd);
+  if (!ok) {
+    ::unlink(temp.c_str());
+    return makeError(ErrorCode::kState, "claim port block " + temp + ": write failed");
+  }
+  faultPoint("claim:port-block-temp");
+  struct TempGone {
+    const std::string& path;
+    ~TempGone() { ::unlink(path.c_str()); }
+  } tempGone{temp};
   uint32_t inUse = 0;
   for (uint32_t i = 0; i < blockCount; ++i) {
     const std::string path = dir_ + "/" + std::to_string(i);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      if (errno != EEXIST)
-        return makeError(ErrorCode::kState, "claim port block " + path + ": " + std::strerror(errno));
-      if (ownerOf(i) == owner) return i; // a repeated ADD that lost its record
-      ++inUse;
-      continue;
-    }
-    bool ok = ::write(fd, owner.data(), owner.size()) == static_cast<ssize_t>(owner.size());
-    ::close(fd);
-    if (!ok) {
-      ::unlink(path.c_str());
-      return makeError(ErrorCode::kState, "claim port block " + path + ": write failed");
-    }
-    return i;
+    if (::link(temp.c_str(), path.c_str()) == 0) return i;
+    if (errno != EEXIST)
+      return makeError(ErrorCode::kState, "claim port block " + path + ": " + std::strerror(errno));
+    if (ownerOf(i) == owner) return i; // a repeated ADD that lost its record
+    ++inUse;
   }
   ::rmdir(dir_.c_str());
   return makeError(ErrorCode::kTryAgain,

@@ -10,8 +10,9 @@
 namespace podsteer::state {
 
 // Ownership of egress port blocks: <stateDir>/portblocks/<index> holds the owner's key.
-// Claiming is an O_EXCL create, so two pods can never own one block, and a killed ADD
-// leaves a claim that its DEL (which knows the owner key from the record) releases.
+// Claiming links a complete file into place (exclusive, like an O_EXCL create), so two
+// pods can never own one block and no claim exists without its owner; a killed ADD
+// leaves a claim that its DEL (which knows the owner key) or GC releases.
 class PortBlocks {
 public:
   explicit PortBlocks(const std::string& stateDir) : dir_(stateDir + "/portblocks") {}
@@ -33,8 +34,10 @@ private:
 };
 
 template <typename Keep> void PortBlocks::releaseUnless(const std::string& ownerPrefix, Keep keep) const {
+  // An empty claim is one the previous release's O_EXCL create left when it was killed
+  // before writing the owner: nobody owns it (claims are created complete now).
   for (const auto& [index, owner] : claims())
-    if (owner.rfind(ownerPrefix, 0) == 0 && !keep(owner)) release(owner, index);
+    if (owner.empty() || (owner.rfind(ownerPrefix, 0) == 0 && !keep(owner))) release(owner, index);
 }
 
 } // namespace podsteer::state

@@ -117,8 +117,9 @@ class HostTopo:
                 "ipam": {"type": "host-local", "ranges": ranges, "routes": routes,
                          "dataDir": self.ipam_dir}}
 
-    def bridge_pod(self, hairpin_mode=False, k8s_ns="default", name=None):
-        """A pod netns attached by /usr/lib/cni/bridge + host-local; pod.prev = its result."""
+    def bridge_pod(self, hairpin_mode=False, k8s_ns="default", name=None, ip=None):
+        """A pod netns attached by /usr/lib/cni/bridge + host-local; pod.prev = its result.
+        ip: the IPv4 address host-local must hand out (CNI_ARGS IP=), e.g. a reused one."""
         env = self.env
         pod = env.bare_pod(v4=True, v6=self.v6)
         if self.v6:
@@ -127,8 +128,9 @@ class HostTopo:
                 "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"])
         pod.k8s_ns, pod.k8s_name = k8s_ns, name or "pod%d" % pod.idx
         bconf = self.bridge_conf(hairpin_mode)
+        args = self.cni_args(pod) + (";IP=%s" % ip if ip else "")
         r = env.exec_cni(os.path.join(CNI_BIN_DIR, "bridge"), "ADD", pod, bconf,
-                         env={"CNI_ARGS": self.cni_args(pod)})
+                         env={"CNI_ARGS": args})
         if r.rc != 0 or not isinstance(r.json, dict):
             fail("bridge ADD failed (rc %s): %s %s" % (r.rc, r.out, r.err))
         res = r.json

@@ -6,12 +6,14 @@ itself there); scripts/test.sh passes it in PODSTEER_FAULT_PLUGIN. Without one t
 fails rather than pass silently.
 """
 
+import json
 import os
 
 from harness import expect_same, fail, sh
 import host_topology as ht
 
-ADD_POINTS = ["add:locked", "add:block-claimed", "add:record-written", "add:pod-programmed",
+ADD_POINTS = ["add:locked", "claim:port-block-temp", "add:block-claimed", "add:record-written",
+              "claim:owner-temp", "add:owners-claimed", "add:pod-programmed",
               "add:host-users", "add:host-table", "add:host-base-routes"]
 DEL_POINTS = ["del:pod-cleaned", "del:host-cleaned"]
 
@@ -92,3 +94,55 @@ def test_crash_del_points(env):
         env.ok("DEL", pod, conf)
         expect_same(clean, _snapshot(env, pod), "after a SIGKILL at %s and DEL" % point)
         _expect_clean_state(env, "after a SIGKILL at %s and DEL" % point)
+
+
+def _gc(env):
+    g = env.cni("GC", None, env.conf(None, version="1.1.0", **{"cni.dev/valid-attachments": []}))
+    if g.rc != 0:
+        fail("GC failed: %s" % g.out)
+
+
+def test_crash_leftovers_collected(env):
+    """What killed commands leave (the previous release's empty port-block claim, temp
+    files anywhere under stateDir) is collected by GC."""
+    pod, conf = _world(env)
+    clean = _snapshot(env, pod)
+    for d in ("portblocks", "host", "owners"):
+        os.makedirs(os.path.join(env.state_dir, d), mode=0o700, exist_ok=True)
+    open(os.path.join(env.state_dir, "portblocks", "0"), "w").close()  # O_EXCL, then killed
+    for d in ("portblocks", "host", "owners", ""):
+        open(os.path.join(env.state_dir, d, "x.podsteer-tmp.4242"), "w").close()
+    _gc(env)
+    _expect_clean_state(env, "after GC of a killed claim and temp files")
+    env.add(pod, conf)
+    with open(env.record_for(pod)) as f:
+        block = json.load(f)["host"].get("portBlock")
+    if block != 0:
+        fail("after GC freed the ownerless claim, the pod got block %r, want 0" % block)
+    env.ok("DEL", pod, conf)
+    expect_same(clean, _snapshot(env, pod), "after ADD and DEL")
+
+
+def test_crash_unreadable_record_del(env):
+    """DEL of an attachment whose record is unreadable fails with 101 and removes
+    nothing (never drops the record and leaks its node objects); once the record is
+    back, DEL removes everything."""
+    pod, conf = _world(env)
+    clean = _snapshot(env, pod)
+    env.add(pod, conf)
+    path = env.record_for(pod)
+    with open(path) as f:
+        good = f.read()
+    with open(path, "w") as f:
+        f.write("{\"version\": 1, \"netw")
+    added = ht.node_snapshot(env, stable=True)
+    r = env.cni("DEL", pod, conf)
+    env.error(r, "DEL with an unreadable record", code=101, msg_has=[path])
+    if not os.path.exists(path):
+        fail("DEL dropped the unreadable record")
+    expect_same(added, ht.node_snapshot(env, stable=True), "a failed DEL changes nothing on the node")
+    with open(path, "w") as f:
+        f.write(good)
+    env.ok("DEL", pod, conf)
+    expect_same(clean, _snapshot(env, pod), "after the record is back and DEL")
+    _expect_clean_state(env, "after the record is back and DEL")

@@ -1,0 +1,114 @@
+#include "state/owners.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "state/lock.h"
+#include "util/fault.h"
+#include "util/file_io.h"
+
+namespace podsteer::state {
+
+Result<bool> createComplete(const std::string& path, const std::string& text, const char* faultName) {
+  const std::string temp = path + kTempInfix + std::to_string(::getpid());
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return makeError(ErrorCode::kState, "create " + temp + ": " + std::strerror(errno));
+  bool ok = writeAll(fd, text);
+  ::close(fd);
+  if (!ok) {
+    ::unlink(temp.c_str());
+    return makeError(ErrorCode::kState, "write " + temp + ": " + std::strerror(errno));
+  }
+  faultPoint(faultName);
+  // link() refuses an existing name: the claim is exclusive, and appears with its owner.
+  bool created = ::link(temp.c_str(), path.c_str()) == 0;
+  int err = errno;
+  ::unlink(temp.c_str());
+  if (!created && err != EEXIST)
+    return makeError(ErrorCode::kState, "link " + path + ": " + std::strerror(err));
+  return created;
+}
+
+void removeTempsUnder(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  std::vector<std::string> subdirs;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == "..") continue;
+    const std::string path = dir + "/" + n;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) continue;
+    if (S_ISDIR(st.st_mode)) subdirs.push_back(path);
+    else if (n.find(kTempInfix) != std::string::npos) ::unlink(path.c_str());
+  }
+  ::closedir(d);
+  for (const auto& s : subdirs) removeTempsUnder(s);
+}
+
+namespace {
+
+std::string markerText(const std::string& stateDir, const AttachmentKey& k) {
+  return nlohmann::json{{"stateDir", stateDir}, {"network", k.network}, {"containerId", k.containerId},
+                        {"ifname", k.ifname}}
+             .dump() +
+         "\n";
+}
+
+std::optional<AttachmentKey> parseMarker(const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", "")};
+  if (k.network.empty() || k.containerId.empty() || k.ifname.empty()) return std::nullopt;
+  return k;
+}
+
+} // namespace
+
+std::optional<AttachmentKey> AddressOwners::ownerOf(const std::string& address) const {
+  auto text = readFile(dir_ + "/" + address);
+  if (!text) return std::nullopt;
+  return parseMarker(*text);
+}
+
+Status AddressOwners::claim(const std::string& address, const AttachmentKey& owner) const {
+  const std::string path = dir_ + "/" + address;
+  const std::string text = markerText(stateDir_, owner);
+  auto created = createComplete(path, text, "claim:owner-temp");
+  if (!created) { // most likely the first owner of all: no directory yet
+    if (auto s = ensureDirectory(dir_); !s) return s;
+    created = createComplete(path, text, "claim:owner-temp");
+  }
+  if (!created) return created.error();
+  if (*created || ownerOf(address) == owner) return Status::success();
+  // Another owner's marker, retired by the caller (or unreadable): replaced whole.
+  return writeFileAtomic(path, text, "claim address");
+}
+
+void AddressOwners::release(const std::string& address, const AttachmentKey& owner) const {
+  if (ownerOf(address) != owner) return; // never drop someone else's claim
+  ::unlink((dir_ + "/" + address).c_str());
+  ::rmdir(dir_.c_str()); // only succeeds when empty
+}
+
+std::vector<std::pair<std::string, AttachmentKey>> AddressOwners::all() const {
+  std::vector<std::pair<std::string, AttachmentKey>> out;
+  DIR* d = ::opendir(dir_.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n == "." || n == ".." || n.find(kTempInfix) != std::string::npos) continue;
+    if (auto k = ownerOf(n)) out.emplace_back(n, *k);
+  }
+  ::closedir(d);
+  return out;
+}
+
+} // namespace podsteer::state

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cni/error.h"
+
+namespace podsteer::state {
+
+// Creates `path` holding `text` complete: the text goes to a temporary first, which is
+// then link()ed into place, so the file never exists empty or half written (a command
+// killed in between leaves only a temporary, which GC collects). false: `path` existed.
+// `faultName`: the crash-test point between the temporary and the link.
+Result<bool> createComplete(const std::string& path, const std::string& text, const char* faultName);
+
+// Removes every temporary (kTempInfix) under `dir`, at any depth. Callers hold the node
+// lock, so no writer of this stateDir is between its write and its rename or link.
+void removeTempsUnder(const std::string& dir);
+
+// The attachment that owns a node object, as written in an owner marker.
+struct AttachmentKey {
+  std::string network, containerId, ifname;
+  std::string userKey() const { return network + ":" + containerId + ":" + ifname; }
+  bool operator==(const AttachmentKey&) const = default;
+};
+
+// One owner per pod address: <stateDir>/owners/<address> names the attachment whose node
+// objects (domain set elements, hairpin and port-pool elements, source-mode rules) are
+// keyed by that address. Finding the owner is one file read, whatever the number of
+// attachments. The marker names its owner by network, container and interface (and the
+// stateDir it records in), so one owners directory could later serve several stateDirs.
+class AddressOwners {
+public:
+  explicit AddressOwners(const std::string& stateDir) : stateDir_(stateDir), dir_(stateDir + "/owners") {}
+
+  std::optional<AttachmentKey> ownerOf(const std::string& address) const;
+  // Makes `owner` the owner: created complete when there is none; an existing marker of
+  // another owner is replaced (the caller has retired that owner).
+  Status claim(const std::string& address, const AttachmentKey& owner) const;
+  // Removes the marker if `owner` still owns the address.
+  void release(const std::string& address, const AttachmentKey& owner) const;
+  // Every marker (GC: markers whose owner has no record).
+  std::vector<std::pair<std::string, AttachmentKey>> all() const;
+
+private:
+  std::string stateDir_;
+  std::string dir_;
+};
+
+} // namespace podsteer::state

@@ -1,0 +1,142 @@
+"""One owner per node object keyed by a pod address (issue 13): IP reuse after a missed
+DEL, a stale attachment's removal next to a live one, two live pods claiming one
+address. Real packets where routing decides (host_topology's VRF uplinks)."""
+
+import json
+import os
+
+from harness import NETWORK, fail
+from host_topology import HostTopo, domain, podsteer_rules, set_elements, state_files
+
+
+def _doms():
+    # Both domains grant the annotation to "default". The node chain marks by domain name
+    # order, so for an address in both sets (the code before the fix) b's mark sticks.
+    return [domain("a", 100, 1000, "A", mark="0x1000", annotationNamespaces=["default"]),
+            domain("b", 101, 1001, "B", mark="0x2000", annotationNamespaces=["default"])]
+
+
+def _missed_del(env, topo, pod):
+    """The pod goes away without a DEL to podsteer: its interface and address are freed
+    (IPAM may hand the address on), its netns disappears."""
+    topo.bridge_del(pod)
+    env.del_netns(pod.ns)
+
+
+def _expect_clean(env, why):
+    for s in ("dom_a_v4", "dom_b_v4", "hairpin_v4"):
+        if set_elements(env, s):
+            fail("%s: set %s still has %s" % (why, s, set_elements(env, s)))
+    if podsteer_rules(env):
+        fail("%s: podsteer rules left: %s" % (why, podsteer_rules(env)))
+    if state_files(env):
+        fail("%s: stateDir not empty: %s" % (why, state_files(env)))
+
+
+def test_ownership_ip_reuse(env):
+    """c1 (domain b) loses its netns without a DEL; c2 gets its address and domain a:
+    c2's traffic must leave through a's uplink only, and c1's objects are gone."""
+    topo = HostTopo(env)
+    doms = _doms()
+    c1 = topo.bridge_pod(name="c1")
+    conf1 = topo.conf(c1, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "b"})
+    topo.add(c1, conf1)
+    topo.reach(c1, "B", c1.ip4)
+    _missed_del(env, topo, c1)
+
+    c2 = topo.bridge_pod(name="c2", ip=c1.ip4)
+    if c2.ip4 != c1.ip4:
+        fail("host-local gave c2 %s, want c1's %s" % (c2.ip4, c1.ip4))
+    conf2 = topo.conf(c2, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "a"})
+    topo.add(c2, conf2)
+    # The packets: only a's uplink answers c2.
+    topo.reach(c2, "A", c2.ip4)
+    a, b = set_elements(env, "dom_a_v4") or [], set_elements(env, "dom_b_v4") or []
+    if c2.ip4 in b or c2.ip4 not in a:
+        fail("after c2's ADD: dom_b_v4 %s (want without %s), dom_a_v4 %s (want it)"
+             % (b, c2.ip4, a))
+    if os.path.exists(env.record_for(c1)):
+        fail("c1's record was not retired when c2 took its address over")
+    topo.ok("CHECK", c2, conf2)
+    topo.ok("DEL", c2, conf2)
+    _expect_clean(env, "after c2's DEL")
+
+
+def test_ownership_stale_removal_keeps_live(env):
+    """A late DEL of the stale c1, then GC keeping c2, must not remove the hairpin element
+    `addr . addr` that c2 (same address) needs."""
+    topo = HostTopo(env, servers=False)
+    c1 = topo.bridge_pod(name="c1")
+    conf1 = topo.conf(c1, hairpin=True)
+    topo.add(c1, conf1)
+    _missed_del(env, topo, c1)
+    c2 = topo.bridge_pod(name="c2", ip=c1.ip4)
+    conf2 = topo.conf(c2, hairpin=True)
+    topo.add(c2, conf2)
+    pair = "%s . %s" % (c2.ip4, c2.ip4)
+    topo.ok("DEL", c1, conf1)  # the runtime's late DEL of the old pod (netns gone)
+    if pair not in (set_elements(env, "hairpin_v4") or []):
+        fail("the late DEL of c1 removed c2's hairpin element %s" % pair)
+    topo.ok("CHECK", c2, conf2)
+    gc = topo.conf(None, hairpin=True, version="1.1.0")
+    gc["cni.dev/valid-attachments"] = [{"containerID": c2.cid, "ifname": c2.ifname}]
+    env.ok("GC", None, gc)
+    if pair not in (set_elements(env, "hairpin_v4") or []):
+        fail("GC keeping c2 removed c2's hairpin element %s" % pair)
+    topo.ok("CHECK", c2, conf2)
+    topo.ok("DEL", c2, conf2)
+    _expect_clean(env, "after c2's DEL")
+
+
+def test_ownership_legacy_record(env):
+    """A stale attachment recorded by the previous release (no address claim, no netns
+    identity): GC of it still leaves the live c2's hairpin element alone."""
+    topo = HostTopo(env, servers=False)
+    c1 = topo.bridge_pod(name="c1")
+    conf1 = topo.conf(c1, hairpin=True)
+    topo.add(c1, conf1)
+    # What the previous release left: a record without netnsIdentity and no owners/.
+    path = env.record_for(c1)
+    with open(path) as f:
+        rec = json.load(f)
+    rec.pop("netnsIdentity", None)
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    owners = os.path.join(env.state_dir, "owners")
+    for name in (os.listdir(owners) if os.path.isdir(owners) else []):
+        os.unlink(os.path.join(owners, name))
+    _missed_del(env, topo, c1)
+    c2 = topo.bridge_pod(name="c2", ip=c1.ip4)
+    conf2 = topo.conf(c2, hairpin=True)
+    topo.add(c2, conf2)
+    gc = topo.conf(None, hairpin=True, version="1.1.0")
+    gc["cni.dev/valid-attachments"] = [{"containerID": c2.cid, "ifname": c2.ifname}]
+    env.ok("GC", None, gc)
+    pair = "%s . %s" % (c2.ip4, c2.ip4)
+    if pair not in (set_elements(env, "hairpin_v4") or []):
+        fail("GC of the legacy stale c1 removed c2's hairpin element %s" % pair)
+    topo.ok("CHECK", c2, conf2)
+    topo.ok("DEL", c2, conf2)
+    _expect_clean(env, "after c2's DEL")
+
+
+def test_ownership_live_owner_refused(env):
+    """Two live pods cannot hold one address on one node: the second ADD fails with 7
+    naming both attachments, and the first keeps everything."""
+    c1 = env.pod()
+    conf1 = env.conf(c1, redirect=False, hairpin=True)
+    env.add(c1, conf1)
+    c2 = env.bare_pod()
+    c2.ip4, c2.gw4 = c1.ip4, c1.gw4
+    conf2 = env.conf(c2, redirect=False, hairpin=True)
+    r = env.cni("ADD", c2, conf2)
+    env.error(r, "ADD of a second live pod with c1's address", code=7,
+              msg_has=[c1.ip4, "%s:%s:%s" % (NETWORK, c1.cid, c1.ifname),
+                       "%s:%s:%s" % (NETWORK, c2.cid, c2.ifname)])
+    if os.path.exists(env.record_for(c2)):
+        fail("the refused ADD left a record")
+    env.ok("CHECK", c1, conf1)
+    env.ok("DEL", c2, conf2)
+    env.ok("CHECK", c1, conf1)
+    env.ok("DEL", c1, conf1)
+    _expect_clean(env, "after both DELs")
