@@ -16,24 +16,36 @@
 
 namespace podsteer::state {
 
-Result<bool> createComplete(const std::string& path, const std::string& text, const char* faultName) {
-  const std::string temp = path + kTempInfix + std::to_string(::getpid());
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return makeError(ErrorCode::kState, "create " + temp + ": " + std::strerror(errno));
-  bool ok = writeAll(fd, text);
-  ::close(fd);
-  if (!ok) {
-    ::unlink(temp.c_str());
-    return makeError(ErrorCode::kState, "write " + temp + ": " + std::strerror(errno));
+Result<TempText> TempText::write(const std::string& pathBase, const std::string& text) {
+  TempText temp(pathBase + kTempInfix + std::to_string(::getpid()));
+  int fd = ::open(temp.path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    Error e = makeError(ErrorCode::kState, "create " + temp.path_ + ": " + std::strerror(errno));
+    temp.path_.clear();
+    return e;
   }
-  faultPoint(faultName);
-  // link() refuses an existing name: the claim is exclusive, and appears with its owner.
-  bool created = ::link(temp.c_str(), path.c_str()) == 0;
+  bool ok = writeAll(fd, text);
   int err = errno;
-  ::unlink(temp.c_str());
-  if (!created && err != EEXIST)
-    return makeError(ErrorCode::kState, "link " + path + ": " + std::strerror(err));
-  return created;
+  ::close(fd);
+  if (!ok) return makeError(ErrorCode::kState, "write " + temp.path_ + ": " + std::strerror(err));
+  return temp;
+}
+
+TempText::~TempText() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+Result<bool> TempText::linkTo(const std::string& path) const {
+  if (::link(path_.c_str(), path.c_str()) == 0) return true;
+  if (errno == EEXIST) return false;
+  return makeError(ErrorCode::kState, "link " + path + ": " + std::strerror(errno));
+}
+
+Result<bool> createComplete(const std::string& path, const std::string& text, const char* faultName) {
+  auto temp = TempText::write(path, text);
+  if (!temp) return temp.error();
+  faultPoint(faultName);
+  return temp->linkTo(path);
 }
 
 void removeTempsUnder(const std::string& dir) {

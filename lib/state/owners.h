@@ -8,6 +8,25 @@
 
 namespace podsteer::state {
 
+// A temporary file holding some text, removed when this goes out of scope: link()ing it
+// into place creates a file that appears complete (never empty or half written; a command
+// killed before the link leaves only a temporary, which GC collects).
+class TempText {
+public:
+  // Writes `text` to `<pathBase><kTempInfix><pid>`.
+  static Result<TempText> write(const std::string& pathBase, const std::string& text);
+  TempText(TempText&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  TempText& operator=(TempText&&) = delete;
+  ~TempText();
+  // Links the temporary to `path`: true when created, false when `path` existed (link()
+  // refuses an existing name, so a claim made this way is exclusive).
+  Result<bool> linkTo(const std::string& path) const;
+
+private:
+  explicit TempText(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
 // Creates `path` holding `text` complete: the text goes to a temporary first, which is
 // then link()ed into place, so the file never exists empty or half written (a command
 // killed in between leaves only a temporary, which GC collects). false: `path` existed.

@@ -1,4 +1,5 @@
 #include "state/port_blocks.h"
+#include "state/owners.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -24,26 +25,15 @@ Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount
   // The claim appears complete, owner inside: the owner goes to a temporary once, which
   // is then link()ed to the first free index (link refuses an existing name, as O_EXCL
   // did). Killed before the link, only the temporary is left, and GC collects it.
-  const std::string temp = dir_ + "/claim" + kTempInfix + std::to_string(::getpid());
-  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return makeError(ErrorCode::kState, "claim port block " + temp + ": " + std::strerror(errno));
-  bool ok = writeAll(fd, owner);
-  ::close(fd);
-  if (!ok) {
-    ::unlink(temp.c_str());
-    return makeError(ErrorCode::kState, "claim port block " + temp + ": write failed");
-  }
+  auto temp = TempText::write(dir_ + "/claim", owner);
+  if (!temp) return makeError(ErrorCode::kState, "claim port block: " + temp.error().msg);
   faultPoint("claim:port-block-temp");
-  struct TempGone {
-    const std::string& path;
-    ~TempGone() { ::unlink(path.c_str()); }
-  } tempGone{temp};
   uint32_t inUse = 0;
   for (uint32_t i = 0; i < blockCount; ++i) {
     const std::string path = dir_ + "/" + std::to_string(i);
-    if (::link(temp.c_str(), path.c_str()) == 0) return i;
-    if (errno != EEXIST)
-      return makeError(ErrorCode::kState, "claim port block " + path + ": " + std::strerror(errno));
+    auto linked = temp->linkTo(path);
+    if (!linked) return makeError(ErrorCode::kState, "claim port block: " + linked.error().msg);
+    if (*linked) return i;
     if (ownerOf(i) == owner) return i; // a repeated ADD that lost its record
     ++inUse;
   }
