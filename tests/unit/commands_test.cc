@@ -1,4 +1,4 @@
-// `podsteer list` over records in a temp state dir, where their answer
+// `podsteer list` and `reconcile` over records in a temp state dir, where their answer
 // does not depend on a pod netns being there.
 
 #include <doctest/doctest.h>
@@ -8,7 +8,9 @@
 #include <filesystem>
 
 #include "commands/inspect.h"
+#include "commands/reconcile.h"
 #include "state/record.h"
+#include "util/file_io.h"
 
 namespace fs = std::filesystem;
 using namespace podsteer;
@@ -36,6 +38,10 @@ state::AttachmentRecord recordIn(const std::string& network, const std::string& 
   return rec;
 }
 
+void writeText(const fs::path& p, const std::string& text) {
+  REQUIRE(writeFileAtomic(p, text, "write", Durability::kNone, 0644, ErrorCode::kIo).ok());
+}
+
 } // namespace
 
 TEST_CASE("list where pod netns cannot be seen (the installer's container): unverified, not damaged (issue 18.10)") {
@@ -61,4 +67,29 @@ TEST_CASE("list where pod netns cannot be seen (the installer's container): unve
   REQUIRE(rows.size() == 1);
   CHECK(rows[0]["state"].get<std::string>().rfind("damaged: pod netns", 0) == 0);
   CHECK(rows[0]["verified"] == true);
+}
+
+TEST_CASE("reconcile --conf with the ConfigMap's bare entry: name and cniVersion come from the records (issue 18.3)") {
+  TempDir dir;
+  const fs::path stateDir = dir.root / "state";
+  fs::create_directories(stateDir);
+  REQUIRE(state::RecordStore(stateDir).write(recordIn("k8s-pod-network", "0123456789ab", "/podsteer-test-no-such-dir/cni-1")).ok());
+  const fs::path entry = dir.root / "entry.json";
+  writeText(entry, nlohmann::json{{"type", "podsteer"}, {"stateDir", stateDir.string()}, {"redirect", {{"inboundPort", 15007}}}}.dump());
+  ReconcileOptions opts;
+  opts.confFile = entry;
+  opts.dryRun = true;
+  auto out = runReconcile(opts);
+  CAPTURE(out.out);
+  CHECK(out.out.find("invalid config") == std::string::npos);
+  CHECK(out.out.find("1 attachments") != std::string::npos);
+  // Records of two networks: which one is meant must be said.
+  REQUIRE(state::RecordStore(stateDir).write(recordIn("other-net", "ba9876543210", "/podsteer-test-no-such-dir/cni-2")).ok());
+  out = runReconcile(opts);
+  CHECK(out.exitCode != 0);
+  CHECK(out.out.find("--network") != std::string::npos);
+  opts.network = "other-net";
+  out = runReconcile(opts);
+  CHECK(out.out.find("invalid config") == std::string::npos);
+  CHECK(out.out.find("1 attachments") != std::string::npos);
 }
