@@ -59,7 +59,10 @@ constexpr CommandUsage kCommandUsage[] = {
              "  and whether its programmed state is intact\n"},
     {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                 "                        [--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
-                "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"},
+                "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
+                "  --interval MS: 100 to 3600000 (default 2000); --timeout SEC: 0 to 86400 (default 300)\n"
+                "  install --ready-check [--conf ENTRY.json] [dirs]: exit 0 only when that entry is\n"
+                "  installed (valid, after the primary plugin) and the bin dir holds this binary\n"},
     {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                   "  remove exactly what install added: our conflist entry, then the binary\n"},
     {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -12,6 +14,7 @@
 #include "nl/nft_table.h"
 #include "plan/host.h"
 #include "state/lock.h"
+#include "util/file_io.h"
 #include "util/json_text.h"
 #include "util/strings.h"
 
@@ -78,6 +81,32 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
 
 namespace {
 
+// Why this process cannot check the kernel for `rec`, if it cannot. `kubectl exec
+// ds/podsteer -- podsteer list` runs in the installer's container: no CAP_NET_ADMIN /
+// CAP_SYS_ADMIN (to enter a pod netns and read its tables) and no /var/run/netns. There,
+// every pod would look "damaged" ("netns gone"); it is "unverified" instead, saying why.
+std::optional<std::string> cannotVerify(const state::AttachmentRecord& rec) {
+  constexpr int kCapNetAdmin = 12;
+  constexpr int kCapSysAdmin = 21;
+  if (auto status = readFile("/proc/self/status")) {
+    const size_t at = status->find("\nCapEff:");
+    if (at != std::string::npos) {
+      const unsigned long long caps = std::strtoull(status->c_str() + at + 8, nullptr, 16);
+      if ((caps & (1ULL << kCapNetAdmin)) == 0) return "no CAP_NET_ADMIN here (run podsteer list on the node)";
+      if ((caps & (1ULL << kCapSysAdmin)) == 0)
+        return "no CAP_SYS_ADMIN here, needed to enter pod netns (run podsteer list on the node)";
+    }
+  }
+  const size_t slash = rec.netns.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string dir = rec.netns.substr(0, slash);
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0)
+      return "netns directory " + dir + " is not visible here (run podsteer list on the node)";
+  }
+  return std::nullopt;
+}
+
 // One row of `podsteer list`: each column padded to its width (a longer value widens its
 // row rather than being cut or running into the next column), the last one as it is.
 std::string tableRow(const std::vector<std::string>& cells) {
@@ -110,8 +139,11 @@ CommandOutput runList(const std::string& stateDir, bool json) {
       if (e.data) ports = e.data->toString();
     std::string stateText = "intact";
     nlohmann::json diffs = nlohmann::json::array();
-    auto v = verifyRecord(rec, stateDir);
-    if (!v) {
+    const auto why = cannotVerify(rec);
+    auto v = why ? Result<std::vector<std::string>>(makeError(ErrorCode::kState, *why)) : verifyRecord(rec, stateDir);
+    if (why) {
+      stateText = "unverified: " + *why;
+    } else if (!v) {
       stateText = "unknown: " + v.error().msg;
     } else if (!v->empty()) {
       stateText = "damaged: " + v->front() + (v->size() > 1 ? " (+" + std::to_string(v->size() - 1) + " more)" : "");
@@ -130,6 +162,7 @@ CommandOutput runList(const std::string& stateDir, bool json) {
                            {"hairpin", m.hairpin},
                            {"configDigest", rec.configDigest},
                            {"intact", v && v->empty()},
+                           {"verified", !why.has_value()},
                            {"state", stateText},
                            {"differences", diffs},
                            {"updatedAt", rec.updatedAt}};

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 #include <string>
@@ -44,6 +45,41 @@ Result<nlohmann::json> loadEntry(const std::string& path) {
     return entry;
   }
   return makeError(ErrorCode::kInvalidConfig, "--conf: " + path + " has no podsteer entry in its plugins");
+}
+
+// A bare entry (what the DaemonSet's ConfigMap holds) has no "name" or "cniVersion": the
+// runtime takes them from the conflist. Here they come from --network or the records the
+// entry is to be rolled onto: the one network in the state dir (several: --network is
+// needed) and its records' cniVersion. With no record at all there is nothing to roll
+// onto; the name then only serves the validation.
+Status completeBareEntry(nlohmann::json& entry, const ReconcileOptions& opts, const std::string& path) {
+  if (entry.contains("name") && entry.contains("cniVersion")) return Status::success();
+  std::string stateDir = opts.stateDir;
+  if (stateDir.empty()) {
+    auto it = entry.find("stateDir");
+    stateDir = it != entry.end() && it->is_string() ? it->get<std::string>() : kDefaultStateDir;
+  }
+  std::string network = opts.network;
+  if (network.empty() && entry.contains("name") && entry["name"].is_string()) network = entry["name"].get<std::string>();
+  std::vector<std::string> networks;
+  std::string version;
+  for (const auto& rec : state::RecordStore(stateDir).list(network)) {
+    if (std::find(networks.begin(), networks.end(), rec.network) == networks.end()) networks.push_back(rec.network);
+    if (version.empty()) version = rec.config.is_object() ? rec.config.value("cniVersion", rec.cniVersion) : rec.cniVersion;
+  }
+  if (network.empty()) {
+    if (networks.size() > 1) {
+      std::string names;
+      for (const auto& n : networks) names += (names.empty() ? "" : ", ") + n;
+      return makeError(ErrorCode::kInvalidConfig,
+                       "--conf: " + path + " is an entry without \"name\" and " + stateDir +
+                           " holds records of several networks (" + names + "): give --network or the conflist");
+    }
+    network = networks.empty() ? "podsteer" : networks.front();
+  }
+  if (!entry.contains("name")) entry["name"] = network;
+  if (!entry.contains("cniVersion")) entry["cniVersion"] = version.empty() ? "1.0.0" : version;
+  return Status::success();
 }
 
 struct PodOutcome {
@@ -249,6 +285,8 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   ReconcileOptions opts = given;
   auto entry = loadEntry(opts.confFile);
   if (!entry) return {1, "podsteer reconcile: " + entry.error().msg + "\n"};
+  if (auto s = completeBareEntry(*entry, opts, opts.confFile); !s)
+    return {1, "podsteer reconcile: " + s.error().msg + "\n"};
   // Validate the new config once, up front, as a runtime would.
   nlohmann::json probe = *entry;
   probe["prevResult"] = {{"ips", nlohmann::json::array()}};

@@ -9,12 +9,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "install/conflist_text.h"
+#include "install/dir_watch.h"
 #include "util/file_io.h"
+#include "util/strings.h"
 
 namespace podsteer::install {
 
@@ -82,15 +86,45 @@ std::string withoutRepeatedSkips(const std::string& report, std::string& lastSki
   return skipped + rest;
 }
 
+// The bin dir's binary as last found equal to the source (inode, size, mtime): a --watch
+// pass woken by the conf dir skips reading both again (megabytes, hundreds of ms under a
+// sanitizer, every pass), so the entry is back within milliseconds. Anything that
+// replaces or rewrites the file changes the stamp.
+struct BinaryStamp {
+  std::string source, target;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = 0;
+  timespec mtime{};
+};
+std::optional<BinaryStamp> gInstalledBinary;
+
+std::optional<BinaryStamp> stampOf(const std::string& source, const std::string& target) {
+  struct stat st {};
+  if (::stat(target.c_str(), &st) != 0) return std::nullopt;
+  return BinaryStamp{source, target, st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+}
+
+bool sameStamp(const BinaryStamp& a, const BinaryStamp& b) {
+  return a.source == b.source && a.target == b.target && a.dev == b.dev && a.ino == b.ino && a.size == b.size &&
+         a.mtime.tv_sec == b.mtime.tv_sec && a.mtime.tv_nsec == b.mtime.tv_nsec;
+}
+
 Status installBinary(const InstallOptions& opts, bool& changed, std::string& report) {
   std::string source = opts.binary.empty() ? "/proc/self/exe" : opts.binary;
+  const std::string target = opts.binDir + "/" + kPluginType;
+  auto now = stampOf(source, target);
+  if (now && gInstalledBinary && sameStamp(*now, *gInstalledBinary)) return Status::success();
+  gInstalledBinary.reset();
   std::string data, existing;
   if (!readFile(source, data)) return makeError(ErrorCode::kIo, "read " + source + ": " + std::strerror(errno));
-  const std::string target = opts.binDir + "/" + kPluginType;
-  if (readFile(target, existing) && existing == data) return Status::success();
-  if (auto s = writeAtomic(target, data, 0755); !s) return s;
-  changed = true;
-  report += "installed " + target + "\n";
+  if (!readFile(target, existing) || existing != data) {
+    if (auto s = writeAtomic(target, data, 0755); !s) return s;
+    changed = true;
+    report += "installed " + target + "\n";
+  }
+  // Only the process's own source is stable enough to remember (--binary may be rebuilt).
+  if (opts.binary.empty()) gInstalledBinary = stampOf(source, target);
   return Status::success();
 }
 
@@ -282,6 +316,37 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   return installEntry(opts, primary, changed, report);
 }
 
+Status checkInstalled(const InstallOptions& opts) {
+  std::string primary = findPrimaryConfig(opts.confDir);
+  if (primary.empty()) return makeError(ErrorCode::kTryAgain, "no primary CNI config in " + opts.confDir);
+  const std::string path = opts.confDir + "/" + primary;
+  auto file = readValidConfig(path, primary);
+  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  auto parsed = nlohmann::json::parse(file->text);
+  if (!parsed.contains("plugins")) return makeError(ErrorCode::kTryAgain, path + ": podsteer is not installed (a .conf)");
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, parsed, path); !s) return s;
+  auto existing = findEntry(file->text);
+  if (!existing) return makeError(ErrorCode::kTryAgain, path + ": no podsteer entry");
+  if (existing->contains(kInstallKey)) entry[kInstallKey] = (*existing)[kInstallKey];
+  // The same test installEntryOnce uses: nothing to write means ours, once, after the primary.
+  auto updated = withEntry(file->text, entry);
+  if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
+  if (*updated)
+    return makeError(ErrorCode::kTryAgain, path + (entryPlacement(file->text) == EntryPlacement::kAfterPrimary
+                                                       ? ": the podsteer entry differs from --conf"
+                                                       : ": the podsteer entry is not after the primary plugin"));
+  const std::string source = opts.binary.empty() ? "/proc/self/exe" : opts.binary;
+  const std::string target = opts.binDir + "/" + kPluginType;
+  std::string want, have;
+  if (!readFile(source, want)) return makeError(ErrorCode::kIo, "read " + source + ": " + std::strerror(errno));
+  if (!readFile(target, have)) return makeError(ErrorCode::kTryAgain, target + ": " + std::strerror(errno));
+  if (have != want) return makeError(ErrorCode::kTryAgain, target + " is not this podsteer binary");
+  return Status::success();
+}
+
 namespace {
 
 // One attempt at taking podsteer out of confDir/name; false: the file changed under it.
@@ -338,11 +403,36 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
   return Status::success();
 }
 
+namespace {
+
+// --interval below 100 ms turns --watch into a busy loop (0 spun at 96% CPU); above an
+// hour the entry could stay missing for that long. --timeout: up to a day of waiting
+// for the primary CNI; 0 means look once.
+constexpr long long kMinIntervalMs = 100;
+constexpr long long kMaxIntervalMs = 3600 * 1000;
+constexpr long long kMaxTimeoutSeconds = 24 * 3600;
+
+// A decimal integer in [lo, hi], all of the text: atoi read "abc" and "10x" as 0 and 10.
+std::optional<long long> boundedNumber(const std::string& cmd, const char* flag, const std::string& text, long long lo,
+                                       long long hi) {
+  long long n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < lo || n > hi) {
+    FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << flag << " \"" << printable(text)
+                            << "\": want a whole number from " << lo << " to " << hi << "\n";
+    return std::nullopt;
+  }
+  return n;
+}
+
+} // namespace
+
 int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile) {
   const std::string cmd = argv[1];
   InstallOptions opts;
   bool watch = false;
   bool reconcileOnChange = false;
+  bool readyCheck = false;
   std::string confFile;
   std::chrono::milliseconds interval{2000};
   for (int i = 2; i < argc; ++i) {
@@ -356,17 +446,25 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     };
     std::optional<std::string> v;
     if (a == "--watch") watch = true;
+    else if (a == "--ready-check" && cmd == "install") readyCheck = true;
     else if (a == "--reconcile") reconcileOnChange = true;
     else if (a == "--cni-bin-dir" && (v = value("--cni-bin-dir"))) opts.binDir = *v;
     else if (a == "--cni-conf-dir" && (v = value("--cni-conf-dir"))) opts.confDir = *v;
     else if (a == "--binary" && (v = value("--binary"))) opts.binary = *v;
-    else if (a == "--timeout" && (v = value("--timeout"))) opts.waitForPrimary = std::chrono::seconds(std::atoi(v->c_str()));
-    else if (a == "--interval" && (v = value("--interval"))) interval = std::chrono::milliseconds(std::atoi(v->c_str()));
+    else if (a == "--timeout" && (v = value("--timeout"))) {
+      auto n = boundedNumber(cmd, "--timeout", *v, 0, kMaxTimeoutSeconds);
+      if (!n) return 2;
+      opts.waitForPrimary = std::chrono::seconds(*n);
+    } else if (a == "--interval" && (v = value("--interval"))) {
+      auto n = boundedNumber(cmd, "--interval", *v, kMinIntervalMs, kMaxIntervalMs);
+      if (!n) return 2;
+      interval = std::chrono::milliseconds(*n);
+    }
     else if (a == "--conf" && (v = value("--conf"))) {
       confFile = *v;
     } else {
       FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
-                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
+                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile] | --ready-check]\n"
                    "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n";
       return 2;
     }
@@ -388,14 +486,42 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     std::string log;
     if (entryFile->poll(log) != EntryFile::Change::kNew) {
       FdWriter(STDERR_FILENO) << "podsteer install: " << log;
-      if (!watch) return 1;
+      if (!watch || readyCheck) return 1;
     } else {
       opts.entry = *entryFile->current();
     }
   }
+  if (readyCheck) {
+    // The DaemonSet's readiness probe: ready only while the --conf entry is valid and is
+    // what the primary conflist holds, after the primary, with this binary in the bin dir.
+    if (watch) {
+      FdWriter(STDERR_FILENO) << "podsteer install: --ready-check does not go with --watch\n";
+      return 2;
+    }
+    auto s = checkInstalled(opts);
+    if (!s) {
+      FdWriter(STDERR_FILENO) << "podsteer install --ready-check: not ready: " << s.error().msg << "\n";
+      return 1;
+    }
+    FdWriter(STDOUT_FILENO) << "ready\n";
+    return 0;
+  }
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
   std::string lastSkipped, lastError;
+  // --reconcile: running pods are brought onto the installed entry after it is written
+  // (pods ADDed meanwhile already get it), from the conflist that holds it (the bare
+  // --conf entry has no name and cniVersion), and again each pass until a reconcile
+  // succeeds, i.e. every record's config is the installed one. Also once at start: the
+  // ConfigMap may have changed while no watcher ran.
+  bool reconcilePending = watch && reconcileOnChange && reconcile;
+  std::optional<DirWatch> dirWatch;
+  if (watch) {
+    std::vector<std::string> dirs = {opts.confDir};
+    if (!confFile.empty()) dirs.push_back(confFile.find('/') == std::string::npos ? "." : confFile.substr(0, confFile.rfind('/')));
+    dirWatch.emplace(dirs);
+  }
+  const auto stopped = [] { return gStop != 0; };
   do {
     bool changed = false;
     report.clear();
@@ -407,18 +533,12 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       if (change == EntryFile::Change::kNew) {
         opts.entry = *entryFile->current();
         FdWriter(STDOUT_FILENO) << "podsteer install: " << confFile << " changed\n";
-        if (reconcileOnChange && reconcile) {
-          // Reconcile reads the entry's own stateDir; new pods get the entry via installOnce.
-          int rc = reconcile(confFile);
-          FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc << "\n";
-        }
+        reconcilePending = reconcileOnChange && reconcile;
       }
     }
     if (entryFile && !entryFile->current()) {
       // No valid entry yet: nothing to install (an entry already in the conflist stays).
-      for (auto waited = std::chrono::milliseconds(0); !gStop && waited < interval;
-           waited += std::chrono::milliseconds(100))
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (dirWatch) dirWatch->wait(interval, stopped);
       continue;
     }
     auto s = installOnce(opts, changed, report);
@@ -434,13 +554,22 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       lastError = line;
     } else {
       lastError.clear();
+      if (reconcilePending) {
+        const std::string primary = findPrimaryConfig(opts.confDir);
+        if (!primary.empty()) {
+          int rc = reconcile(opts.confDir + "/" + primary);
+          FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc
+                                  << (rc != 0 ? " (tried again next pass)" : "") << "\n";
+          reconcilePending = rc != 0;
+        }
+      }
     }
     // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
-    // put our entry back whenever it disappears.
-    for (auto waited = std::chrono::milliseconds(0); watch && !gStop && waited < interval;
-         waited += std::chrono::milliseconds(100))
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // put our entry back whenever it disappears: at once on the conf dir's inotify
+    // events (a pod created meanwhile would start unsteered), else at the next poll.
+    if (watch) dirWatch->wait(interval, stopped);
   } while (watch && !gStop);
+  gStop = 0; // this command is done; a later one in the same process (the unit tests) starts afresh
   return 0;
 }
 

@@ -40,9 +40,16 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
 Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
                  const CommitHook& beforeCommit = {});
 
+// Whether opts.entry (valid for the primary conflist) is installed there exactly, once,
+// after the primary plugin, and the bin dir holds opts.binary (or this executable). What
+// `install --ready-check` (the DaemonSet's readiness probe) answers; writes nothing.
+Status checkInstalled(const InstallOptions& opts);
+
 // `podsteer install|uninstall [flags]` from argv.
-// `reconcile` (may be empty) runs when `install --watch --reconcile` sees the --conf file
-// change, e.g. an edited ConfigMap: it rolls the new entry onto running pods.
+// `reconcile` (may be empty) is what `install --watch --reconcile` runs, with the path of
+// the conflist that holds the installed entry, after installing a changed --conf (e.g. an
+// edited ConfigMap) and once at start: it rolls the entry onto running pods. Non-zero
+// (some pod not reconciled) is tried again each pass until it returns 0.
 int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {});
 
 } // namespace podsteer::install

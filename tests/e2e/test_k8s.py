@@ -89,6 +89,14 @@ def t_k8s_shape(w):
     if os.path.basename(pre[0]) != "podsteer" or pre[1] != "uninstall" or \
             "/host/opt/cni/bin" not in pre or "/host/etc/cni/net.d" not in pre:
         fail("preStop is %r, want podsteer uninstall with the same dirs" % pre)
+    probe = (c.get("readinessProbe") or {}).get("exec", {}).get("command", [])
+    want_probe = ["install", "--ready-check", "--conf", "/etc/podsteer/entry.json",
+                  "--cni-bin-dir", "/host/opt/cni/bin", "--cni-conf-dir", "/host/etc/cni/net.d"]
+    if not probe or os.path.basename(probe[0]) != "podsteer" or probe[1:] != want_probe:
+        fail("readinessProbe is %r, want exec podsteer %s" % (probe, " ".join(want_probe)))
+    state = [m for m in c["volumeMounts"] if m["name"] == host["/run/podsteer"]]
+    if not state or state[0].get("readOnly") is not True:
+        fail("the state dir is mounted writable: install only reads it (%r)" % state)
     if pod.get("automountServiceAccountToken") is not False:
         fail("automountServiceAccountToken should be false (no API access needed)")
 
@@ -146,6 +154,7 @@ class FakeNode:
         self.write_primary(self.ORIGINAL)
         self.install_cmd = self.mapped(c["command"] + c.get("args", []))
         self.prestop_cmd = self.mapped(c["lifecycle"]["preStop"]["exec"]["command"])
+        self.ready_cmd = self.mapped(c["readinessProbe"]["exec"]["command"])
         self.watcher = None
 
     def mapped(self, argv):
@@ -202,6 +211,18 @@ class FakeNode:
             fail("preStop (rc %d): %s\n    %s %s" % (p.returncode, " ".join(self.prestop_cmd),
                                                     cut(p.stdout), cut(p.stderr)))
 
+    def ready(self):
+        """The kubelet's readiness probe, exactly as the manifest has it."""
+        return sh(self.ready_cmd, timeout=10, check=False).returncode == 0
+
+    def write_entry(self, obj_or_text):
+        """As the kubelet updates a ConfigMap volume: a new file renamed into place."""
+        path = os.path.join(self.root, "etc/podsteer/entry.json")
+        text = obj_or_text if isinstance(obj_or_text, str) else json.dumps(obj_or_text)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.rename(path + ".tmp", path)
+
     def expect_removed(self, why):
         left = sorted(os.listdir(self.bin_dir)) + sorted(os.listdir(self.conf_dir))
         if left != [self.PRIMARY]:
@@ -236,6 +257,66 @@ def t_k8s_install(w):
     # Pod gone the usual way (kubelet: preStop, then SIGTERM), here with no race: the
     # watcher is stopped first.
     node.prestop()
+    node.expect_removed("after preStop")
+
+
+@test("k8s: after the primary rewrites its conflist, the entry is back within 250 ms "
+      "(inotify, not the 2 s poll)", needs=[K8S_INSTALL])
+def t_k8s_window(w):
+    """A pod created between the primary CNI's rewrite (dropping podsteer's entry, as
+    Calico or Cilium do on restart) and the watcher's re-insert starts unsteered. Measure
+    that window: 10 rewrites, each at a random point of the watcher's poll cycle."""
+    import random
+    node = FakeNode(w, "k8s-node-window")
+    node.start_install()
+    if not node.wait(node.chained, 10):
+        fail("install --watch did not install within 10 s: %s" % cut(node.read_primary()))
+    windows = []
+    for _ in range(10):
+        time.sleep(random.uniform(0.3, 2.3))
+        node.write_primary(node.ORIGINAL)
+        t0 = time.monotonic()
+        while not node.chained():
+            if time.monotonic() - t0 > 10:
+                fail("the entry was not back 10 s after the primary's rewrite")
+            time.sleep(0.002)
+        windows.append((time.monotonic() - t0) * 1000)
+    node.stop_install()
+    windows.sort()
+    w.notes.append("window after a primary rewrite (ms, 10 rewrites): min %.0f, median %.0f, "
+                   "max %.0f" % (windows[0], windows[len(windows) // 2], windows[-1]))
+    if windows[-1] > 250:
+        fail("the entry was missing for up to %.0f ms after a rewrite by the primary "
+             "(all: %s)" % (windows[-1], ", ".join("%.0f" % x for x in windows)))
+    node.prestop()
+    node.expect_removed("after preStop")
+
+
+@test("k8s: the readiness probe is ready only while the ConfigMap's entry is installed "
+      "and valid", needs=[K8S_INSTALL])
+def t_k8s_ready(w):
+    node = FakeNode(w, "k8s-node-ready")
+    if node.ready():
+        fail("the readiness probe says ready before anything is installed")
+    node.start_install()
+    if not node.wait(node.chained, 10) or not node.wait(node.ready, 5):
+        fail("not ready 10 s after install --watch started: %s" % cut(node.read_primary()))
+    # A ConfigMap typo: the watcher keeps the working entry, the pod goes not ready.
+    node.write_entry(dict(node.entry, redirect=dict(node.entry.get("redirect", {}),
+                                                    inboundPort="abc")))
+    if node.ready():
+        fail("ready with a ConfigMap entry the plugin refuses")
+    # A valid edit: not ready until the watcher has installed it, then ready.
+    fixed = dict(node.entry, hairpin=True)
+    node.write_entry(fixed)
+    if not node.wait(node.ready, 10):
+        fail("not ready 10 s after a valid ConfigMap edit: %s" % cut(node.read_primary()))
+    if json.loads(node.read_primary())["plugins"][-1].get("hairpin") is not True:
+        fail("ready, but the conflist does not hold the edited entry")
+    node.stop_install()
+    node.prestop()
+    if node.ready():
+        fail("ready after preStop's uninstall")
     node.expect_removed("after preStop")
 
 

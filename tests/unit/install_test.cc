@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "install/conflist_text.h"
 #include "install/install.h"
@@ -897,4 +900,120 @@ TEST_CASE("--watch: a --conf edit with a typo is logged once and the working ent
   TempNode::write(path, kFlannel);
   CHECK(file.poll(log) == EntryFile::Change::kRejected);
   CHECK(log.find("plugins") != std::string::npos);
+}
+
+TEST_CASE("numeric installer flags are checked: a number in bounds, else exit 2 and nothing written (issue 18.10)") {
+  TempNode node;
+  const fs::path file = node.conf / "10-flannel.conflist";
+  TempNode::write(file, kFlannel);
+  const std::vector<std::string> dirs = {"--cni-bin-dir", node.bin, "--cni-conf-dir", node.conf, "--binary", node.binary};
+  const std::vector<std::vector<std::string>> bad = {
+      {"--interval", "0"},   {"--interval", "abc"}, {"--interval", "99"},  {"--interval", "10x"},
+      {"--interval", "-5"},  {"--interval", ""},    {"--interval", "99999999999999999999"},
+      {"--timeout", "x"},    {"--timeout", "-1"},   {"--timeout", "1.5"},  {"--timeout", "100000"},
+  };
+  for (const auto& flag : bad) {
+    CAPTURE(flag[0]);
+    CAPTURE(flag[1]);
+    std::vector<std::string> args = {"podsteer", "install"};
+    args.insert(args.end(), dirs.begin(), dirs.end());
+    args.insert(args.end(), flag.begin(), flag.end());
+    CHECK(runInstall(args) == 2);
+    CHECK(TempNode::read(file) == kFlannel);
+    CHECK_FALSE(fs::exists(node.bin / "podsteer"));
+  }
+  std::vector<std::string> args = {"podsteer", "install", "--interval", "100", "--timeout", "0"};
+  args.insert(args.end(), dirs.begin(), dirs.end());
+  CHECK(runInstall(args) == 0);
+  CHECK(fs::exists(node.bin / "podsteer"));
+}
+
+TEST_CASE("install --ready-check: ready only while the --conf entry is installed, valid and after the primary (issue 18.10)") {
+  TempNode node;
+  const fs::path file = node.conf / "10-flannel.conflist";
+  TempNode::write(file, kFlannel);
+  const fs::path entry = node.root / "entry.json";
+  TempNode::write(entry, R"({"type": "podsteer", "redirect": {}})");
+  const std::vector<std::string> common = {"--conf",   entry,       "--cni-bin-dir", node.bin, "--cni-conf-dir", node.conf,
+                                           "--binary", node.binary, "--timeout",     "0"};
+  auto with = [&](std::vector<std::string> head) {
+    head.insert(head.end(), common.begin(), common.end());
+    return head;
+  };
+  const auto check = with({"podsteer", "install", "--ready-check"});
+  CHECK(runInstall(check) == 1); // nothing installed yet
+  REQUIRE(runInstall(with({"podsteer", "install"})) == 0);
+  CHECK(runInstall(check) == 0);
+  const std::string installed = TempNode::read(file);
+  // The primary rewrote its file without our entry: not ready until install puts it back.
+  TempNode::write(file, kFlannel);
+  CHECK(runInstall(check) == 1);
+  TempNode::write(file, installed);
+  CHECK(runInstall(check) == 0);
+  // A changed ConfigMap: not ready until the new entry is in; a typo: not ready at all.
+  TempNode::write(entry, R"({"type": "podsteer", "redirect": {"inboundPort": 15007}})");
+  CHECK(runInstall(check) == 1);
+  REQUIRE(runInstall(with({"podsteer", "install"})) == 0);
+  CHECK(runInstall(check) == 0);
+  TempNode::write(entry, R"({"type": "podsteer", "redirect": {"inboundPort": "abc"}})");
+  CHECK(runInstall(check) == 1);
+  TempNode::write(entry, R"({"type": "podsteer", "redirect": {"inboundPort": 15007}})");
+  CHECK(runInstall(check) == 0);
+  // Another binary in the bin dir (an older release): not ready.
+  TempNode::write(node.bin / "podsteer", "old");
+  CHECK(runInstall(check) == 1);
+  // The check writes nothing.
+  CHECK(TempNode::read(node.bin / "podsteer") == "old");
+  CHECK(runInstall(with({"podsteer", "install", "--ready-check", "--watch"})) == 2);
+}
+
+TEST_CASE("install --watch --reconcile: installs first, reconciles from the conflist, retries a failed reconcile (issue 18.3)") {
+  TempNode node;
+  const fs::path file = node.conf / "10-flannel.conflist";
+  TempNode::write(file, kFlannel);
+  const fs::path entry = node.root / "entry.json";
+  TempNode::write(entry, R"({"type": "podsteer", "redirect": {"inboundPort": 15006}})");
+  struct Call {
+    std::string path;
+    nlohmann::json entry; // the podsteer entry the file held when reconcile ran
+  };
+  std::vector<Call> calls;
+  std::atomic<bool> done{false};
+  // Whatever happens, the watcher stops after 10 s (SIGTERM is what stops it).
+  std::thread watchdog([&] {
+    for (int i = 0; i < 100 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done) std::raise(SIGTERM);
+  });
+  auto reconcile = [&](const std::string& path) {
+    calls.push_back({path, findEntry(TempNode::read(path)).value_or(nlohmann::json())});
+    if (calls.size() == 1) return 1; // a pod failed: must be tried again
+    if (calls.size() == 2) {
+      // The ConfigMap is edited: the next reconcile must see the new entry installed.
+      TempNode::write(entry, R"({"type": "podsteer", "redirect": {"inboundPort": 15007}})");
+      return 0;
+    }
+    done = true;
+    std::raise(SIGTERM);
+    return 0;
+  };
+  std::vector<std::string> args = {"podsteer",        "install",  "--watch",   "--reconcile", "--interval", "100",
+                                   "--conf",          entry,      "--cni-bin-dir", node.bin,  "--cni-conf-dir", node.conf,
+                                   "--binary",        node.binary, "--timeout", "1"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  CHECK(runInstallCommand(static_cast<int>(args.size()), argv.data(), reconcile) == 0);
+  done = true;
+  watchdog.join();
+  REQUIRE(calls.size() == 3);
+  for (const auto& c : calls) CHECK(c.path == file.string()); // the conflist: it has name and cniVersion
+  CHECK(calls[0].entry["redirect"]["inboundPort"] == 15006);  // at start, after the install
+  CHECK(calls[1].entry["redirect"]["inboundPort"] == 15006);  // the retry
+  CHECK(calls[2].entry["redirect"]["inboundPort"] == 15007);  // the edit, installed before reconcile
+  // The watcher stopped; a later install in this process is not told to stop.
+  bool changed = false;
+  std::string report;
+  TempNode::write(file, kFlannel);
+  CHECK(installOnce(node.options(), changed, report).ok());
+  CHECK(changed);
 }
