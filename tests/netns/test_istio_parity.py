@@ -40,6 +40,8 @@ SCENARIOS = [
     ("ipv6-only", {}, "v6"),
     ("inbound-ports-include", {"includeInboundPorts": ["8080"]}, "dual"),
     ("inbound-ports-exclude", {"excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"]}, "dual"),
+    ("inbound-ports-include-and-exclude", {"includeInboundPorts": ["8080-8081"],
+                                           "excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"]}, "dual"),
     ("outbound-ports-exclude", {"excludeOutboundPorts": ["9001"]}, "dual"),
     ("outbound-cidrs-include", {"includeOutboundCIDRs": LIST_A}, "dual"),
     ("outbound-cidrs-exclude", {"excludeOutboundCIDRs": LIST_A}, "dual"),
@@ -51,8 +53,19 @@ SCENARIOS = [
     ("custom-uid-gid", {"proxyUID": 2000, "proxyGID": 2001, "dnsPort": 15053}, "dual"),
 ]
 
-# Deliberate differences: (scenario regex, probe regex, why). Each must occur.
-DELIBERATE = []
+# Deliberate differences: (scenario regex, probe regex, why). Each must occur. The
+# README's "Differences from Istio" says the same.
+DELIBERATE = [
+    ("inbound-ports-include-and-exclude", r"peer tcp POD(4|6|_LL):8081",
+     "excludeInboundPorts also hold when includeInboundPorts is a list (Istio then ignores "
+     "its exclusions): an operator's exclusion holds whatever include annotation a pod has"),
+    ("ipv6-only", r"(proxy|gid-only) tcp 127\.(1\.2\.3:8080|0\.0\.53:53)",
+     "a family the pod has no address of is left alone, IPv4 too (Istio programs IPv4 "
+     "always, so in an IPv6-only pod the proxy's calls to 127.x go to its inbound port)"),
+    (".*", r".* tcp from ::6 POD6:8080",
+     "podsteer does not put ::6/128 on the pod's lo (istio-cni does); the proxy's init "
+     "must add it for Envoy's IPv6 inbound passthrough"),
+]
 
 # What Istio's rules must do in the Istio twin, whatever else happens: a harness that
 # lost its listeners, its identities or its rules answers every probe with an error in
