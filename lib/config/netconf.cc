@@ -19,10 +19,11 @@ constexpr std::array<const char*, 21> kKnownTopLevel = {
     "hairpin",    "routingDomains", "egressPortPool", "firewall",  "markMask",       "cni.dev/valid-attachments",
     "cni.dev/attachments", "disableCheck", "disableGC"};
 
-constexpr std::array<const char*, 12> kKnownRedirect = {
+constexpr std::array<const char*, 15> kKnownRedirect = {
     "inboundPort",          "outboundPort",         "proxyUID",           "proxyGID",
     "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
-    "excludeOutboundCIDRs", "dnsPort",              "egressGateway",      "allowOptOut"};
+    "excludeOutboundCIDRs", "dnsPort",              "egressGateway",      "allowOptOut",
+    "dnsServers",           "dnsCaptureAll",        "otherFamily"};
 
 // A misspelled selector field fails closed (nobody is selected or granted), but silently:
 // worth the same warning as a misspelled redirect field.
@@ -149,6 +150,49 @@ Status readEgressGateways(const nlohmann::json& j, RedirectConfig& r, std::vecto
   return Status::success();
 }
 
+// redirect.dnsServers, dnsCaptureAll: Istio's DNS capture, which redirects port 53 only
+// to the pod's resolvers unless told to capture all of it.
+Status readDnsCapture(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
+  const std::string p = "redirect";
+  bool captureAllGiven = false;
+  if (auto it = j.find("dnsServers"); it != j.end() && !it->is_null()) {
+    const std::string path = p + ".dnsServers";
+    if (!it->is_array()) return fieldError(path, "must be a list of IP addresses");
+    if (it->size() > kMaxDnsServers)
+      return fieldError(path, "at most " + std::to_string(kMaxDnsServers) + " servers");
+    for (size_t i = 0; i < it->size(); ++i) {
+      const auto& item = (*it)[i];
+      const std::string ip = path + "[" + std::to_string(i) + "]";
+      if (!item.is_string()) return fieldError(ip, "must be an IP address string");
+      const std::string text = item.get<std::string>();
+      auto addr = parseCidr(text);
+      if (!addr || text.find('/') != std::string::npos)
+        return fieldError(ip, "invalid IP address " + quoteForMessage(text));
+      if (std::find(r.dnsServers.begin(), r.dnsServers.end(), *addr) == r.dnsServers.end())
+        r.dnsServers.push_back(*addr);
+    }
+  }
+  if (auto it = j.find("dnsCaptureAll"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean())
+      return fieldError(p + ".dnsCaptureAll", std::string("must be true or false, got ") + it->type_name());
+    r.dnsCaptureAll = it->get<bool>();
+    captureAllGiven = true;
+  } else {
+    r.dnsCaptureAll = r.dnsServers.empty();
+  }
+  if (!r.dnsPort) {
+    if (!r.dnsServers.empty()) return fieldError(p + ".dnsServers", "needs redirect.dnsPort (where DNS is redirected to)");
+    if (captureAllGiven) return fieldError(p + ".dnsCaptureAll", "needs redirect.dnsPort (where DNS is redirected to)");
+    r.dnsCaptureAll = true; // unused without dnsPort; one value keeps equal configs equal
+    return Status::success();
+  }
+  if (!r.dnsCaptureAll && r.dnsServers.empty())
+    return fieldError(p + ".dnsCaptureAll", "false captures DNS only to redirect.dnsServers, which is empty");
+  if (r.dnsCaptureAll && !r.dnsServers.empty())
+    warnings.push_back(p + ".dnsServers: ignored, redirect.dnsCaptureAll is true (every port-53 connection is captured)");
+  return Status::success();
+}
+
 Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
   const std::string p = "redirect";
   if (!j.is_object()) return fieldError(p, "must be an object");
@@ -174,7 +218,20 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
     if (auto s = readPortField(j, p, "dnsPort", port); !s) return s;
     r.dnsPort = port;
   }
+  if (auto s = readDnsCapture(j, r, warnings); !s) return s;
+  if (auto it = j.find("otherFamily"); it != j.end() && !it->is_null()) {
+    if (it->is_string() && *it == "ignore") r.otherFamily = OtherFamily::kIgnore;
+    else if (it->is_string() && *it == "drop") r.otherFamily = OtherFamily::kDrop;
+    else return fieldError(p + ".otherFamily", "must be \"ignore\" or \"drop\"");
+  }
   if (auto s = readEgressGateways(j, r, warnings); !s) return s;
+  for (const auto& c : r.includeOutboundCidrs.cidrs)
+    if (isLoopbackPrefix(c)) {
+      warnings.push_back(p + ".includeOutboundCIDRs: " + c.toString() +
+                         " is a loopback address: as in Istio, the app's own traffic over lo is then no longer "
+                         "exempt from capture (its connections to the listed loopback addresses go to outboundPort)");
+      break;
+    }
   if (r.inboundPort == r.outboundPort)
     return fieldError(p + ".outboundPort", "must differ from redirect.inboundPort");
   if (r.dnsPort && (*r.dnsPort == r.inboundPort || *r.dnsPort == r.outboundPort))

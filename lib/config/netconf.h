@@ -28,6 +28,19 @@ struct EgressGateway {
   bool operator==(const EgressGateway&) const = default;
 };
 
+// What happens to a family the pod has no address of (redirect.otherFamily).
+enum class OtherFamily : uint8_t {
+  kIgnore, // left alone, as Istio leaves IPv6 alone in a pod without an IPv6 address
+  kDrop,   // dropped in both directions (lo excepted): no bypass through that family
+};
+
+// A prefix of a loopback address (inside 127.0.0.0/8, or ::1), as Istio tells them apart
+// in its include list.
+inline bool isLoopbackPrefix(const Cidr& c) {
+  if (c.family == Family::kIpv4) return c.prefixLen >= 8 && c.addr[0] == 127;
+  return c.prefixLen == 128 && c.addr == std::array<uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+}
+
 // The `redirect` block: Istio-style transparent-proxy capture.
 struct RedirectConfig {
   uint16_t inboundPort = 15006;
@@ -45,6 +58,11 @@ struct RedirectConfig {
   CidrList includeOutboundCidrs{.all = true, .cidrs = {}};
   CidrList excludeOutboundCidrs;
   std::optional<uint16_t> dnsPort;
+  // DNS capture (with dnsPort): every port-53 connection (dnsCaptureAll, the default
+  // without dnsServers), or only those to dnsServers (Istio's resolv.conf servers).
+  std::vector<Cidr> dnsServers; // host addresses
+  bool dnsCaptureAll = true;
+  OtherFamily otherFamily = OtherFamily::kIgnore;
   // Egress gateways, at most one per address family: outbound TCP that would be captured
   // goes to the gateway of its family instead of the local outbound port (internal CIDRs
   // are excluded via excludeOutboundCIDRs). With any gateway set, captured TCP of a family
@@ -56,6 +74,14 @@ struct RedirectConfig {
     for (const auto& g : egressGateways)
       if (g.address.family == f) return &g;
     return nullptr;
+  }
+  // An include list with a loopback address: Istio then captures the app's own traffic
+  // over lo to it (the lo exemptions are dropped).
+  bool includesLoopback() const {
+    if (includeOutboundCidrs.all) return false;
+    for (const auto& c : includeOutboundCidrs.cidrs)
+      if (isLoopbackPrefix(c)) return true;
+    return false;
   }
   bool operator==(const RedirectConfig&) const = default;
 };
@@ -170,6 +196,7 @@ Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode = Pars
 Status checkJsonBounds(const std::string& text);
 
 inline constexpr size_t kMaxStdinBytes = 1 << 20;
+inline constexpr size_t kMaxDnsServers = 16;
 inline constexpr int kMaxJsonDepth = 32;
 
 } // namespace podsteer

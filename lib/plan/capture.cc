@@ -5,16 +5,31 @@ namespace podsteer::plan {
 namespace {
 
 constexpr int kDstNatPriority = -100;
+constexpr int kFilterPriority = 0;
+constexpr int kManglePriority = -150;
+const PortRange kDnsPort{53, 53};
 
-Cidr loopback(Family f) { return *parseCidr(f == Family::kIpv4 ? "127.0.0.1" : "::1"); }
+Cidr hostLoopback(Family f) { return *parseCidr(f == Family::kIpv4 ? "127.0.0.1" : "::1"); }
 // Envoy's inbound passthrough binds this source to reach the app over lo (Istio's 127.0.0.6/::6).
 Cidr passthroughSource(Family f) { return *parseCidr(f == Family::kIpv4 ? "127.0.0.6" : "::6"); }
 
 Rule rule(std::vector<Match> m, Statement s) { return Rule{std::move(m), std::move(s)}; }
 
+// One `meta nfproto` match when the capture covers one family only: the chains below are
+// written family-less, as Istio's are, and entered only for the families they cover.
+std::vector<Match> familyGate(const std::set<Family>& families) {
+  if (families.size() == 2) return {};
+  return {nfproto(*families.begin())};
+}
+
+// ISTIO_INBOUND. The tunnel port (HBONE) is always left alone first, whatever the lists.
+// Unlike Istio, exclusions also hold when includeInboundPorts is a list: an operator's
+// exclusion (e.g. 22) holds whatever include annotation a pod carries.
 Chain inboundChain(const RedirectConfig& r) {
   Chain c{.name = "inbound", .base = std::nullopt, .rules = {}};
-  for (const auto& port : r.excludeInboundPorts.ranges) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
+  c.rules.push_back(rule({tcpDport(kInboundTunnelPort)}, returnStmt()));
+  for (const auto& port : r.excludeInboundPorts.ranges)
+    if (port != kInboundTunnelPort) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
   if (r.includeInboundPorts.all) {
     c.rules.push_back(rule({l4proto(kProtoTcp)}, redirectStmt(r.inboundPort)));
   } else {
@@ -24,38 +39,65 @@ Chain inboundChain(const RedirectConfig& r) {
   return c;
 }
 
-// ISTIO_OUTPUT, rule for rule, with Istio's loopback handling:
+bool capturesDns(const RedirectConfig& r) { return r.dnsPort.has_value() && (r.dnsCaptureAll || !r.dnsServers.empty()); }
+
+// ISTIO_OUTPUT, rule for rule and in Istio's order (istio-iptables' capture/run.go):
+//  - excluded ports first (TCP and UDP): they win over every redirect below;
 //  - the inbound passthrough (source 127.0.0.6/::6 over lo) is left alone;
-//  - the proxy's own connections to the pod's own IP over lo go to the inbound port
-//    (app -> Envoy outbound -> Envoy inbound -> app, so inbound policy applies);
-//  - the proxy's other traffic is never captured (no loops);
-//  - the app's traffic over lo (to its own IP or 127.0.0.1) is not captured.
+//  - for the proxy's uid, then its gid: its connections over lo to a non-loopback address
+//    (the pod's own IP) go to the inbound port (app -> Envoy outbound -> Envoy inbound ->
+//    app), except to the tunnel port (and, with DNS capture, port 53 for the uid); then
+//    everything else over lo that is not that uid (gid) returns; then the uid's (gid's)
+//    own traffic returns. Because the uid's lo return comes first, a process with only
+//    the proxy's gid talks to its own pod directly, as under Istio;
+//  - with DNS capture, the lo returns are TCP-only and skip port 53, so the app's DNS to
+//    a resolver on localhost is captured too;
+//  - an include list with a loopback address removes the lo returns (Istio does so on
+//    purpose: the app's calls to that address are then captured);
+//  - DNS, then 127.0.0.1/::1, the excluded CIDRs, and the capture itself.
 Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "outbound", .base = std::nullopt, .rules = {}};
-  const bool dns = r.dnsPort.has_value();
-  const PortRange dnsPort{53, 53};
-  // As in Istio, excluded ports come first: they win over every redirect below,
-  // including the proxy's loop back to its own pod IP and TCP DNS capture.
-  for (const auto& port : r.excludeOutboundPorts.ranges) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
+  const bool dns = capturesDns(r);
+  for (const auto& port : r.excludeOutboundPorts.ranges) {
+    c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
+    c.rules.push_back(rule({udpDport(port)}, returnStmt()));
+  }
   for (Family f : families) c.rules.push_back(rule({oifname("lo"), saddr(passthroughSource(f))}, returnStmt()));
 
-  std::vector<Match> proxyIds = {skuid(r.proxyUid), skgid(r.proxyGid)};
-  for (const Match& id : proxyIds) {
+  const bool loReturn = !r.includesLoopback();
+  auto ownerRules = [&](Match id, Match notId, bool skipDns) {
     for (Family f : families) {
-      std::vector<Match> m = {oifname("lo"), daddr(loopback(f), true)};
-      // With DNS capture, the proxy's TCP DNS to a resolver on the pod IP stays direct.
-      m.push_back(dns ? tcpDport(dnsPort, true) : l4proto(kProtoTcp));
+      std::vector<Match> m = {oifname("lo"), daddr(hostLoopback(f), true), tcpDport(kInboundTunnelPort, true)};
+      if (skipDns) m.push_back(tcpDport(kDnsPort, true));
       m.push_back(id);
       c.rules.push_back(rule(std::move(m), redirectStmt(r.inboundPort)));
     }
-  }
-  for (const Match& id : proxyIds) c.rules.push_back(rule({id}, returnStmt()));
-  // App DNS over TCP, wherever it goes (also to a resolver on localhost).
-  if (dns) c.rules.push_back(rule({tcpDport(dnsPort)}, redirectStmt(*r.dnsPort)));
-  c.rules.push_back(rule({oifname("lo")}, returnStmt()));
+    if (loReturn) {
+      if (dns) c.rules.push_back(rule({oifname("lo"), tcpDport(kDnsPort, true), notId}, returnStmt()));
+      else c.rules.push_back(rule({oifname("lo"), notId}, returnStmt()));
+    }
+    c.rules.push_back(rule({id}, returnStmt()));
+  };
+  ownerRules(skuid(r.proxyUid), skuid(r.proxyUid, true), dns);
+  ownerRules(skgid(r.proxyGid), skgid(r.proxyGid, true), false);
 
+  if (dns) {
+    if (r.dnsCaptureAll) {
+      c.rules.push_back(rule({tcpDport(kDnsPort)}, redirectStmt(*r.dnsPort)));
+      c.rules.push_back(rule({udpDport(kDnsPort)}, redirectStmt(*r.dnsPort)));
+    } else {
+      // Only to the configured servers (of the chain's families), TCP then UDP.
+      for (uint8_t proto : {kProtoTcp, kProtoUdp})
+        for (const auto& server : r.dnsServers)
+          if (families.count(server.family))
+            c.rules.push_back(rule({proto == kProtoTcp ? tcpDport(kDnsPort) : udpDport(kDnsPort), daddr(server)},
+                                   redirectStmt(*r.dnsPort)));
+    }
+  }
+  for (Family f : families) c.rules.push_back(rule({daddr(hostLoopback(f))}, returnStmt()));
   for (const auto& cidr : r.excludeOutboundCidrs.cidrs)
     if (families.count(cidr.family)) c.rules.push_back(rule({daddr(cidr)}, returnStmt()));
+
   // With egress gateways, captured outbound TCP leaves for the gateway of its family (DNAT)
   // instead of the local sidecar port. A family without a gateway is refused with a TCP
   // reset: where the gateway is the only way out, letting that family leave directly would
@@ -76,9 +118,14 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
     else
       c.rules.push_back(rule(std::move(m), rejectTcpResetStmt()));
   };
+  // With a gateway, what goes over lo is not leaving the pod and stays: the gateway rules
+  // are for traffic that does. This also lets the TCP reset of a reject reach the local
+  // socket: the kernel sends it without a socket, so no owner rule above returns it, and
+  // it would meet the reject itself (its connection has no nat binding yet).
+  if (r.hasEgressGateway()) c.rules.push_back(rule({oifname("lo")}, returnStmt()));
   if (r.includeOutboundCidrs.all) {
-    // Without a gateway one family-less redirect covers both families; with gateways each
-    // of the pod's families gets its own rule.
+    // Without a gateway one family-less redirect covers the chain's families; with
+    // gateways each family gets its own rule.
     if (!r.hasEgressGateway()) capture({}, Family::kIpv4);
     else
       for (Family f : families) capture({}, f);
@@ -89,32 +136,53 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
   return c;
 }
 
-Chain outputChain(const RedirectConfig& r) {
+// Every protocol enters the outbound chain, as every protocol enters ISTIO_OUTPUT: UDP
+// only ever matches its DNS rules and excluded ports.
+Chain outputChain(const std::set<Family>& families) {
   Chain c{.name = "output",
           .base = BaseChain{.type = "nat", .hook = "output", .priority = kDstNatPriority, .policyAccept = true},
           .rules = {}};
-  c.rules.push_back(rule({l4proto(kProtoTcp)}, jumpStmt("outbound")));
-  if (r.dnsPort) {
-    // App DNS over UDP; the proxy's own queries (uid or gid) go to the real resolver.
-    const PortRange dnsPort{53, 53};
-    c.rules.push_back(rule({udpDport(dnsPort), skuid(r.proxyUid)}, returnStmt()));
-    c.rules.push_back(rule({udpDport(dnsPort), skgid(r.proxyGid)}, returnStmt()));
-    c.rules.push_back(rule({udpDport(dnsPort)}, redirectStmt(*r.dnsPort)));
-  }
+  c.rules.push_back(rule(familyGate(families), jumpStmt("outbound")));
   return c;
+}
+
+// redirect.otherFamily "drop": a family the pod has no address of neither leaves nor
+// enters the pod (lo excepted), so nothing bypasses the capture through it.
+void addOtherFamilyDrop(Table& t, const std::set<Family>& others) {
+  if (others.empty()) return;
+  Chain in{.name = "other_family_in",
+           .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+           .rules = {}};
+  Chain out{.name = "other_family_out",
+            .base = BaseChain{.type = "filter", .hook = "output", .priority = kFilterPriority, .policyAccept = true},
+            .rules = {}};
+  for (Family f : others) {
+    in.rules.push_back(rule({nfproto(f), iifname("lo", true)}, makeStatement(StatementKind::kDrop)));
+    out.rules.push_back(rule({nfproto(f), oifname("lo", true)}, makeStatement(StatementKind::kDrop)));
+  }
+  t.chains.push_back(std::move(in));
+  t.chains.push_back(std::move(out));
 }
 
 } // namespace
 
 Table buildCaptureTable(const RedirectConfig& r, const std::set<Family>& families) {
+  std::vector<Match> preroutingJump = familyGate(families);
+  preroutingJump.push_back(l4proto(kProtoTcp));
   Table t;
   t.chains.push_back(Chain{
       .name = "prerouting",
       .base = BaseChain{.type = "nat", .hook = "prerouting", .priority = kDstNatPriority, .policyAccept = true},
-      .rules = {rule({l4proto(kProtoTcp)}, jumpStmt("inbound"))}});
+      .rules = {rule(std::move(preroutingJump), jumpStmt("inbound"))}});
   t.chains.push_back(inboundChain(r));
-  t.chains.push_back(outputChain(r));
+  t.chains.push_back(outputChain(families));
   t.chains.push_back(outboundChain(r, families));
+  if (r.otherFamily == OtherFamily::kDrop) {
+    std::set<Family> others;
+    for (Family f : {Family::kIpv4, Family::kIpv6})
+      if (!families.count(f)) others.insert(f);
+    addOtherFamilyDrop(t, others);
+  }
   return t;
 }
 

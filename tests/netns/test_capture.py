@@ -1,7 +1,13 @@
 """Capture semantics proved with real connections: inbound, outbound, no loop,
 exclusions, DNS, IPv6 and the loopback rules (Istio's ISTIO_INBOUND / ISTIO_OUTPUT)."""
 
-from harness import fail, sh
+import json
+import os
+import re
+import sys
+import time
+
+from harness import TOOLS, fail, sh
 
 DEFAULT_EXCLUDED_INBOUND = ["15008", "22", "15090", "15021", "15020"]
 
@@ -216,6 +222,7 @@ def test_lo_semantics(env):
     env.server(env.node, 9000, "NODE")
     pod = env.pod()
     env.server(pod.ns, 8080, "APP")
+    env.server(pod.ns, 15008, "HBONE")
     env.proxy(pod.ns, 15006)
     env.server(pod.ns, 15001, "OUTBOUND")  # tells apart "went to the outbound port"
     env.add(pod)
@@ -223,9 +230,16 @@ def test_lo_semantics(env):
     # The proxy's inbound passthrough (source 127.0.0.6 over lo) reaches the app.
     env.expect_server(pod.ns, pod.ip4, 8080, "APP", uid=1337, gid=1337, bind="127.0.0.6",
                       peer="127.0.0.6")
-    # The proxy calling the pod's own IP lands on inboundPort (app -> proxy -> inbound).
+    # The proxy calling the pod's own IP lands on inboundPort (app -> proxy -> inbound),
+    # as its uid alone does.
     env.expect_origdst(pod.ns, pod.ip4, 8080, uid=1337, gid=1337)
-    env.expect_origdst(pod.ns, pod.ip4, 8080, uid=1000, gid=1337)
+    env.expect_origdst(pod.ns, pod.ip4, 8080, uid=1337, gid=1000)
+    # Istio's order: the uid's lo return comes before the gid's loop, so a process with
+    # only the proxy's gid talks to its own pod directly (issue 14, B).
+    env.expect_server(pod.ns, pod.ip4, 8080, "APP", uid=1000, gid=1337)
+    env.expect_server(pod.ns, "127.1.2.3", 8080, "APP", uid=1000, gid=1337)
+    # The tunnel port (15008, HBONE) is never looped to the inbound port (issue 14, A).
+    env.expect_server(pod.ns, pod.ip4, 15008, "HBONE", uid=1337, gid=1337)
     # ...but not when it calls 127.0.0.1.
     env.expect_server(pod.ns, "127.0.0.1", 8080, "APP", uid=1337, gid=1337)
     # The app's own traffic over lo is never captured.
@@ -234,3 +248,155 @@ def test_lo_semantics(env):
     env.expect_server(pod.ns, "127.0.0.1", 8080, "APP", uid=1000, gid=1000)
     # Control: the app's traffic off the pod does go to the outbound port.
     env.expect_server(pod.ns, pod.gw4, 9000, "OUTBOUND", uid=1000, gid=1000)
+
+
+def link_local(env, ns, dev):
+    """ns's fe80:: address on dev once DAD is done (<= 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        out = json.loads(sh(["ip", "-n", ns, "-j", "-6", "addr", "show", "dev", dev]).stdout)
+        for a in out[0].get("addr_info", []) if out else []:
+            if a.get("scope") == "link" and not a.get("tentative"):
+                return a["local"]
+        if time.monotonic() > deadline:
+            fail("no usable link-local address on %s in %s" % (dev, ns))
+        time.sleep(0.1)
+
+
+def ll_reply(ns, host, port, uid=None, gid=None):
+    """One TCP connection to a scoped (fe80::x%dev) address, which client.py cannot
+    resolve: parity_agent's prober -> the reply line or "ERR <why>"."""
+    argv = ["ip", "netns", "exec", ns, sys.executable, os.path.join(TOOLS, "parity_agent.py"), "probe",
+            "--timeout", "1"]
+    p = sh(argv, input=json.dumps([{"id": "x", "host": host, "port": port, "uid": uid, "gid": gid}]))
+    return json.loads(p.stdout)["x"]
+
+
+def expect_ll(ns, host, port, want, what, uid=None, gid=None):
+    got = ll_reply(ns, host, port, uid, gid)
+    if not re.match(want, got):
+        fail("%s: [%s]:%s gave %r, want %r" % (what, host, port, got, want))
+
+
+def test_other_family(env):
+    """A v4-only pod (every real pod also has fe80:: addresses): IPv6 is left alone by
+    default, as Istio leaves it (issue 14, C), and dropped with otherFamily "drop"."""
+    env.server(env.node, 9000, "NODE")
+    env.server(env.node, 9100, "NODE9100")
+    pods = {}
+    for mode in ("ignore", "drop"):
+        pod = env.pod()
+        env.server(pod.ns, 8080, "APP")
+        env.proxy(pod.ns, 15006)
+        env.proxy(pod.ns, 15001)
+        pods[mode] = pod
+    for mode, pod in pods.items():
+        ll, gw_ll = link_local(env, pod.ns, "eth0"), link_local(env, env.node, pod.host_if)
+        to_ll, to_gw_ll = ll + "%" + pod.host_if, gw_ll + "%eth0"
+        expect_ll(pod.ns, to_gw_ll, 9000, "SERVER NODE ", "before ADD, the pod to its neighbour's fe80::")
+        env.add(pod, redirect={"otherFamily": mode} if mode == "drop" else {})
+        # IPv4 is captured either way.
+        env.expect_origdst(env.node, pod.ip4, 8080, peer=pod.gw4)
+        env.expect_origdst(pod.ns, pod.gw4, 9000, uid=1000, gid=1000, peer=pod.ip4)
+        env.expect_server(pod.ns, "::1", 8080, "APP", uid=1000, gid=1000)  # lo stays open
+        if mode == "ignore":
+            expect_ll(env.node, to_ll, 8080, "SERVER APP PEER %s " % gw_ll, "inbound to the pod's fe80::")
+            expect_ll(pod.ns, to_gw_ll, 9000, "SERVER NODE PEER %s " % ll, "the app to its neighbour's fe80::",
+                      uid=1000, gid=1000)
+            if "ip6" in env.table(pod.ns) or "other_family" in env.table(pod.ns):
+                fail("a v4-only pod's table has IPv6 rules:\n%s" % env.table(pod.ns))
+        else:
+            expect_ll(env.node, to_ll, 8080, "ERR timeout", "otherFamily drop, inbound IPv6")
+            expect_ll(pod.ns, to_gw_ll, 9000, "ERR timeout", "otherFamily drop, the app's IPv6", uid=1000, gid=1000)
+            expect_ll(pod.ns, to_gw_ll, 9100, "ERR timeout", "otherFamily drop, the proxy's IPv6", uid=1337, gid=1337)
+        env.ok("CHECK", pod, env.conf(pod, redirect={"otherFamily": mode}))
+        env.ok("DEL", pod, env.conf(pod, redirect={"otherFamily": mode}))
+        expect_ll(pod.ns, to_gw_ll, 9000, "SERVER NODE ", "after DEL", uid=1000, gid=1000)
+
+
+def fnv1a64(text):
+    """lib/util/digest.cc's digestHex."""
+    h = 1469598103934665603
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) & (2 ** 64 - 1)
+    return "%016x" % h
+
+
+# What the previous release programmed for `"redirect": {}` on a v4-only pod: the
+# family-less rules that also captured IPv6, gid before the uid's lo return, no tunnel
+# port exemption (the text of its record and of its kernel table).
+PREVIOUS_RELEASE_V4_TABLE = """table inet podsteer {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		meta l4proto tcp jump inbound
+	}
+
+	chain inbound {
+		tcp dport 15008 return
+		tcp dport 22 return
+		tcp dport 15090 return
+		tcp dport 15021 return
+		tcp dport 15020 return
+		meta l4proto tcp redirect to :15006
+	}
+
+	chain output {
+		type nat hook output priority -100; policy accept;
+		meta l4proto tcp jump outbound
+	}
+
+	chain outbound {
+		oifname "lo" ip saddr 127.0.0.6 return
+		oifname "lo" ip daddr != 127.0.0.1 meta l4proto tcp meta skuid 1337 redirect to :15006
+		oifname "lo" ip daddr != 127.0.0.1 meta l4proto tcp meta skgid 1337 redirect to :15006
+		meta skuid 1337 return
+		meta skgid 1337 return
+		oifname "lo" return
+		meta l4proto tcp redirect to :15001
+	}
+}
+"""
+
+
+def test_capture_previous_release_table(env):
+    """A v4-only pod the previous release programmed (its table captured IPv6 too): DEL
+    works, CHECK names the difference, and `podsteer reconcile` with the unchanged config
+    re-programs it, after which its link-local IPv6 is left alone and CHECK passes."""
+    pods = []
+    for _ in range(2):
+        pod = env.pod()
+        env.server(pod.ns, 8080, "APP")
+        env.proxy(pod.ns, 15006)
+        env.add(pod)
+        env.nft(pod.ns, "delete", "table", "inet", "podsteer")
+        sh(["ip", "netns", "exec", pod.ns, "nft", "-f", "-"], input=PREVIOUS_RELEASE_V4_TABLE)
+        with open(env.record_for(pod)) as f:
+            rec = json.load(f)
+        rec["podTable"] = PREVIOUS_RELEASE_V4_TABLE
+        rec["planDigest"] = fnv1a64(PREVIOUS_RELEASE_V4_TABLE)
+        with open(env.record_for(pod), "w") as f:
+            json.dump(rec, f)
+        pods.append(pod)
+    a, b = pods
+    ll = link_local(env, a.ns, "eth0")
+    link_local(env, env.node, a.host_if)  # the node's side is the probe's source: DAD done
+    # What the previous release left: inbound link-local IPv6 went to the proxy.
+    expect_ll(env.node, ll + "%" + a.host_if, 8080, "ORIGDST ", "the previous release's table, inbound fe80::")
+    env.error(env.cni("CHECK", a, env.conf(a)), "CHECK of the previous release's table", code=103,
+              msg_has="podsteer")
+    env.ok("DEL", b, env.conf(b))
+    env.expect_no_table(b.ns, "after DEL")
+
+    path = env.tmp + "/conf.json"
+    with open(path, "w") as f:
+        json.dump(env.conf(), f)
+    r = env.cni(None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or not re.search(r"%s/eth0\)?: changed\n" % a.cid, r.out):
+        fail("reconcile with the unchanged config should re-program the pod:\n%s" % r.show())
+    env.ok("CHECK", a, env.conf(a))
+    expect_ll(env.node, ll + "%" + a.host_if, 8080, "SERVER APP ", "after reconcile, inbound fe80::")
+    env.expect_origdst(env.node, a.ip4, 8080, peer=a.gw4)
+    r = env.cni(None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or "changed 0, unchanged 1, failed 0" not in r.out:
+        fail("a second reconcile should leave the pod unchanged:\n%s" % r.show())
+    env.ok("DEL", a, env.conf(a))

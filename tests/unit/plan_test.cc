@@ -295,15 +295,16 @@ TEST_CASE("golden: v4 gateway only, v6-only pod: its TCP is refused (was: no cap
   CHECK_FALSE(contains(text, "ip daddr"));
 }
 
-TEST_CASE("golden: v4 gateway, v4-only pod: the table the previous release programmed") {
-  // A record written by the previous release (string form, v4-only pod) must still pass
-  // CHECK: the plan is the same, rule for rule.
+TEST_CASE("golden: v4 gateway, v4-only pod") {
+  // The string form of a v4-only pod: IPv4 only (its rules are gated to IPv4, issue 14);
+  // nothing of IPv6 is refused because IPv6 is left alone.
   NetConf c = conf({{"redirect", gatewayRedirect("192.0.2.10:3128")}, {"prevResult", kV4Only}});
   std::string text = renderPlan(mustPlan(c, pod(c)));
   checkGolden("egress_v4_gateway_v4only", text);
   CHECK_FALSE(contains(text, "reject"));
   CHECK_FALSE(contains(text, "ip6"));
-  CHECK(contains(text, "\t\tip daddr 10.0.0.0/8 return\n\t\tmeta nfproto ipv4 meta l4proto tcp dnat ip to 192.0.2.10:3128\n\t}"));
+  CHECK(contains(text, "\t\tip daddr 10.0.0.0/8 return\n\t\toifname \"lo\" return\n"
+                      "\t\tmeta nfproto ipv4 meta l4proto tcp dnat ip to 192.0.2.10:3128\n\t}"));
 }
 
 TEST_CASE("golden: a gateway per family, dual-stack pod") {
@@ -415,4 +416,151 @@ TEST_CASE("firewall: only the ICMPv6 that IPv6 needs passes regardless of the ru
     CHECK(contains(rules, "icmpv6 type 143 accept\n"));
     CHECK_FALSE(contains(rules, "icmpv6 type 128"));
   }
+}
+
+// ---- Istio parity (issue 14): one golden per new rule shape ----------------------------
+
+namespace {
+
+std::string chainText(const plan::Plan& p, const char* name) {
+  REQUIRE(p.podTable.has_value());
+  const plan::Chain* c = p.podTable->findChain(name);
+  if (c == nullptr) return "";
+  std::string out;
+  for (const auto& r : c->rules) out += plan::renderRule(r) + "\n";
+  return out;
+}
+
+std::string allWarnings(const NetConf& c) {
+  std::string all;
+  for (const auto& w : c.warnings) all += w + "\n";
+  return all;
+}
+
+} // namespace
+
+TEST_CASE("golden: Istio's ISTIO_OUTPUT order on a dual-stack pod (tunnel port, uid before gid)") {
+  NetConf c = conf({{"redirect", json::object()}, {"prevResult", kDualStack}});
+  std::string out = outbound(mustPlan(c, pod(c)));
+  // A: the proxy's loop to its own pod never takes the tunnel port to the inbound port.
+  CHECK(contains(out, "oifname \"lo\" ip daddr != 127.0.0.1 tcp dport != 15008 meta skuid 1337 redirect to :15006\n"));
+  CHECK(contains(out, "oifname \"lo\" ip6 daddr != ::1 tcp dport != 15008 meta skgid 1337 redirect to :15006\n"));
+  // B: the uid's lo return comes before the gid's loop, so a gid-only process goes direct.
+  CHECK(out.find("oifname \"lo\" meta skuid != 1337 return") < out.find("meta skgid 1337 redirect"));
+  CHECK(out.find("meta skuid 1337 return") < out.find("meta skgid 1337 redirect"));
+  // Loopback destinations return after the owner rules, as Istio's -d 127.0.0.1 RETURN.
+  CHECK(contains(out, "meta skgid 1337 return\nip daddr 127.0.0.1 return\nip6 daddr ::1 return\n"));
+  // Every protocol enters the outbound chain, as every protocol enters ISTIO_OUTPUT.
+  CHECK(chainText(mustPlan(c, pod(c)), "output") == "jump outbound\n");
+}
+
+TEST_CASE("golden: v4-only pod: IPv6 is left alone, or dropped with otherFamily drop") {
+  NetConf c = conf({{"redirect", json::object()}, {"prevResult", kV4Only}});
+  auto p = mustPlan(c, pod(c));
+  // C: the family-less rules are entered only by IPv4.
+  CHECK(chainText(p, "prerouting") == "meta nfproto ipv4 meta l4proto tcp jump inbound\n");
+  CHECK(chainText(p, "output") == "meta nfproto ipv4 jump outbound\n");
+  CHECK_FALSE(contains(renderPlan(p), "ip6"));
+  CHECK(p.podTable->findChain("other_family_in") == nullptr);
+
+  NetConf d = conf({{"redirect", {{"otherFamily", "drop"}}}, {"prevResult", kV4Only}});
+  std::string text = renderPlan(mustPlan(d, pod(d)));
+  checkGolden("other_family_drop_v4only", text);
+  CHECK(contains(text, "type filter hook prerouting priority mangle; policy accept;\n\t\tmeta nfproto ipv6 iifname != \"lo\" drop\n"));
+  CHECK(contains(text, "type filter hook output priority filter; policy accept;\n\t\tmeta nfproto ipv6 oifname != \"lo\" drop\n"));
+  // A v6-only pod drops IPv4 the same way; a dual-stack pod has nothing to drop.
+  NetConf v6 = conf({{"redirect", {{"otherFamily", "drop"}}}, {"prevResult", kV6Only}});
+  CHECK(chainText(mustPlan(v6, pod(v6)), "other_family_out") == "meta nfproto ipv4 oifname != \"lo\" drop\n");
+  NetConf dual = conf({{"redirect", {{"otherFamily", "drop"}}}, {"prevResult", kDualStack}});
+  CHECK(mustPlan(dual, pod(dual)).podTable->findChain("other_family_out") == nullptr);
+  CHECK(mustPlan(dual, pod(dual)) == mustPlan(conf({{"redirect", json::object()}, {"prevResult", kDualStack}}),
+                                              pod(dual)));
+  for (const char* bad : {"\"maybe\"", "true", "1"}) {
+    auto r = tryConf({{"redirect", {{"otherFamily", json::parse(bad)}}}});
+    REQUIRE_FALSE(r.ok());
+    CHECK(startsWith(r.error().msg, "redirect.otherFamily: "));
+  }
+}
+
+TEST_CASE("golden: DNS capture only to the configured servers") {
+  NetConf c = conf({{"redirect", {{"dnsPort", 15053}, {"dnsServers", {"10.96.0.10", "fd00:10:96::a", "10.96.0.11"}}}},
+                    {"prevResult", kDualStack}});
+  CHECK_FALSE(c.redirect->dnsCaptureAll);
+  std::string text = renderPlan(mustPlan(c, pod(c)));
+  checkGolden("dns_servers_dualstack", text);
+  std::string out = outbound(mustPlan(c, pod(c)));
+  CHECK(contains(out, "tcp dport 53 ip daddr 10.96.0.10 redirect to :15053\n"
+                      "tcp dport 53 ip6 daddr fd00:10:96::a redirect to :15053\n"
+                      "tcp dport 53 ip daddr 10.96.0.11 redirect to :15053\n"
+                      "udp dport 53 ip daddr 10.96.0.10 redirect to :15053\n"));
+  CHECK_FALSE(contains(out, "tcp dport 53 redirect"));
+  // E: the lo rules still leave port 53 to the DNS rules, as Istio's do with DNS capture on.
+  CHECK(contains(out, "oifname \"lo\" tcp dport != 53 meta skuid != 1337 return\n"));
+  // A v4-only pod gets the IPv4 servers only.
+  NetConf v4 = conf({{"redirect", {{"dnsPort", 15053}, {"dnsServers", {"10.96.0.10", "fd00:10:96::a"}}}},
+                     {"prevResult", kV4Only}});
+  CHECK_FALSE(contains(outbound(mustPlan(v4, pod(v4))), "fd00:10:96::a"));
+  // dnsPort alone (the previous form) captures every port-53 connection, as before.
+  NetConf all = conf({{"redirect", {{"dnsPort", 15053}}}, {"prevResult", kDualStack}});
+  CHECK(all.redirect->dnsCaptureAll);
+  CHECK(contains(outbound(mustPlan(all, pod(all))), "tcp dport 53 redirect to :15053\nudp dport 53 redirect to :15053\n"));
+  NetConf both = conf({{"redirect", {{"dnsPort", 15053}, {"dnsServers", {"10.96.0.10"}}, {"dnsCaptureAll", true}}}});
+  CHECK(both.redirect->dnsCaptureAll);
+  CHECK(contains(allWarnings(both), "redirect.dnsServers: ignored"));
+}
+
+TEST_CASE("config: dnsServers and dnsCaptureAll are checked") {
+  auto err = [](const json& redirect) {
+    auto r = tryConf({{"redirect", redirect}});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().codeValue() == 7);
+    return r.error().msg;
+  };
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsServers", "10.0.0.10"}}), "redirect.dnsServers: must be a list"));
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsServers", {"10.0.0.10", "dns.local"}}}),
+                   "redirect.dnsServers[1]: invalid IP address \"dns.local\""));
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsServers", {"10.0.0.0/8"}}}), "redirect.dnsServers[0]: invalid"));
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsServers", {7}}}), "redirect.dnsServers[0]: must be"));
+  CHECK(startsWith(err({{"dnsServers", {"10.0.0.10"}}}), "redirect.dnsServers: needs redirect.dnsPort"));
+  CHECK(startsWith(err({{"dnsCaptureAll", true}}), "redirect.dnsCaptureAll: needs redirect.dnsPort"));
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsCaptureAll", false}}), "redirect.dnsCaptureAll: false captures DNS only"));
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsCaptureAll", "yes"}}), "redirect.dnsCaptureAll: must be true or false"));
+  json many = json::array();
+  for (int i = 0; i < 17; ++i) many.push_back("10.0.0." + std::to_string(i + 1));
+  CHECK(startsWith(err({{"dnsPort", 15053}, {"dnsServers", many}}), "redirect.dnsServers: at most 16"));
+}
+
+TEST_CASE("golden: includeOutboundCIDRs with a loopback address drops the lo returns, with a warning") {
+  NetConf c = conf({{"redirect", {{"includeOutboundCIDRs", {"127.1.2.3/32", "10.0.0.0/8"}}}}, {"prevResult", kDualStack}});
+  CHECK(contains(allWarnings(c), "redirect.includeOutboundCIDRs: 127.1.2.3 is a loopback address"));
+  std::string text = renderPlan(mustPlan(c, pod(c)));
+  checkGolden("include_loopback_dualstack", text);
+  std::string out = outbound(mustPlan(c, pod(c)));
+  // D: no lo return for the app, so its calls to 127.1.2.3 reach the include rule.
+  CHECK_FALSE(contains(out, "skuid != 1337"));
+  CHECK_FALSE(contains(out, "skgid != 1337"));
+  CHECK(contains(out, "ip daddr 127.1.2.3 meta l4proto tcp redirect to :15001\n"));
+  // The proxy's loop to its own pod stays.
+  CHECK(contains(out, "tcp dport != 15008 meta skuid 1337 redirect to :15006"));
+  // ::1 does it for IPv6 (and then for both families, as in Istio); 0.0.0.0/0 does not.
+  CHECK(contains(allWarnings(conf({{"redirect", {{"includeOutboundCIDRs", {"::1/128"}}}}})), "::1 is a loopback address"));
+  for (const char* notLoopback : {"0.0.0.0/0", "128.0.0.0/1", "::/0", "::2/128"})
+    CHECK(allWarnings(conf({{"redirect", {{"includeOutboundCIDRs", {notLoopback}}}}})).empty());
+}
+
+TEST_CASE("golden: excluded outbound ports are left alone for UDP too") {
+  NetConf c = conf({{"redirect", {{"dnsPort", 15053}, {"excludeOutboundPorts", {"53"}}}}, {"prevResult", kV4Only}});
+  std::string out = outbound(mustPlan(c, pod(c)));
+  // F: first, before the DNS redirects (Istio's -p udp --dport P -j RETURN).
+  CHECK(startsWith(out, "tcp dport 53 return\nudp dport 53 return\n"));
+}
+
+TEST_CASE("inbound: the tunnel port always returns first, once") {
+  NetConf c = conf({{"redirect", {{"excludeInboundPorts", {"22"}}}}, {"prevResult", kV4Only}});
+  CHECK(chainText(mustPlan(c, pod(c)), "inbound") ==
+        "tcp dport 15008 return\ntcp dport 22 return\nmeta l4proto tcp redirect to :15006\n");
+  NetConf d = conf({{"redirect", {{"excludeInboundPorts", {"22", "15008"}}, {"includeInboundPorts", {"8080"}}}},
+                    {"prevResult", kV4Only}});
+  CHECK(chainText(mustPlan(d, pod(d)), "inbound") ==
+        "tcp dport 15008 return\ntcp dport 22 return\ntcp dport 8080 redirect to :15006\n");
 }

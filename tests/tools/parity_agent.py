@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Listeners and a prober for the Istio parity test (tests/netns/test_istio_parity.py).
+
+  parity_agent.py serve --tcp NAME:PORT[,NAME:PORT...] [--udp NAME:PORT,...] [--uid N] [--gid N]
+  parity_agent.py probe [--parallel N] [--timeout S] < probes.json
+
+serve: binds every listener on [::] dual-stack (ports below 1024 as root, the others
+after dropping to --uid/--gid: the proxy's identity, which Istio's DNS conntrack zones
+use to pick the proxy's replies), prints
+READY and answers each TCP connection with one line
+  CAUGHT <NAME> ORIG <ip> <port> PEER <ip>
+(ORIG is SO_ORIGINAL_DST: where the client was going before a nat redirect; the local
+address when nothing redirected it) and each UDP datagram with
+  CAUGHT <NAME> PEER <ip>
+from the address it arrived at. So a verdict says which listener caught a connection.
+
+probe: reads a JSON list of probes {"id", "host", "port", "udp", "uid", "gid", "bind"}
+from stdin (host may carry a scope, "fe80::1%eth0") and runs each in a forked child that
+takes the identity first (setgroups([]), setgid, setuid: nftables' skuid/skgid and
+iptables' owner match see the socket's credentials), binds when asked, connects (TCP) or
+sends one datagram from a connected socket, and reads one reply line. Up to --parallel
+probes run at once. Prints one JSON object {id: verdict}: the reply line, or
+"ERR <errno name>" / "ERR timeout" / "ERR empty".
+"""
+
+import argparse
+import encodings.idna  # noqa: F401  (getaddrinfo needs it; a child that dropped privileges may not load it)
+import errno
+import json
+import os
+import select
+import socket
+import sys
+
+sys.dont_write_bytecode = True  # keep the source tree clean
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pstnet  # noqa: E402
+from origdst_proxy import original_dst  # noqa: E402
+
+
+def listener_specs(text):
+    out = []
+    for item in filter(None, (text or "").split(",")):
+        name, _, port = item.partition(":")
+        out.append((name, int(port)))
+    return out
+
+
+def serve(args):
+    # Ports below 1024 are bound as root; every other socket is made after dropping to
+    # --uid/--gid, so it is owned by the proxy as a real sidecar's are (owner matches and
+    # Istio's conntrack zones for DNS replies look at the socket's uid, fixed at creation).
+    tcp, udp = [], []
+    for late in (False, True):
+        if late:
+            pstnet.drop_privileges(args.uid, args.gid)
+        tcp += [(name, pstnet.tcp_listener(port)) for name, port in listener_specs(args.tcp) if (port >= 1024) == late]
+        udp += [(name, pstnet.udp_socket(port)) for name, port in listener_specs(args.udp) if (port >= 1024) == late]
+    for name, s in tcp:
+        def handle(conn, peer, name=name):
+            ip, port = original_dst(conn, peer[0])
+            conn.sendall(("CAUGHT %s ORIG %s %d PEER %s\n" % (name, ip, port, pstnet.plain(peer[0]))).encode())
+        pstnet.serve_tcp(s, handle)
+    for name, s in udp:
+        pstnet.serve_udp(s, lambda data, peer, name=name: (
+            "CAUGHT %s PEER %s\n" % (name, pstnet.plain(peer[0]))).encode())
+    pstnet.ready_and_wait(args.lifetime)
+
+
+def one_probe(p, timeout):
+    """Runs in the forked child. -> the verdict text."""
+    try:
+        pstnet.drop_privileges(p.get("uid"), p.get("gid"))
+    except OSError as e:
+        return "ERR identity %s" % errno.errorcode.get(e.errno, e.errno)
+    host = p["host"]
+    udp = bool(p.get("udp"))
+    try:
+        s = socket.socket(pstnet.family_for(host), socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        if p.get("bind"):
+            try:
+                s.bind((p["bind"], 0))
+            except OSError as e:
+                return "ERR bind %s" % errno.errorcode.get(e.errno, e.errno)
+        target = socket.getaddrinfo(host, p["port"], s.family, s.type)[0][4]
+        s.connect(target)
+        if udp:
+            s.send(b"QUERY\n")
+            buf = s.recv(4096)
+        else:
+            buf = pstnet.read_line(s)
+        s.close()
+    except socket.timeout:
+        return "ERR timeout"
+    except OSError as e:
+        return "ERR %s" % errno.errorcode.get(e.errno, e.errno)
+    text = buf.decode(errors="replace").strip()
+    return text.splitlines()[0] if text else "ERR empty"
+
+
+def probe(args):
+    probes = json.load(sys.stdin)
+    results = {}
+    running = {}  # read fd -> (pid, id, chunks)
+    pending = list(reversed(probes))
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            p = pending.pop()
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                try:
+                    verdict = one_probe(p, args.timeout)
+                except Exception as e:  # the parent must get an answer whatever happens
+                    verdict = "ERR exception %r" % (e,)
+                os.write(w, verdict.encode(errors="replace"))
+                os._exit(0)
+            os.close(w)
+            running[r] = (pid, p["id"], [])
+        ready, _, _ = select.select(list(running), [], [], args.timeout + 5)
+        if not ready:
+            for fd, (pid, pid_id, _chunks) in running.items():
+                results[pid_id] = "ERR agent timeout"
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                os.close(fd)
+            running.clear()
+            continue
+        for fd in ready:
+            data = os.read(fd, 4096)
+            pid, pid_id, chunks = running[fd]
+            if data:
+                chunks.append(data)
+                continue
+            os.close(fd)
+            os.waitpid(pid, 0)
+            del running[fd]
+            results[pid_id] = b"".join(chunks).decode(errors="replace") or "ERR no answer"
+    json.dump(results, sys.stdout)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="mode", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--tcp", default="")
+    s.add_argument("--udp", default="")
+    s.add_argument("--uid", type=int)
+    s.add_argument("--gid", type=int)
+    s.add_argument("--lifetime", type=float, default=0)
+    p = sub.add_parser("probe")
+    p.add_argument("--parallel", type=int, default=32)
+    p.add_argument("--timeout", type=float, default=1.0)
+    args = ap.parse_args()
+    if args.mode == "serve":
+        serve(args)
+        return 0
+    return probe(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
