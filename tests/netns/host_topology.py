@@ -218,6 +218,26 @@ def node_snapshot(env, ns=None, stable=False):
     return snap
 
 
+def node_and_pods_snapshot(env, pods):
+    """node_snapshot plus each pod's whole ruleset: what a refused or undone command must
+    leave exactly as it was."""
+    snap = node_snapshot(env, stable=True)
+    for p in pods:
+        snap["pod %d nft list ruleset" % p.idx] = sh(["ip", "netns", "exec", p.ns, "nft", "list",
+                                                      "ruleset"]).stdout
+    return snap
+
+
+def add_uplink(env):
+    """A veth "uplink" up1 on the node (192.168.61.10/24, fd00:61::10/64) for domain routes."""
+    n = env.node
+    sh(["ip", "-n", n, "link", "add", "up1", "type", "veth", "peer", "name", "up1p"])
+    sh(["ip", "-n", n, "addr", "add", "192.168.61.10/24", "dev", "up1"])
+    sh(["ip", "-n", n, "addr", "add", "fd00:61::10/64", "dev", "up1", "nodad"])
+    sh(["ip", "-n", n, "link", "set", "up1", "up"])
+    sh(["ip", "-n", n, "link", "set", "up1p", "up"])
+
+
 def state_files(env):
     """Every file and directory under stateDir (relative paths)."""
     out = []

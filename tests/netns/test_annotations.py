@@ -15,7 +15,7 @@ import re
 
 from egress_topology import block_files, record
 from harness import expect_same, fail, sh
-from host_topology import node_snapshot, set_elements
+from host_topology import node_and_pods_snapshot as _snapshot, set_elements
 
 UPLINK_NET = "192.168.61"
 ANN = "io.kubernetes.cri.pod-annotations"
@@ -43,12 +43,6 @@ def _args(ns, name):
     return {"CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=%s;K8S_POD_NAME=%s" % (ns, name)}
 
 
-def _snapshot(env, pods):
-    snap = node_snapshot(env, stable=True)
-    for p in pods:
-        snap["pod %d nft list ruleset" % p.idx] = sh(["ip", "netns", "exec", p.ns, "nft", "list",
-                                                      "ruleset"]).stdout
-    return snap
 
 
 def _state_files(env):

@@ -19,7 +19,7 @@ import threading
 import time
 
 from harness import NETWORK, diff, expect_same, fail, sh
-from host_topology import node_snapshot, state_files
+from host_topology import add_uplink as _uplink, node_snapshot, state_files
 
 N_PODS = 50
 N_NEVER = 5       # pods that only ever get DELs
@@ -31,13 +31,6 @@ POOL = "%d-%d" % (POOL_FIRST, POOL_FIRST + N_PODS * BLOCK - 1)   # exactly 50 bl
 CHURN_DEADLINE = 75  # seconds; a bound, not an expectation
 
 
-def _uplink(env):
-    n = env.node
-    sh(["ip", "-n", n, "link", "add", "up1", "type", "veth", "peer", "name", "up1p"])
-    sh(["ip", "-n", n, "addr", "add", "192.168.61.10/24", "dev", "up1"])
-    sh(["ip", "-n", n, "addr", "add", "fd00:61::10/64", "dev", "up1", "nodad"])
-    sh(["ip", "-n", n, "link", "set", "up1", "up"])
-    sh(["ip", "-n", n, "link", "set", "up1p", "up"])
 
 
 DOMAINS = [

@@ -17,7 +17,7 @@ import os
 import time
 
 from harness import expect_same, fail, sh
-from host_topology import node_snapshot, set_elements, state_files
+from host_topology import add_uplink as _uplink, node_and_pods_snapshot as _snapshot, set_elements, state_files
 
 CAP = 256         # entries of a list (ports, CIDRs, peers, routes, sourcePrefixes, globs)
 MAX_RULES = 64    # firewall rules per direction
@@ -46,12 +46,6 @@ def v6_cidrs(n):
     return ["fd10:%x::/32" % (2 * i) for i in range(n)]
 
 
-def _snapshot(env, pods):
-    snap = node_snapshot(env, stable=True)
-    for p in pods:
-        snap["pod %d nft list ruleset" % p.idx] = sh(["ip", "netns", "exec", p.ns, "nft", "list",
-                                                      "ruleset"]).stdout
-    return snap
 
 
 def _refused(env, r, what, field):
@@ -218,13 +212,6 @@ def test_limits_largest_firewall(env):
     _over_cap(env, pod, over, "65 egress rules", "firewall.egress")
 
 
-def _uplink(env):
-    n = env.node
-    sh(["ip", "-n", n, "link", "add", "up1", "type", "veth", "peer", "name", "up1p"])
-    sh(["ip", "-n", n, "addr", "add", "192.168.61.10/24", "dev", "up1"])
-    sh(["ip", "-n", n, "addr", "add", "fd00:61::10/64", "dev", "up1", "nodad"])
-    sh(["ip", "-n", n, "link", "set", "up1", "up"])
-    sh(["ip", "-n", n, "link", "set", "up1p", "up"])
 
 
 def _domains(n, big):
