@@ -11,6 +11,12 @@ namespace {
 
 constexpr size_t kMaxAnnotationBytes = 4096;
 
+// Istio's capture annotations that only this file reads.
+constexpr const char* kAnnIncludeOutboundPorts = "traffic.sidecar.istio.io/includeOutboundPorts";
+constexpr const char* kAnnExcludeInterfaces = "traffic.sidecar.istio.io/excludeInterfaces";
+constexpr const char* kAnnKubevirtInterfaces = "traffic.sidecar.istio.io/kubevirtInterfaces"; // deprecated by Istio
+constexpr const char* kAnnRerouteVirtualInterfaces = "istio.io/reroute-virtual-interfaces";
+
 // ---- what a redirect config captures, as sets of intervals (for allowOptOut) ----------
 // Ports and addresses of one family are numbers; a list (with "*") is a union of
 // intervals; "captures at least as much" is "the old set minus the new one is empty".
@@ -78,21 +84,56 @@ Spans cidrSpans(const CidrList& l, Family f) {
 
 // What a redirect block captures: inbound ports, outbound ports, outbound v4 and v6
 // destinations (each "include minus exclude", as the capture chains evaluate them).
+// Captured outbound traffic grows with each of these and shrinks with none: comparing
+// them one by one is enough. Interfaces: the excluded ones capture less (the pod's must be
+// among the config's), the KubeVirt ones more (the config's must be among the pod's).
 struct Captured {
-  Spans inboundPorts, outboundPorts, outbound4, outbound6;
+  Spans inboundPorts, outboundPorts, outbound4, outbound6, includedOutboundPorts;
+  std::vector<std::string> excludeInterfaces, kubevirtInterfaces;
 };
 
 Captured captured(const RedirectConfig& r) {
   return {minus(portSpans(r.includeInboundPorts), portSpans(r.excludeInboundPorts)),
           minus({{1, 65535}}, portSpans(r.excludeOutboundPorts)),
           minus(cidrSpans(r.includeOutboundCidrs, Family::kIpv4), cidrSpans(r.excludeOutboundCidrs, Family::kIpv4)),
-          minus(cidrSpans(r.includeOutboundCidrs, Family::kIpv6), cidrSpans(r.excludeOutboundCidrs, Family::kIpv6))};
+          minus(cidrSpans(r.includeOutboundCidrs, Family::kIpv6), cidrSpans(r.excludeOutboundCidrs, Family::kIpv6)),
+          portSpans(r.includeOutboundPorts),
+          r.excludeInterfaces,
+          r.kubevirtInterfaces};
+}
+
+bool allIn(const std::vector<std::string>& some, const std::vector<std::string>& all) {
+  return std::all_of(some.begin(), some.end(),
+                     [&](const std::string& x) { return std::find(all.begin(), all.end(), x) != all.end(); });
 }
 
 bool capturesAtLeast(const Captured& now, const Captured& before) {
   return minus(before.inboundPorts, now.inboundPorts).empty() &&
          minus(before.outboundPorts, now.outboundPorts).empty() &&
-         minus(before.outbound4, now.outbound4).empty() && minus(before.outbound6, now.outbound6).empty();
+         minus(before.outbound4, now.outbound4).empty() && minus(before.outbound6, now.outbound6).empty() &&
+         minus(before.includedOutboundPorts, now.includedOutboundPorts).empty() &&
+         allIn(now.excludeInterfaces, before.excludeInterfaces) && allIn(before.kubevirtInterfaces, now.kubevirtInterfaces);
+}
+
+// "eth1,net1" (Istio's comma-separated interface lists).
+Result<std::vector<std::string>> parseInterfaceListText(const std::string& text, const char* name) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string part = text.substr(start, end - start);
+    part.erase(0, part.find_first_not_of(' '));
+    part.erase(part.find_last_not_of(' ') + 1);
+    if (!part.empty()) {
+      if (auto s = checkInterfaceName(part, annotationPath(name)); !s) return s.error();
+      if (std::find(out.begin(), out.end(), part) == out.end()) out.push_back(part);
+    }
+    if (out.size() > kMaxInterfaces)
+      return fieldError(annotationPath(name), "more than " + std::to_string(kMaxInterfaces) + " interfaces").error();
+    start = end + 1;
+  }
+  return out;
 }
 
 Status optOutRefused(const char* name, const std::string& what) {
@@ -222,6 +263,35 @@ Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& ba
         appendCidrs(r.excludeOutboundCidrs, l);
         return Status::success();
       }); !s)
+    return s.error();
+
+  if (auto s = portsAnn(kAnnIncludeOutboundPorts, [&](const PortList& l, const char* n) {
+        if (auto st = noStar(l.all, n); !st) return st;
+        r.includeOutboundPorts = l;
+        return Status::success();
+      }); !s)
+    return s.error();
+  auto interfacesAnn = [&](const char* name, auto apply) -> Status {
+    auto v = podAnnotation(annotations, name);
+    if (!v) return v.error();
+    if (!*v) return Status::success();
+    auto list = parseInterfaceListText(**v, name);
+    if (!list) return list.error();
+    apply(*list);
+    for (const auto& k : r.kubevirtInterfaces)
+      if (std::find(r.excludeInterfaces.begin(), r.excludeInterfaces.end(), k) != r.excludeInterfaces.end())
+        return fieldError(annotationPath(name), quoteForMessage(k) + " would be both an excluded and a KubeVirt interface");
+    return notNarrowed(name);
+  };
+  if (auto s = interfacesAnn(kAnnExcludeInterfaces, [&](const std::vector<std::string>& l) {
+        for (const auto& x : l)
+          if (std::find(r.excludeInterfaces.begin(), r.excludeInterfaces.end(), x) == r.excludeInterfaces.end())
+            r.excludeInterfaces.push_back(x);
+      }); !s)
+    return s.error();
+  // As istio-cni: reroute-virtual-interfaces when present, else the deprecated name.
+  const char* virt = annotations.count(kAnnRerouteVirtualInterfaces) ? kAnnRerouteVirtualInterfaces : kAnnKubevirtInterfaces;
+  if (auto s = interfacesAnn(virt, [&](const std::vector<std::string>& l) { r.kubevirtInterfaces = l; }); !s)
     return s.error();
 
   if (disabled) return Out{};

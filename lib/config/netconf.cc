@@ -19,11 +19,13 @@ constexpr std::array<const char*, 21> kKnownTopLevel = {
     "hairpin",    "routingDomains", "egressPortPool", "firewall",  "markMask",       "cni.dev/valid-attachments",
     "cni.dev/attachments", "disableCheck", "disableGC"};
 
-constexpr std::array<const char*, 15> kKnownRedirect = {
+constexpr std::array<const char*, 22> kKnownRedirect = {
     "inboundPort",          "outboundPort",         "proxyUID",           "proxyGID",
     "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
     "excludeOutboundCIDRs", "dnsPort",              "egressGateway",      "allowOptOut",
-    "dnsServers",           "dnsCaptureAll",        "otherFamily"};
+    "dnsServers",           "dnsCaptureAll",        "otherFamily",        "includeOutboundPorts",
+    "excludeInterfaces",    "kubevirtInterfaces",   "includeOwnerGroups", "excludeOwnerGroups",
+    "dropInvalid",          "hostLoopbackCIDR"};
 
 // A misspelled selector field fails closed (nobody is selected or granted), but silently:
 // worth the same warning as a misspelled redirect field.
@@ -193,14 +195,106 @@ Status readDnsCapture(const nlohmann::json& j, RedirectConfig& r, std::vector<st
   return Status::success();
 }
 
+// An id or a list of ids (proxyUID/proxyGID: "one or several, as Istio's -u/-g lists").
+Status readIdList(const nlohmann::json& j, const std::string& parent, const char* key, size_t max,
+                  std::vector<uint32_t>& out, bool allowStar = false, bool* star = nullptr) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return Status::success();
+  const std::string path = joinPath(parent, key);
+  if (!it->is_array()) {
+    uint32_t id = 0;
+    if (auto s = readIdField(j, parent, key, id); !s) return s;
+    out = {id};
+    return Status::success();
+  }
+  if (it->empty()) return fieldError(path, "must not be empty");
+  if (it->size() > max) return fieldError(path, "at most " + std::to_string(max) + " entries");
+  std::vector<uint32_t> ids;
+  for (size_t i = 0; i < it->size(); ++i) {
+    if (allowStar && (*it)[i] == "*") {
+      if (it->size() != 1) return fieldError(path, "\"*\" must be the only entry");
+      *star = true;
+      out.clear();
+      return Status::success();
+    }
+    nlohmann::json one = {{"id", (*it)[i]}};
+    uint32_t id = 0;
+    if (auto s = readIdField(one, path + "[" + std::to_string(i) + "]", "id", id); !s) {
+      // The message names the entry, not a made-up "id" field.
+      std::string msg = s.error().msg;
+      const std::string made = path + "[" + std::to_string(i) + "].id";
+      if (msg.rfind(made, 0) == 0) msg = path + "[" + std::to_string(i) + "]" + msg.substr(made.size());
+      return makeError(ErrorCode::kInvalidConfig, msg);
+    }
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  }
+  out = std::move(ids);
+  if (star) *star = false;
+  return Status::success();
+}
+
+Status readInterfaceList(const nlohmann::json& j, const std::string& parent, const char* key,
+                         std::vector<std::string>& out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return Status::success();
+  const std::string path = joinPath(parent, key);
+  if (!it->is_array()) return fieldError(path, "must be a list of interface names");
+  if (it->size() > kMaxInterfaces) return fieldError(path, "at most " + std::to_string(kMaxInterfaces) + " entries");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const std::string ip = path + "[" + std::to_string(i) + "]";
+    if (!(*it)[i].is_string()) return fieldError(ip, "must be an interface name");
+    const std::string name = (*it)[i].get<std::string>();
+    if (auto s = checkInterfaceName(name, ip); !s) return s;
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  out = std::move(names);
+  return Status::success();
+}
+
+// Istio's newer capture options.
+Status readCaptureOptions(const nlohmann::json& j, RedirectConfig& r) {
+  const std::string p = "redirect";
+  if (auto s = readIdList(j, p, "proxyUID", kMaxProxyIds, r.proxyUids); !s) return s;
+  if (auto s = readIdList(j, p, "proxyGID", kMaxProxyIds, r.proxyGids); !s) return s;
+  if (auto s = readPortListField(j, p, "includeOutboundPorts", r.includeOutboundPorts); !s) return s;
+  if (r.includeOutboundPorts.all)
+    return fieldError(p + ".includeOutboundPorts", "\"*\" is not allowed here (includeOutboundCIDRs [\"*\"] captures every port)");
+  if (auto s = readInterfaceList(j, p, "excludeInterfaces", r.excludeInterfaces); !s) return s;
+  if (auto s = readInterfaceList(j, p, "kubevirtInterfaces", r.kubevirtInterfaces); !s) return s;
+  for (const auto& name : r.kubevirtInterfaces)
+    if (std::find(r.excludeInterfaces.begin(), r.excludeInterfaces.end(), name) != r.excludeInterfaces.end())
+      return fieldError(p + ".kubevirtInterfaces", quoteForMessage(name) + " is also in redirect.excludeInterfaces");
+  bool includeGiven = j.contains("includeOwnerGroups") && !j["includeOwnerGroups"].is_null();
+  if (auto s = readIdList(j, p, "includeOwnerGroups", kMaxOwnerGroups, r.includeOwnerGroups, true,
+                          &r.includeAllOwnerGroups);
+      !s)
+    return s;
+  if (includeGiven && !j["includeOwnerGroups"].is_array()) r.includeAllOwnerGroups = false;
+  if (auto s = readIdList(j, p, "excludeOwnerGroups", kMaxOwnerGroups, r.excludeOwnerGroups); !s) return s;
+  if (!r.includeAllOwnerGroups && !r.excludeOwnerGroups.empty())
+    return fieldError(p + ".excludeOwnerGroups", "only one of includeOwnerGroups and excludeOwnerGroups may be a list");
+  if (auto it = j.find("dropInvalid"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return fieldError(p + ".dropInvalid", std::string("must be true or false, got ") + it->type_name());
+    r.dropInvalid = it->get<bool>();
+  }
+  if (auto it = j.find("hostLoopbackCIDR"); it != j.end() && !it->is_null()) {
+    const std::string path = p + ".hostLoopbackCIDR";
+    auto c = it->is_string() ? parseCidr(it->get<std::string>()) : std::nullopt;
+    if (!c || c->family != Family::kIpv4 || c->prefixLen < 8 || c->addr[0] != 127)
+      return fieldError(path, "must be an IPv4 CIDR inside 127.0.0.0/8");
+    r.hostLoopbackCidr = *c;
+  }
+  return Status::success();
+}
+
 Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
   const std::string p = "redirect";
   if (!j.is_object()) return fieldError(p, "must be an object");
   warnMisspelled(j, kKnownRedirect, p + ".", warnings);
   if (auto s = readPortField(j, p, "inboundPort", r.inboundPort); !s) return s;
   if (auto s = readPortField(j, p, "outboundPort", r.outboundPort); !s) return s;
-  if (auto s = readIdField(j, p, "proxyUID", r.proxyUid); !s) return s;
-  if (auto s = readIdField(j, p, "proxyGID", r.proxyGid); !s) return s;
+  if (auto s = readCaptureOptions(j, r); !s) return s;
   if (auto it = j.find("allowOptOut"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) return fieldError(p + ".allowOptOut", std::string("must be true or false, got ") + it->type_name());
     r.allowOptOut = it->get<bool>();
@@ -311,6 +405,16 @@ Status parsePrevResult(const nlohmann::json& root, NetConf& conf) {
 }
 
 } // namespace
+
+Status checkInterfaceName(const std::string& name, const std::string& path) {
+  // As the kernel's dev_valid_name: 1-15 bytes, not "." or "..", no '/', ':' or space.
+  if (name.empty() || name.size() > 15) return fieldError(path, "must be an interface name of 1-15 characters");
+  if (name == "." || name == "..") return fieldError(path, "must not be \".\" or \"..\"");
+  for (char c : name)
+    if (c == '/' || c == ':' || static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return fieldError(path, "invalid interface name " + quoteForMessage(name));
+  return Status::success();
+}
 
 Status checkJsonBounds(const std::string& text) {
   if (text.size() > kMaxStdinBytes)

@@ -45,8 +45,10 @@ inline bool isLoopbackPrefix(const Cidr& c) {
 struct RedirectConfig {
   uint16_t inboundPort = 15006;
   uint16_t outboundPort = 15001;
-  uint32_t proxyUid = 1337;
-  uint32_t proxyGid = 1337;
+  // The proxy's uids and gids (Istio's -u/-g lists): its traffic is never captured. Each
+  // gets Istio's rule block, in this order.
+  std::vector<uint32_t> proxyUids{1337};
+  std::vector<uint32_t> proxyGids{1337};
   // false: annotations that switch capture off or narrow it are refused (error 7), for
   // clusters where capture (or the egress gateway) is a security control. true, the
   // default, is Istio's behaviour: a pod may opt out.
@@ -57,6 +59,25 @@ struct RedirectConfig {
   PortList excludeOutboundPorts;
   CidrList includeOutboundCidrs{.all = true, .cidrs = {}};
   CidrList excludeOutboundCidrs;
+  // Outbound TCP to these ports is captured whatever its destination (Istio's
+  // includeOutboundPorts; only excluded CIDRs win over it).
+  PortList includeOutboundPorts;
+  // Interfaces whose traffic is never captured (Istio's excludeInterfaces), and virtual
+  // interfaces (KubeVirt) whose inbound TCP is the VM's outbound: captured to outboundPort.
+  std::vector<std::string> excludeInterfaces;
+  std::vector<std::string> kubevirtInterfaces;
+  // Owner groups (Istio's ISTIO_OUTBOUND_OWNER_GROUPS[_EXCLUDE]): capture only the traffic
+  // of processes in `includeOwnerGroups` (all by default), or of every group except
+  // `excludeOwnerGroups`. At most one of them is a list.
+  bool includeAllOwnerGroups = true;
+  std::vector<uint32_t> includeOwnerGroups;
+  std::vector<uint32_t> excludeOwnerGroups;
+  // Drop packets conntrack calls INVALID before they reach the pod (Istio's INVALID_DROP):
+  // an out-of-window segment is dropped instead of answered with a reset.
+  bool dropInvalid = false;
+  // The loopback destinations the app's and the proxy's traffic are left alone for
+  // (Istio's ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR); IPv6 uses ::1.
+  Cidr hostLoopbackCidr = *parseCidr("127.0.0.1");
   std::optional<uint16_t> dnsPort;
   // DNS capture (with dnsPort): every port-53 connection (dnsCaptureAll, the default
   // without dnsServers), or only those to dnsServers (Istio's resolv.conf servers).
@@ -192,11 +213,17 @@ enum class ParseMode { kStrict, kLenient };
 // message starts with the field's JSON path).
 Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode = ParseMode::kStrict);
 
+// An interface name as the kernel accepts it; errors name `path` (code 7).
+Status checkInterfaceName(const std::string& name, const std::string& path);
+
 // Validates the JSON text's shape before a full parse: size and nesting depth.
 Status checkJsonBounds(const std::string& text);
 
 inline constexpr size_t kMaxStdinBytes = 1 << 20;
 inline constexpr size_t kMaxDnsServers = 16;
+inline constexpr size_t kMaxProxyIds = 8;      // proxyUID / proxyGID lists
+inline constexpr size_t kMaxOwnerGroups = 64;  // include/excludeOwnerGroups
+inline constexpr size_t kMaxInterfaces = 32;   // exclude/kubevirtInterfaces
 inline constexpr int kMaxJsonDepth = 32;
 
 } // namespace podsteer

@@ -148,14 +148,19 @@ void encodeSetMatch(nftnl_rule* r, const Match& m) {
   lookup(r, m.name, NFT_REG_1);
 }
 
-void encodeCtStateEstablishedRelated(nftnl_rule* r) {
+// `ct state <bits>` as nft encodes it: the state word masked with the bits, != 0.
+void encodeCtState(nftnl_rule* r, uint32_t bits) {
   auto* ct = expr("ct");
   nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
   nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
   add(r, ct);
-  uint32_t mask = NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED), zero = 0;
-  bitwiseMask(r, reinterpret_cast<const uint8_t*>(&mask), 4);
+  uint32_t zero = 0;
+  bitwiseMask(r, reinterpret_cast<const uint8_t*>(&bits), 4);
   cmp(r, NFT_CMP_NEQ, &zero, 4);
+}
+
+void encodeCtStateEstablishedRelated(nftnl_rule* r) {
+  encodeCtState(r, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED));
 }
 
 void encodeCtStatusDnat(nftnl_rule* r) {
@@ -203,6 +208,7 @@ void encodeMatch(nftnl_rule* r, const Match& m) {
   case Field::kDaddrInSet:
   case Field::kDportInSet: encodeSetMatch(r, m); return;
   case Field::kCtStateEstablishedRelated: encodeCtStateEstablishedRelated(r); return;
+  case Field::kCtStateInvalid: encodeCtState(r, NF_CT_STATE_INVALID_BIT); return;
   case Field::kIcmpv6Type: {
     // As nft encodes `icmpv6 type N-M` in an inet table: its dependencies, then the
     // type byte (the first of the ICMPv6 header) compared as a range.

@@ -1,5 +1,7 @@
 #include "plan/capture.h"
 
+#include <algorithm>
+
 namespace podsteer::plan {
 
 namespace {
@@ -9,7 +11,10 @@ constexpr int kFilterPriority = 0;
 constexpr int kManglePriority = -150;
 const PortRange kDnsPort{53, 53};
 
-Cidr hostLoopback(Family f) { return *parseCidr(f == Family::kIpv4 ? "127.0.0.1" : "::1"); }
+// Istio's host loopback: hostLoopbackCIDR (127.0.0.1/32 by default) for IPv4, ::1 for IPv6.
+Cidr hostLoopback(const RedirectConfig& r, Family f) {
+  return f == Family::kIpv4 ? r.hostLoopbackCidr : *parseCidr("::1");
+}
 // Envoy's inbound passthrough binds this source to reach the app over lo (Istio's 127.0.0.6/::6).
 Cidr passthroughSource(Family f) { return *parseCidr(f == Family::kIpv4 ? "127.0.0.6" : "::6"); }
 
@@ -41,6 +46,50 @@ Chain inboundChain(const RedirectConfig& r) {
 
 bool capturesDns(const RedirectConfig& r) { return r.dnsPort.has_value() && (r.dnsCaptureAll || !r.dnsServers.empty()); }
 
+// The capture of outbound TCP matching `m` (Istio's -j ISTIO_REDIRECT): to outboundPort,
+// or, with egress gateways, to the gateway of the packet's family (DNAT). A family
+// without a gateway is refused with a TCP reset: where the gateway is the only way out,
+// letting that family leave directly would bypass it, and a reset (not a silent drop)
+// tells the app at once. The reset is sent from a nat chain, on the connection's first
+// packet (nat chains see no other); the exclusions before it return for both families.
+// `f` is the family when `m` has an address match; otherwise the rule is made per
+// family (with gateways) or family-less (without).
+void addCapture(Chain& c, const RedirectConfig& r, const std::set<Family>& families, std::vector<Match> m,
+                std::optional<Family> f = std::nullopt) {
+  // TCP only (a tcp dport match says so already).
+  if (std::none_of(m.begin(), m.end(), [](const Match& x) { return x.field == Field::kTcpDport; }))
+    m.push_back(l4proto(kProtoTcp));
+  if (!r.hasEgressGateway()) {
+    c.rules.push_back(rule(std::move(m), redirectStmt(r.outboundPort)));
+    return;
+  }
+  for (Family fam : families) {
+    if (f && fam != *f) continue;
+    std::vector<Match> mm = m;
+    if (!f) mm.insert(mm.begin(), nfproto(fam));
+    if (const EgressGateway* gw = r.egressGatewayFor(fam))
+      c.rules.push_back(rule(std::move(mm), dnatStmt(gw->address, gw->port)));
+    else
+      c.rules.push_back(rule(std::move(mm), rejectTcpResetStmt()));
+  }
+}
+
+// The capture of includeOutboundCIDRs (all: one rule; else one per CIDR of the chain's
+// families), each after the matches `pre` (e.g. the interface of a KubeVirt VM).
+void addCaptureOfIncludes(Chain& c, const RedirectConfig& r, const std::set<Family>& families,
+                          const std::vector<Match>& pre) {
+  if (r.includeOutboundCidrs.all) {
+    addCapture(c, r, families, pre);
+    return;
+  }
+  for (const auto& cidr : r.includeOutboundCidrs.cidrs) {
+    if (!families.count(cidr.family)) continue;
+    std::vector<Match> m = pre;
+    m.push_back(daddr(cidr));
+    addCapture(c, r, families, std::move(m), cidr.family);
+  }
+}
+
 // ISTIO_OUTPUT, rule for rule and in Istio's order (istio-iptables' capture/run.go):
 //  - excluded ports first (TCP and UDP): they win over every redirect below;
 //  - the inbound passthrough (source 127.0.0.6/::6 over lo) is left alone;
@@ -67,7 +116,7 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
   const bool loReturn = !r.includesLoopback();
   auto ownerRules = [&](Match id, Match notId, bool skipDns) {
     for (Family f : families) {
-      std::vector<Match> m = {oifname("lo"), daddr(hostLoopback(f), true), tcpDport(kInboundTunnelPort, true)};
+      std::vector<Match> m = {oifname("lo"), daddr(hostLoopback(r, f), true), tcpDport(kInboundTunnelPort, true)};
       if (skipDns) m.push_back(tcpDport(kDnsPort, true));
       m.push_back(id);
       c.rules.push_back(rule(std::move(m), redirectStmt(r.inboundPort)));
@@ -78,8 +127,17 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
     }
     c.rules.push_back(rule({id}, returnStmt()));
   };
-  ownerRules(skuid(r.proxyUid), skuid(r.proxyUid, true), dns);
-  ownerRules(skgid(r.proxyGid), skgid(r.proxyGid, true), false);
+  for (uint32_t uid : r.proxyUids) ownerRules(skuid(uid), skuid(uid, true), dns);
+  for (uint32_t gid : r.proxyGids) ownerRules(skgid(gid), skgid(gid, true), false);
+
+  // Owner groups: an include list returns every other group (one rule of "not this
+  // group" matches), an exclude list returns each of its groups.
+  if (!r.includeAllOwnerGroups) {
+    std::vector<Match> m;
+    for (uint32_t g : r.includeOwnerGroups) m.push_back(skgid(g, true));
+    c.rules.push_back(rule(std::move(m), returnStmt()));
+  }
+  for (uint32_t g : r.excludeOwnerGroups) c.rules.push_back(rule({skgid(g)}, returnStmt()));
 
   if (dns) {
     if (r.dnsCaptureAll) {
@@ -94,54 +152,27 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
                                    redirectStmt(*r.dnsPort)));
     }
   }
-  for (Family f : families) c.rules.push_back(rule({daddr(hostLoopback(f))}, returnStmt()));
+  for (Family f : families) c.rules.push_back(rule({daddr(hostLoopback(r, f))}, returnStmt()));
   for (const auto& cidr : r.excludeOutboundCidrs.cidrs)
     if (families.count(cidr.family)) c.rules.push_back(rule({daddr(cidr)}, returnStmt()));
 
-  // With egress gateways, captured outbound TCP leaves for the gateway of its family (DNAT)
-  // instead of the local sidecar port. A family without a gateway is refused with a TCP
-  // reset: where the gateway is the only way out, letting that family leave directly would
-  // bypass it, and a reset (not a silent drop) tells the app at once. The reset is sent
-  // from this nat output chain, on the connection's first packet (nat chains see no
-  // other); the exclusions above (proxy uid/gid, lo, excluded ports and CIDRs) return
-  // before it, for both families alike.
-  auto capture = [&](std::vector<Match> m, Family f) {
-    if (!r.hasEgressGateway()) {
-      m.push_back(l4proto(kProtoTcp));
-      c.rules.push_back(rule(std::move(m), redirectStmt(r.outboundPort)));
-      return;
-    }
-    if (m.empty()) m.push_back(nfproto(f));
-    m.push_back(l4proto(kProtoTcp));
-    if (const EgressGateway* gw = r.egressGatewayFor(f))
-      c.rules.push_back(rule(std::move(m), dnatStmt(gw->address, gw->port)));
-    else
-      c.rules.push_back(rule(std::move(m), rejectTcpResetStmt()));
-  };
   // With a gateway, what goes over lo is not leaving the pod and stays: the gateway rules
   // are for traffic that does. This also lets the TCP reset of a reject reach the local
   // socket: the kernel sends it without a socket, so no owner rule above returns it, and
   // it would meet the reject itself (its connection has no nat binding yet).
   if (r.hasEgressGateway()) c.rules.push_back(rule({oifname("lo")}, returnStmt()));
-  if (r.includeOutboundCidrs.all) {
-    // Without a gateway one family-less redirect covers the chain's families; with
-    // gateways each family gets its own rule.
-    if (!r.hasEgressGateway()) capture({}, Family::kIpv4);
-    else
-      for (Family f : families) capture({}, f);
-  } else {
-    for (const auto& cidr : r.includeOutboundCidrs.cidrs)
-      if (families.count(cidr.family)) capture({daddr(cidr)}, cidr.family);
-  }
+  for (const auto& port : r.includeOutboundPorts.ranges) addCapture(c, r, families, {tcpDport(port)});
+  addCaptureOfIncludes(c, r, families, {});
   return c;
 }
 
 // Every protocol enters the outbound chain, as every protocol enters ISTIO_OUTPUT: UDP
 // only ever matches its DNS rules and excluded ports.
-Chain outputChain(const std::set<Family>& families) {
+Chain outputChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "output",
           .base = BaseChain{.type = "nat", .hook = "output", .priority = kDstNatPriority, .policyAccept = true},
           .rules = {}};
+  for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({oifname(name)}, returnStmt()));
   c.rules.push_back(rule(familyGate(families), jumpStmt("outbound")));
   return c;
 }
@@ -166,16 +197,41 @@ void addOtherFamilyDrop(Table& t, const std::set<Family>& others) {
 
 } // namespace
 
+// Istio's nat PREROUTING: a KubeVirt VM's TCP (arriving on its virtual interface) is its
+// outbound traffic and goes to outboundPort, the rest of it is left alone; excluded
+// interfaces are left alone; then ISTIO_INBOUND.
+Chain preroutingChain(const RedirectConfig& r, const std::set<Family>& families) {
+  Chain c{.name = "prerouting",
+          .base = BaseChain{.type = "nat", .hook = "prerouting", .priority = kDstNatPriority, .policyAccept = true},
+          .rules = {}};
+  const std::vector<Match> gate = familyGate(families);
+  for (const auto& name : r.kubevirtInterfaces) {
+    // The catch-all is entered only by the pod's families; an include CIDR has its own.
+    std::vector<Match> pre = r.includeOutboundCidrs.all ? gate : std::vector<Match>{};
+    pre.push_back(iifname(name));
+    addCaptureOfIncludes(c, r, families, pre);
+  }
+  for (const auto& name : r.kubevirtInterfaces) c.rules.push_back(rule({iifname(name)}, returnStmt()));
+  for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({iifname(name)}, returnStmt()));
+  std::vector<Match> jump = gate;
+  jump.push_back(l4proto(kProtoTcp));
+  c.rules.push_back(rule(std::move(jump), jumpStmt("inbound")));
+  return c;
+}
+
+// Istio's DROP of conntrack-INVALID packets, before anything else sees them.
+Chain dropInvalidChain() {
+  return Chain{.name = "drop_invalid",
+               .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+               .rules = {rule({ctStateInvalid()}, makeStatement(StatementKind::kDrop))}};
+}
+
 Table buildCaptureTable(const RedirectConfig& r, const std::set<Family>& families) {
-  std::vector<Match> preroutingJump = familyGate(families);
-  preroutingJump.push_back(l4proto(kProtoTcp));
   Table t;
-  t.chains.push_back(Chain{
-      .name = "prerouting",
-      .base = BaseChain{.type = "nat", .hook = "prerouting", .priority = kDstNatPriority, .policyAccept = true},
-      .rules = {rule(std::move(preroutingJump), jumpStmt("inbound"))}});
+  if (r.dropInvalid) t.chains.push_back(dropInvalidChain());
+  t.chains.push_back(preroutingChain(r, families));
   t.chains.push_back(inboundChain(r));
-  t.chains.push_back(outputChain(families));
+  t.chains.push_back(outputChain(r, families));
   t.chains.push_back(outboundChain(r, families));
   if (r.otherFamily == OtherFamily::kDrop) {
     std::set<Family> others;

@@ -32,6 +32,7 @@ enum class Field : uint8_t {
   kDportInSet,      // tcp dport @name / udp dport @name (protocol in `number`)
   kCtStateEstablishedRelated, // ct state established,related
   kIcmpv6Type,      // icmpv6 type N / N-M (range in `ports`; implies meta nfproto ipv6)
+  kCtStateInvalid,  // ct state invalid
 };
 
 inline constexpr uint8_t kProtoTcp = 6;
@@ -194,6 +195,7 @@ inline Match dportInSet(std::string set, uint8_t proto) {
   return m;
 }
 inline Match ctStateEstablishedRelated() { return makeMatch(Field::kCtStateEstablishedRelated, false); }
+inline Match ctStateInvalid() { return makeMatch(Field::kCtStateInvalid, false); }
 inline Match iifname(std::string n, bool negate = false) {
   Match m = makeMatch(Field::kIifName, negate);
   m.name = std::move(n);

@@ -63,6 +63,7 @@ std::string renderMatch(const Match& m) {
   case Field::kDaddrInSet: return (m.cidr.family == Family::kIpv4 ? "ip" : "ip6") + std::string(" daddr @") + m.name;
   case Field::kDportInSet: return protoName(m.number) + " dport @" + m.name;
   case Field::kCtStateEstablishedRelated: return "ct state established,related";
+  case Field::kCtStateInvalid: return "ct state invalid";
   case Field::kNfProto: return std::string("meta nfproto ") + (m.cidr.family == Family::kIpv4 ? "ipv4" : "ipv6");
   case Field::kIcmpv6Type: return "icmpv6 type " + m.ports.toString();
   }

@@ -299,8 +299,10 @@ def from_podsteer(redirect):
     take = r.pop
     c.inbound_port = str(take("inboundPort", 15006))
     c.proxy_port = str(take("outboundPort", 15001))
-    c.proxy_uids = [str(take("proxyUID", 1337))]
-    c.proxy_gids = [str(take("proxyGID", 1337))]
+    def ids(v):
+        return [str(x) for x in (v if isinstance(v, list) else [v])]
+    c.proxy_uids = ids(take("proxyUID", 1337))
+    c.proxy_gids = ids(take("proxyGID", 1337))
     inc = take("includeInboundPorts", ["*"])
     c.inbound_include = "*" if inc == ["*"] else _port_list(inc)
     c.inbound_exclude = [p for p in _port_list(take("excludeInboundPorts", ["15008", "22", "15090", "15021", "15020"]))
@@ -310,6 +312,13 @@ def from_podsteer(redirect):
     inc = take("includeOutboundCIDRs", ["*"])
     c.outbound_include = "*" if inc == ["*"] else list(inc)
     c.outbound_exclude = list(take("excludeOutboundCIDRs", []))
+    c.exclude_interfaces = list(take("excludeInterfaces", []))
+    c.reroute_interfaces = list(take("kubevirtInterfaces", []))
+    groups = take("includeOwnerGroups", ["*"])
+    c.owner_groups_include = "*" if groups == ["*"] else [str(g) for g in groups]
+    c.owner_groups_exclude = [str(g) for g in take("excludeOwnerGroups", [])]
+    c.drop_invalid = take("dropInvalid", False)
+    c.host_loopback_cidr = take("hostLoopbackCIDR", "127.0.0.1/32")
     if "dnsPort" in r:
         c.redirect_dns = True
         c.dns_port = str(take("dnsPort"))

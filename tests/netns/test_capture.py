@@ -400,3 +400,44 @@ def test_capture_previous_release_table(env):
     if r.rc != 0 or "changed 0, unchanged 1, failed 0" not in r.out:
         fail("a second reconcile should leave the pod unchanged:\n%s" % r.show())
     env.ok("DEL", a, env.conf(a))
+
+
+def test_capture_istio_options_reconcile(env):
+    """Istio's newer options (include ports, excluded interfaces, owner groups, several
+    uids, INVALID drop, host loopback CIDR) roll onto a running pod with reconcile and
+    back, CHECK agreeing each time."""
+    env.server(env.node, 9000, "NODE9000")
+    env.server(env.node, 9001, "NODE9001")
+    pod = env.pod()
+    env.server(pod.ns, 8080, "APP")
+    env.proxy(pod.ns, 15001)
+    env.proxy(pod.ns, 15006)
+    env.add(pod)
+    env.expect_origdst(pod.ns, pod.gw4, 9000, uid=1000, gid=1000)
+    options = {"includeOutboundCIDRs": ["10.250.200.0/24"], "includeOutboundPorts": ["9001"],
+               "excludeInterfaces": ["eth9"], "excludeOwnerGroups": [3000], "proxyUID": [1337, 1500],
+               "dropInvalid": True, "hostLoopbackCIDR": "127.0.0.0/8"}
+    path = env.tmp + "/conf.json"
+    for redirect, want_changed in ((options, True), ({}, True), ({}, False)):
+        with open(path, "w") as f:
+            json.dump(env.conf(redirect=redirect), f)
+        r = env.cni(None, argv=["reconcile", "--conf", path])
+        if r.rc != 0 or bool(re.search(r", changed 1,", r.out)) != want_changed:
+            fail("reconcile to %s: want changed=%s:\n%s" % (redirect, want_changed, r.show()))
+        env.ok("CHECK", pod, env.conf(pod, redirect=redirect))
+        if redirect:
+            table = env.table(pod.ns)
+            for rule in ("ct state invalid drop", 'oifname "eth9" return', "meta skgid 3000 return",
+                         "tcp dport 9001 redirect to :15001", "meta skuid 1500 return"):
+                if rule not in table:
+                    fail("after reconcile the pod's table lacks %r:\n%s" % (rule, table))
+            env.expect_server(pod.ns, pod.gw4, 9000, "NODE9000", uid=1000, gid=1000)  # not included
+            env.expect_origdst(pod.ns, pod.gw4, 9001, uid=1000, gid=1000)  # an included port
+            env.expect_server(pod.ns, pod.gw4, 9001, "NODE9001", uid=1000, gid=3000)  # excluded group
+            env.expect_server(pod.ns, pod.gw4, 9001, "NODE9001", uid=1500, gid=1000)  # second proxy uid
+            env.expect_server(pod.ns, "127.1.2.3", 8080, "APP", uid=1337, gid=1337)  # host loopback /8
+        else:
+            env.expect_origdst(pod.ns, pod.gw4, 9000, uid=1000, gid=1000)
+            env.expect_origdst(pod.ns, "127.1.2.3", 8080, uid=1337, gid=1337)
+    env.ok("DEL", pod, env.conf(pod))
+    env.expect_no_table(pod.ns, "after DEL")

@@ -33,24 +33,36 @@ DEFAULT_EXCLUDED_INBOUND = ["15008", "22", "15090", "15021", "15020"]
 LIST_A = ["10.250.200.0/24", "fd00:250:200::/64"]  # "inside the list"
 DNS_SERVERS = ["10.250.200.53", "fd00:250:200::53"]
 
-# (name, podsteer redirect block, address families of the pod)
+# (name, podsteer redirect block, address families of the pod, extras). Extras: "eth1" a
+# second interface to the node, "vm" a KubeVirt-like VM namespace behind the pod's vm0,
+# "group3000"/"proxy2" more identities, "ack" stray TCP ACKs from the peer, "loose0"
+# conntrack that does not pick up connections mid-stream (so a stray ACK is INVALID).
 SCENARIOS = [
-    ("defaults", {}, "dual"),
-    ("ipv4-only", {}, "v4"),
-    ("ipv6-only", {}, "v6"),
-    ("inbound-ports-include", {"includeInboundPorts": ["8080"]}, "dual"),
-    ("inbound-ports-exclude", {"excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"]}, "dual"),
+    ("defaults", {}, "dual", {"ack"}),
+    ("ipv4-only", {}, "v4", set()),
+    ("ipv6-only", {}, "v6", set()),
+    ("inbound-ports-include", {"includeInboundPorts": ["8080"]}, "dual", set()),
+    ("inbound-ports-exclude", {"excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"]}, "dual", set()),
     ("inbound-ports-include-and-exclude", {"includeInboundPorts": ["8080-8081"],
-                                           "excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"]}, "dual"),
-    ("outbound-ports-exclude", {"excludeOutboundPorts": ["9001"]}, "dual"),
-    ("outbound-cidrs-include", {"includeOutboundCIDRs": LIST_A}, "dual"),
-    ("outbound-cidrs-exclude", {"excludeOutboundCIDRs": LIST_A}, "dual"),
-    ("outbound-cidrs-include-loopback", {"includeOutboundCIDRs": ["127.1.2.3/32"] + LIST_A}, "dual"),
-    ("dns-capture-all", {"dnsPort": 15053}, "dual"),
-    ("dns-capture-all-ipv4-only", {"dnsPort": 15053}, "v4"),
-    ("dns-servers", {"dnsPort": 15053, "dnsServers": DNS_SERVERS}, "dual"),
-    ("dns-exclude-port-53", {"dnsPort": 15053, "excludeOutboundPorts": ["53"]}, "dual"),
-    ("custom-uid-gid", {"proxyUID": 2000, "proxyGID": 2001, "dnsPort": 15053}, "dual"),
+                                           "excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"]}, "dual", set()),
+    ("outbound-ports-exclude", {"excludeOutboundPorts": ["9001"]}, "dual", set()),
+    ("outbound-ports-include", {"includeOutboundCIDRs": LIST_A, "includeOutboundPorts": ["9001"]}, "dual", set()),
+    ("outbound-cidrs-include", {"includeOutboundCIDRs": LIST_A}, "dual", set()),
+    ("outbound-cidrs-exclude", {"excludeOutboundCIDRs": LIST_A}, "dual", set()),
+    ("outbound-cidrs-include-loopback", {"includeOutboundCIDRs": ["127.1.2.3/32"] + LIST_A}, "dual", set()),
+    ("dns-capture-all", {"dnsPort": 15053}, "dual", set()),
+    ("dns-capture-all-ipv4-only", {"dnsPort": 15053}, "v4", set()),
+    ("dns-servers", {"dnsPort": 15053, "dnsServers": DNS_SERVERS}, "dual", set()),
+    ("dns-exclude-port-53", {"dnsPort": 15053, "excludeOutboundPorts": ["53"]}, "dual", set()),
+    ("custom-uid-gid", {"proxyUID": 2000, "proxyGID": 2001, "dnsPort": 15053}, "dual", set()),
+    ("proxy-uid-gid-lists", {"proxyUID": [1337, 1500], "proxyGID": [1337, 1500]}, "dual", {"proxy2"}),
+    ("owner-groups-include", {"includeOwnerGroups": [3000]}, "dual", {"group3000"}),
+    ("owner-groups-exclude", {"excludeOwnerGroups": [1000]}, "dual", {"group3000"}),
+    ("exclude-interfaces", {"excludeInterfaces": ["eth1"]}, "dual", {"eth1"}),
+    ("kubevirt-interfaces", {"kubevirtInterfaces": ["vm0"], "includeOutboundCIDRs": LIST_A}, "dual", {"vm"}),
+    ("kubevirt-interfaces-all", {"kubevirtInterfaces": ["vm0"]}, "v4", {"vm"}),
+    ("host-loopback-cidr", {"hostLoopbackCIDR": "127.0.0.0/8"}, "dual", set()),
+    ("drop-invalid", {"dropInvalid": True}, "v4", {"ack", "loose0"}),
 ]
 
 # Deliberate differences: (scenario regex, probe regex, why). Each must occur. The
@@ -80,7 +92,14 @@ ANCHORS = {
         "peer tcp POD4:8080": "CAUGHT IN ORIG POD4 8080 PEER GW4",
         "peer tcp POD6:22": "CAUGHT SSH ORIG POD6 22 PEER GW6",
         "proxy tcp from ::6 POD6:8080": "CAUGHT APP ORIG POD6 8080 PEER ::6",
+        "peer ack POD4:8080": "RST",
     },
+    "drop-invalid": {"peer ack POD4:8080": "ERR timeout"},
+    "kubevirt-interfaces": {
+        "vm tcp 10.250.200.1:9000": "CAUGHT OUT ORIG 10.250.200.1 9000 PEER VM4",
+        "vm tcp 10.250.201.1:9000": "CAUGHT N9000 ORIG 10.250.201.1 9000 PEER VM4",
+    },
+    "exclude-interfaces": {"app tcp GWX:9000": "CAUGHT N9000 ORIG GWX 9000 PEER PODX"},
     "dns-capture-all": {
         "app udp GW4:53": "CAUGHT DNS PEER POD4",
         "app tcp GW6:53": "CAUGHT DNS ORIG GW6 53 PEER POD6",
@@ -98,14 +117,41 @@ INBOUND_PORTS = [8080, 8081, 22, 15008, 15020]
 PROBE_TIMEOUT = 1.0
 
 
+def first(v):
+    return v[0] if isinstance(v, list) else v
+
+
 class Twin:
     def __init__(self, env, scenario, flavour):
         self.env, self.flavour = env, flavour
-        self.name, self.redirect, self.families = scenario
-        self.uid = self.redirect.get("proxyUID", 1337)
-        self.gid = self.redirect.get("proxyGID", 1337)
+        self.name, self.redirect, self.families, self.extras = scenario
+        self.uid = first(self.redirect.get("proxyUID", 1337))
+        self.gid = first(self.redirect.get("proxyGID", 1337))
         self.pod = env.pod(v4=self.families != "v6", v6=self.families != "v4")
         self.ll = self.gw_ll = None
+        self.podx = self.gwx = self.vm = self.vm4 = None
+        i = self.pod.idx
+        if "eth1" in self.extras:
+            # A second interface to the node: 10.251.i.2 (pod eth1) / 10.251.i.1 (node vx<i>).
+            self.podx, self.gwx = "10.251.%d.2" % i, "10.251.%d.1" % i
+            sh(["ip", "-n", env.node, "link", "add", "vx%d" % i, "type", "veth", "peer", "name", "eth1",
+                "netns", self.pod.ns])
+            sh(["ip", "-n", env.node, "addr", "add", self.gwx + "/24", "dev", "vx%d" % i])
+            sh(["ip", "-n", self.pod.ns, "addr", "add", self.podx + "/24", "dev", "eth1"])
+            sh(["ip", "-n", env.node, "link", "set", "vx%d" % i, "up"])
+            sh(["ip", "-n", self.pod.ns, "link", "set", "eth1", "up"])
+        if "vm" in self.extras:
+            # A KubeVirt-like VM: its own namespace behind the pod's vm0, routed by the pod.
+            self.vm, self.vm4, gw = env.new_netns("v"), "10.252.%d.2" % i, "10.252.%d.1" % i
+            sh(["ip", "-n", self.pod.ns, "link", "add", "vm0", "type", "veth", "peer", "name", "eth0",
+                "netns", self.vm])
+            sh(["ip", "-n", self.pod.ns, "addr", "add", gw + "/24", "dev", "vm0"])
+            sh(["ip", "-n", self.vm, "addr", "add", self.vm4 + "/24", "dev", "eth0"])
+            for ns, dev in ((self.pod.ns, "vm0"), (self.vm, "eth0"), (self.vm, "lo")):
+                sh(["ip", "-n", ns, "link", "set", dev, "up"])
+            sh(["ip", "-n", self.vm, "route", "add", "default", "via", gw])
+            sh(["ip", "netns", "exec", self.pod.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            sh(["ip", "-n", env.node, "route", "add", "10.252.%d.0/24" % i, "via", self.pod.ip4])
 
     def link_locals(self):
         """The pod's and its neighbour's fe80:: addresses, once DAD is done (<= 5 s)."""
@@ -136,11 +182,14 @@ class Twin:
             load_istio(pod.ns, cfg, ipv6=pod.ip6 is not None)
         else:
             env.add(pod, redirect=self.redirect)
+        if "loose0" in self.extras:
+            sh(["ip", "netns", "exec", pod.ns, "sysctl", "-qw", "net.netfilter.nf_conntrack_tcp_loose=0"])
 
     def symbols(self):
         p = self.pod
         return {k: v for k, v in (("POD4", p.ip4), ("POD6", p.ip6), ("GW4", p.gw4), ("GW6", p.gw6),
-                                  ("POD_LL", self.ll), ("GW_LL", self.gw_ll)) if v}
+                                  ("POD_LL", self.ll), ("GW_LL", self.gw_ll), ("PODX", self.podx),
+                                  ("GWX", self.gwx), ("VM4", self.vm4)) if v}
 
     def normalize(self, verdict):
         by_addr = {str(ipaddress.ip_address(v)): k for k, v in self.symbols().items()}
@@ -150,13 +199,17 @@ class Twin:
         """Probes from inside the pod: {id: probe}."""
         s = self.symbols()
         ids = [("app", 1000, 1000), ("proxy", self.uid, self.gid), ("gid-only", 1000, self.gid)]
+        if "proxy2" in self.extras:
+            ids.append(("proxy2", 1500, 1500))
+        if "group3000" in self.extras:
+            ids.append(("group3000", 1000, 3000))
         tcp = [("GW4", 9000), ("GW6", 9000), ("GW4", 9001), ("GW6", 9001),
                ("10.250.200.1", 9000), ("fd00:250:200::1", 9000),
                ("10.250.201.1", 9000), ("fd00:250:201::1", 9000), ("GW_LL", 9000),
                ("127.0.0.1", 8080), ("127.1.2.3", 8080), ("::1", 8080),
                ("POD4", 8080), ("POD6", 8080), ("POD_LL", 8080), ("POD4", 15008), ("POD6", 15008),
                ("GW4", 53), ("GW6", 53), ("10.250.200.53", 53), ("fd00:250:200::53", 53),
-               ("127.0.0.53", 53), ("POD4", 53)]
+               ("127.0.0.53", 53), ("POD4", 53), ("GWX", 9000)]
         udp = [("GW4", 53), ("GW6", 53), ("10.250.200.53", 53), ("fd00:250:200::53", 53),
                ("127.0.0.53", 53), ("::1", 53), ("GW4", 9000)]
         binds = [("127.0.0.6", "POD4", 8080), ("::6", "POD6", 8080)]
@@ -194,6 +247,24 @@ class Twin:
             for port in INBOUND_PORTS:
                 pid = "peer tcp %s:%d" % (sym, port)
                 probes[pid] = {"id": pid, "host": addr, "port": port}
+        if self.podx:
+            probes["peer tcp PODX:8080"] = {"id": "peer tcp PODX:8080", "host": self.podx, "port": 8080}
+        if "ack" in self.extras and self.pod.ip4:
+            probes["peer ack POD4:8080"] = {"id": "peer ack POD4:8080", "kind": "ack", "host": self.pod.ip4,
+                                            "port": 8080}
+        return probes
+
+    def vm_probes(self):
+        """Probes from the VM behind the pod (KubeVirt): {id: probe}."""
+        if not self.vm:
+            return {}
+        probes = {}
+        for proto, host, sym, port in (("tcp", "10.250.200.1", "10.250.200.1", 9000),
+                                       ("tcp", "10.250.201.1", "10.250.201.1", 9000),
+                                       ("tcp", self.pod.gw4, "GW4", 9000), ("udp", self.pod.gw4, "GW4", 9000),
+                                       ("tcp", self.pod.ip4, "POD4", 8080)):
+            pid = "vm %s %s:%d" % (proto, sym, port)
+            probes[pid] = {"id": pid, "host": host, "port": port, "udp": proto == "udp"}
         return probes
 
 
@@ -251,9 +322,15 @@ def verdicts(env, pairs):
     with concurrent.futures.ThreadPoolExecutor(6) as ex:
         node_job = ex.submit(run_probes, env.node, inbound)
         for t in twins:
-            jobs[t] = (ex.submit(run_probes, t.pod.ns, t.outbound_probes()))
+            jobs[t] = [ex.submit(run_probes, t.pod.ns, t.outbound_probes())]
+            if t.vm:
+                jobs[t].append(ex.submit(run_probes, t.vm, t.vm_probes()))
         node = node_job.result()
-        out = {t: {pid: t.normalize(v) for pid, v in jobs[t].result().items()} for t in twins}
+        out = {}
+        for t in twins:
+            out[t] = {}
+            for job in jobs[t]:
+                out[t].update({pid: t.normalize(v) for pid, v in job.result().items()})
     for key, v in node.items():
         i, pid = key.split("|", 1)
         t = twins[int(i)]
@@ -313,6 +390,9 @@ def test_istio_parity(env):
     results = verdicts(env, pairs)
     dump(pairs, results)
     count, diffs = compare(pairs, results)
+    # Every option's table is what CHECK expects (the kernel gives back what was encoded).
+    for _istio, twin in pairs:
+        env.ok("CHECK", twin.pod, env.conf(twin.pod, redirect=twin.redirect))
     unexplained, seen = [], set()
     for d in diffs:
         why = [i for i, (sc, pr, _r) in enumerate(DELIBERATE) if re.fullmatch(sc, d[0]) and re.fullmatch(pr, d[1])]

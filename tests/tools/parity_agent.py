@@ -15,6 +15,7 @@ address when nothing redirected it) and each UDP datagram with
 from the address it arrived at. So a verdict says which listener caught a connection.
 
 probe: reads a JSON list of probes {"id", "host", "port", "udp", "uid", "gid", "bind"}
+(or {"id", "kind": "ack", "host", "port"}: a lone TCP ACK, answered "RST" or not at all)
 from stdin (host may carry a scope, "fe80::1%eth0") and runs each in a forked child that
 takes the identity first (setgroups([]), setgid, setuid: nftables' skuid/skgid and
 iptables' owner match see the socket's credentials), binds when asked, connects (TCP) or
@@ -30,7 +31,9 @@ import json
 import os
 import select
 import socket
+import struct
 import sys
+import time
 
 sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -67,8 +70,50 @@ def serve(args):
     pstnet.ready_and_wait(args.lifetime)
 
 
+def checksum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def ack_probe(p, timeout):
+    """A lone TCP ACK (IPv4) to host:port, as a stray segment of no known connection: ->
+    "RST" when the host answers it with a reset, "ERR timeout" when nothing comes back
+    (e.g. a firewall dropped it as conntrack-INVALID)."""
+    host, port = p["host"], p["port"]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    s.settimeout(timeout)
+    s.connect((host, 0))
+    src = s.getsockname()[0]
+    sport = 40000 + os.getpid() % 20000
+    seq, ack = 0x01020304, 0x05060708
+    header = struct.pack("!HHIIBBHHH", sport, port, seq, ack, 5 << 4, 0x10, 1024, 0, 0)
+    pseudo = socket.inet_aton(src) + socket.inet_aton(host) + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
+    header = header[:16] + struct.pack("!H", checksum(pseudo + header)) + header[18:]
+    s.send(header)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = s.recv(256)
+        except socket.timeout:
+            break
+        ihl = (data[0] & 0x0F) * 4
+        tsport, tdport = struct.unpack("!HH", data[ihl:ihl + 4])
+        if tsport == port and tdport == sport:
+            return "RST" if data[ihl + 13] & 0x04 else "TCP flags 0x%02x" % data[ihl + 13]
+    return "ERR timeout"
+
+
 def one_probe(p, timeout):
     """Runs in the forked child. -> the verdict text."""
+    if p.get("kind") == "ack":
+        try:
+            return ack_probe(p, timeout)
+        except OSError as e:
+            return "ERR %s" % errno.errorcode.get(e.errno, e.errno)
     try:
         pstnet.drop_privileges(p.get("uid"), p.get("gid"))
     except OSError as e:

@@ -167,8 +167,8 @@ TEST_CASE("parseNetConf: defaults") {
   const RedirectConfig& rd = *c.redirect;
   CHECK(rd.inboundPort == 15006);
   CHECK(rd.outboundPort == 15001);
-  CHECK(rd.proxyUid == 1337);
-  CHECK(rd.proxyGid == 1337);
+  CHECK(rd.proxyUids == std::vector<uint32_t>{1337});
+  CHECK(rd.proxyGids == std::vector<uint32_t>{1337});
   CHECK(rd.includeInboundPorts.all);
   CHECK(rd.includeInboundPorts.ranges.empty());
   const std::vector<PortRange> istio = {{15008, 15008}, {22, 22}, {15090, 15090}, {15021, 15021}, {15020, 15020}};
@@ -197,8 +197,8 @@ TEST_CASE("parseNetConf: ports as numbers, strings and ranges") {
   const RedirectConfig& rd = *r->redirect;
   CHECK(rd.inboundPort == 15007);
   CHECK(rd.outboundPort == 15002);
-  CHECK(rd.proxyUid == 1000);
-  CHECK(rd.proxyGid == 0);
+  CHECK(rd.proxyUids == std::vector<uint32_t>{1000});
+  CHECK(rd.proxyGids == std::vector<uint32_t>{0});
   CHECK_FALSE(rd.includeInboundPorts.all);
   CHECK(rd.includeInboundPorts.ranges == std::vector<PortRange>{{8080, 8080}, {9090, 9090}, {9000, 9100}, {7070, 7070}});
   CHECK(rd.excludeInboundPorts.empty()); // an explicit empty list replaces the Istio default

@@ -564,3 +564,130 @@ TEST_CASE("inbound: the tunnel port always returns first, once") {
   CHECK(chainText(mustPlan(d, pod(d)), "inbound") ==
         "tcp dport 15008 return\ntcp dport 22 return\ntcp dport 8080 redirect to :15006\n");
 }
+
+// ---- Istio's other capture options (issue 14, part 3) -----------------------------------
+
+TEST_CASE("golden: Istio's options together (uid/gid lists, include ports, interfaces, groups, invalid, loopback)") {
+  NetConf c = conf({{"redirect",
+                     {{"proxyUID", {1337, "1500"}},
+                      {"proxyGID", {1337, 1500}},
+                      {"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32"}},
+                      {"includeOutboundPorts", {"9001", "9100-9200"}},
+                      {"excludeInterfaces", {"eth1"}},
+                      {"kubevirtInterfaces", {"vm0", "vm1"}},
+                      {"excludeOwnerGroups", {3000, "3001"}},
+                      {"dropInvalid", true},
+                      {"hostLoopbackCIDR", "127.0.0.0/8"}}},
+                    {"prevResult", kDualStack}});
+  auto p = mustPlan(c, pod(c));
+  checkGolden("istio_options_dualstack", renderPlan(p));
+  std::string out = outbound(p);
+  // Each uid, then each gid, gets Istio's block, in the configured order.
+  CHECK(out.find("meta skuid 1337 return") < out.find("tcp dport != 15008 meta skuid 1500 redirect"));
+  CHECK(out.find("meta skuid 1500 return") < out.find("tcp dport != 15008 meta skgid 1337 redirect"));
+  CHECK(contains(out, "oifname \"lo\" ip daddr != 127.0.0.0/8 tcp dport != 15008 meta skgid 1500 redirect to :15006\n"));
+  CHECK(contains(out, "meta skgid 1500 return\nmeta skgid 3000 return\nmeta skgid 3001 return\nip daddr 127.0.0.0/8 return\n"));
+  // Include ports after the excluded CIDRs and before the include CIDRs, any destination.
+  CHECK(contains(out, "tcp dport 9001 redirect to :15001\n"
+                      "tcp dport 9100-9200 redirect to :15001\n"
+                      "ip daddr 10.0.0.0/8 meta l4proto tcp redirect to :15001\n"));
+  CHECK(chainText(p, "prerouting") ==
+        "iifname \"vm0\" ip daddr 10.0.0.0/8 meta l4proto tcp redirect to :15001\n"
+        "iifname \"vm0\" ip6 daddr fd00:10::/32 meta l4proto tcp redirect to :15001\n"
+        "iifname \"vm1\" ip daddr 10.0.0.0/8 meta l4proto tcp redirect to :15001\n"
+        "iifname \"vm1\" ip6 daddr fd00:10::/32 meta l4proto tcp redirect to :15001\n"
+        "iifname \"vm0\" return\niifname \"vm1\" return\niifname \"eth1\" return\n"
+        "meta l4proto tcp jump inbound\n");
+  CHECK(chainText(p, "output") == "oifname \"eth1\" return\njump outbound\n");
+  CHECK(chainText(p, "drop_invalid") == "ct state invalid drop\n");
+}
+
+TEST_CASE("capture: owner-group include list, KubeVirt catch-all on a v4-only pod, KubeVirt with a gateway") {
+  NetConf c = conf({{"redirect", {{"includeOwnerGroups", {3000, 3001}}, {"kubevirtInterfaces", {"vm0"}}}},
+                    {"prevResult", kV4Only}});
+  auto p = mustPlan(c, pod(c));
+  CHECK(contains(outbound(p), "meta skgid 1337 return\nmeta skgid != 3000 meta skgid != 3001 return\n"));
+  CHECK(chainText(p, "prerouting") == "meta nfproto ipv4 iifname \"vm0\" meta l4proto tcp redirect to :15001\n"
+                                      "iifname \"vm0\" return\nmeta nfproto ipv4 meta l4proto tcp jump inbound\n");
+  NetConf g = conf({{"redirect", {{"kubevirtInterfaces", {"vm0"}}, {"egressGateway", "192.0.2.10:3128"}}},
+                    {"prevResult", kDualStack}});
+  std::string pre = chainText(mustPlan(g, pod(g)), "prerouting");
+  CHECK(startsWith(pre, "meta nfproto ipv4 iifname \"vm0\" meta l4proto tcp dnat ip to 192.0.2.10:3128\n"
+                        "meta nfproto ipv6 iifname \"vm0\" meta l4proto tcp reject with tcp reset\n"));
+  CHECK(mustPlan(conf({{"redirect", {{"includeOwnerGroups", {"*"}}}}}), pod(c)) ==
+        mustPlan(conf({{"redirect", json::object()}}), pod(c)));
+}
+
+TEST_CASE("render: ct state invalid") {
+  CHECK(plan::renderMatch(plan::ctStateInvalid()) == "ct state invalid");
+}
+
+TEST_CASE("config: Istio's options are checked") {
+  auto err = [](const json& redirect) {
+    auto r = tryConf({{"redirect", redirect}});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().codeValue() == 7);
+    return r.error().msg;
+  };
+  CHECK(startsWith(err({{"proxyUID", json::array()}}), "redirect.proxyUID: must not be empty"));
+  CHECK(startsWith(err({{"proxyUID", {1, 2, 3, 4, 5, 6, 7, 8, 9}}}), "redirect.proxyUID: at most 8"));
+  CHECK(startsWith(err({{"proxyGID", {1337, -1}}}), "redirect.proxyGID[1]: out of range"));
+  CHECK(startsWith(err({{"proxyGID", {1337, "x"}}}), "redirect.proxyGID[1]: invalid id"));
+  CHECK(startsWith(err({{"includeOutboundPorts", {"*"}}}), "redirect.includeOutboundPorts: \"*\" is not allowed"));
+  CHECK(startsWith(err({{"includeOutboundPorts", {"0"}}}), "redirect.includeOutboundPorts"));
+  CHECK(startsWith(err({{"excludeInterfaces", "eth1"}}), "redirect.excludeInterfaces: must be a list"));
+  CHECK(startsWith(err({{"excludeInterfaces", {"eth1", "a/b"}}}), "redirect.excludeInterfaces[1]: invalid interface name"));
+  CHECK(startsWith(err({{"kubevirtInterfaces", {"0123456789abcdef"}}}), "redirect.kubevirtInterfaces[0]: must be an interface name"));
+  CHECK(startsWith(err({{"kubevirtInterfaces", {"vm0"}}, {"excludeInterfaces", {"vm0"}}}),
+                   "redirect.kubevirtInterfaces: \"vm0\" is also in redirect.excludeInterfaces"));
+  CHECK(startsWith(err({{"includeOwnerGroups", {3000}}, {"excludeOwnerGroups", {3001}}}),
+                   "redirect.excludeOwnerGroups: only one of"));
+  CHECK(startsWith(err({{"includeOwnerGroups", {"*", 3000}}}), "redirect.includeOwnerGroups: \"*\" must be the only entry"));
+  CHECK(startsWith(err({{"dropInvalid", "yes"}}), "redirect.dropInvalid: must be true or false"));
+  for (const char* bad : {"10.0.0.0/8", "127.0.0.0/7", "::1/128", "loopback"})
+    CHECK(startsWith(err({{"hostLoopbackCIDR", bad}}), "redirect.hostLoopbackCIDR: must be an IPv4 CIDR inside 127.0.0.0/8"));
+  // One id is the list of one.
+  auto one = tryConf({{"redirect", {{"proxyUID", 2000}, {"includeOwnerGroups", 3000}}}});
+  REQUIRE(one.ok());
+  CHECK(one->redirect->proxyUids == std::vector<uint32_t>{2000});
+  CHECK(one->redirect->proxyGids == std::vector<uint32_t>{1337});
+  CHECK_FALSE(one->redirect->includeAllOwnerGroups);
+  CHECK(one->redirect->includeOwnerGroups == std::vector<uint32_t>{3000});
+}
+
+TEST_CASE("annotations: Istio's includeOutboundPorts, excludeInterfaces, kubevirtInterfaces") {
+  NetConf c = conf({{"redirect", {{"includeOutboundPorts", {"9001"}}, {"excludeInterfaces", {"eth9"}}}},
+                    {"prevResult", kV4Only}});
+  PodInfo p = pod(c);
+  p.annotations = {{"traffic.sidecar.istio.io/includeOutboundPorts", "7000,7100-7200"},
+                   {"traffic.sidecar.istio.io/excludeInterfaces", "eth1, eth2"},
+                   {"traffic.sidecar.istio.io/kubevirtInterfaces", "vm9"},
+                   {"istio.io/reroute-virtual-interfaces", "vm0"}};
+  auto r = effectiveRedirect(*c.redirect, p.annotations);
+  REQUIRE_MESSAGE(r.ok(), r.error().msg);
+  // The include list is replaced, the exclusions added to, the newer virtual-interface name wins.
+  CHECK((*r)->includeOutboundPorts.ranges == std::vector<PortRange>{{7000, 7000}, {7100, 7200}});
+  CHECK((*r)->excludeInterfaces == std::vector<std::string>{"eth9", "eth1", "eth2"});
+  CHECK((*r)->kubevirtInterfaces == std::vector<std::string>{"vm0"});
+  p.annotations = {{"traffic.sidecar.istio.io/kubevirtInterfaces", "vm9"}};
+  CHECK((*effectiveRedirect(*c.redirect, p.annotations))->kubevirtInterfaces == std::vector<std::string>{"vm9"});
+
+  auto refused = [&](const RedirectConfig& base, const char* name, const char* value, const char* msg) {
+    auto x = effectiveRedirect(base, {{name, value}});
+    REQUIRE_FALSE(x.ok());
+    CHECK(x.error().codeValue() == 7);
+    CHECK_MESSAGE(contains(x.error().msg, msg), x.error().msg);
+  };
+  refused(*c.redirect, "traffic.sidecar.istio.io/excludeInterfaces", "eth1,a:b", "invalid interface name");
+  refused(*c.redirect, "traffic.sidecar.istio.io/includeOutboundPorts", "*", "\"*\" is not allowed here");
+  NetConf k = conf({{"redirect", {{"kubevirtInterfaces", {"vm0"}}}}});
+  refused(*k.redirect, "traffic.sidecar.istio.io/excludeInterfaces", "vm0", "both an excluded and a KubeVirt interface");
+  // allowOptOut false: narrowing is refused, widening accepted.
+  NetConf strict = conf({{"redirect", {{"allowOptOut", false}, {"includeOutboundPorts", {"9001"}},
+                                       {"kubevirtInterfaces", {"vm0"}}}}});
+  refused(*strict.redirect, "traffic.sidecar.istio.io/excludeInterfaces", "eth1", "redirect.allowOptOut is false");
+  refused(*strict.redirect, "traffic.sidecar.istio.io/includeOutboundPorts", "9002", "redirect.allowOptOut is false");
+  refused(*strict.redirect, "istio.io/reroute-virtual-interfaces", "vm1", "redirect.allowOptOut is false");
+  CHECK(effectiveRedirect(*strict.redirect, {{"traffic.sidecar.istio.io/includeOutboundPorts", "9001,9002"}}).ok());
+  CHECK(effectiveRedirect(*strict.redirect, {{"istio.io/reroute-virtual-interfaces", "vm0,vm1"}}).ok());
+}
