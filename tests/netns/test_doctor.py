@@ -117,6 +117,13 @@ def test_doctor_clean_node(env):
                             node.bin_dir])
     if r.rc != 0 or "doctor: 0 error(s), 0 warning(s), 0 info" not in r.out:
         fail("doctor (text) on a clean node:\n%s" % r.show())
+    # Usage: --help on stdout (exit 0), a bad flag on stderr (exit 2).
+    r = env.cni(None, argv=["doctor", "--help"])
+    if r.rc != 0 or "usage: podsteer doctor" not in r.out:
+        fail("doctor --help:\n%s" % r.show())
+    r = env.cni(None, argv=["doctor", "--bogus"])
+    if r.rc != 2 or r.out.strip() or "usage: podsteer doctor" not in r.err:
+        fail("doctor --bogus: want exit 2 with the usage on stderr:\n%s" % r.show())
     # A foreign table writing bits outside markMask (kube-proxy's 0x4000), a foreign rule at
     # another priority, a route in another table: none of podsteer's business.
     env.nft(env.node, "add", "table", "ip", "kp")
