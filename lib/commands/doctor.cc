@@ -303,15 +303,21 @@ void checkBridgePorts(const NetConf& c, const doctor::NodeView& node, bool brNet
   }
 }
 
+constexpr int kCapNetAdmin = 12;
+constexpr int kCapSysAdmin = 21;
+
+bool hasCapability(int cap) {
+  auto status = readFile("/proc/self/status");
+  const size_t at = status ? status->find("\nCapEff:") : std::string::npos;
+  if (at == std::string::npos) return true; // cannot tell: assume so, and let the kernel answer
+  return (std::strtoull(status->c_str() + at + 8, nullptr, 16) & (1ULL << cap)) != 0;
+}
+
 // Why the pods' namespaces cannot be judged from here (as `podsteer list` says
 // "unverified"): in the installer's container every pod would look stale otherwise.
 std::optional<std::string> cannotVerifyHere(const state::AttachmentRecord& rec) {
-  if (auto status = readFile("/proc/self/status")) {
-    const size_t at = status->find("\nCapEff:");
-    const unsigned long long caps = at == std::string::npos ? ~0ULL : std::strtoull(status->c_str() + at + 8, nullptr, 16);
-    if ((caps & (1ULL << 12)) == 0 || (caps & (1ULL << 21)) == 0)
-      return std::string("no CAP_NET_ADMIN/CAP_SYS_ADMIN here to enter pod namespaces");
-  }
+  if (!hasCapability(kCapNetAdmin) || !hasCapability(kCapSysAdmin))
+    return std::string("no CAP_NET_ADMIN/CAP_SYS_ADMIN here to enter pod namespaces");
   const size_t slash = rec.netns.rfind('/');
   struct stat st {};
   if (slash != std::string::npos && slash > 0 && ::stat(rec.netns.substr(0, slash).c_str(), &st) != 0)
@@ -387,8 +393,13 @@ DoctorReport runDoctorChecks(const DoctorOptions& opts) {
     checkNeighbours(in, brNetfilter, out);
     auto node = doctor::readNode();
     if (!node) {
-      out.push_back({Severity::kError, "node-unreadable", "netlink", node.error().msg,
-                     "doctor cannot check the node", "run doctor as root in the node's network namespace"});
+      // The installer's container (install prints these findings) has no CAP_NET_ADMIN:
+      // there the node checks are simply not possible, which is no error of the node.
+      const bool canAdmin = hasCapability(kCapNetAdmin);
+      out.push_back({canAdmin ? Severity::kError : Severity::kInfo, "node-unreadable", "netlink",
+                     canAdmin ? node.error().msg : "no CAP_NET_ADMIN here: " + node.error().msg,
+                     "the node checks (marks, rules, routes, devices, rp_filter, bridge ports) were skipped",
+                     "run podsteer doctor on the node as root, in its network namespace"});
     } else {
       checkMarks(*in.conf, *node, out);
       checkRulesAndRoutes(*in.conf, *node, out);

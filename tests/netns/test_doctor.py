@@ -266,3 +266,24 @@ def test_doctor_install_prints_findings(env):
     ids = _ids(node.doctor())
     if "entry-missing" in ids or "binary-missing" in ids or "binary-differs" in ids:
         fail("after install, doctor still reports %s" % ids)
+
+
+def test_doctor_without_capabilities(env):
+    """As in the installer's container (install prints the findings there): without
+    CAP_NET_ADMIN/CAP_SYS_ADMIN the node and the pods cannot be read; that is said as info,
+    not reported as a broken node or as stale pods."""
+    node = Node(env)
+    argv = ["ip", "netns", "exec", env.node, "setpriv", "--inh-caps=-net_admin,-sys_admin",
+            "--bounding-set=-net_admin,-sys_admin", "--", env.plugin, "doctor", "--json",
+            "--cni-conf-dir", node.conf_dir, "--cni-bin-dir", node.bin_dir]
+    r = sh(argv, check=False)
+    try:
+        out = json.loads(r.stdout)
+    except ValueError:
+        fail("doctor without capabilities printed no JSON (rc %s): %s %s"
+             % (r.returncode, r.stdout, r.stderr))
+    got = {f["id"]: f["severity"] for f in out["findings"]}
+    want = {"node-unreadable": "info", "attachment-unverified": "info"}
+    if got != want or r.returncode != 0:
+        fail("doctor without CAP_NET_ADMIN/CAP_SYS_ADMIN: exit %s, findings %s, want exit 0 and %s"
+             % (r.returncode, got, want))
