@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "commands/commands.h"
+#include "commands/doctor.h"
 #include "commands/inspect.h"
 #include "commands/reconcile.h"
 #include "config/netconf.h"
@@ -65,6 +66,9 @@ constexpr CommandUsage kCommandUsage[] = {
                 "  installed (valid, after the primary plugin) and the bin dir holds this binary\n"},
     {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                   "  remove exactly what install added: our conflist entry, then the binary\n"},
+    {"doctor", "usage: podsteer doctor [--conf FILE] [--state-dir DIR] [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--json]\n"
+               "  read the node and the config; report what would break podsteer here, each finding with\n"
+               "  its severity, what breaks and the fix; exit 1 when any finding is an error\n"},
     {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"
                   "                          [--json]\n"
                   "  roll a changed config onto running pods, applying only the difference\n"},
@@ -83,6 +87,8 @@ const char* kUsage = "usage: podsteer <command> [--help]\n"
                      "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
                      "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                      "            remove exactly that again\n"
+                     "  doctor [--conf FILE] [--state-dir DIR] [--json]\n"
+                     "            report what on this node would break podsteer (exit 1 on an error)\n"
                      "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
                      "            roll a changed config onto running pods, applying only the difference\n"
                      "  podsteer <command> --help shows one command's usage.\n";
@@ -148,6 +154,7 @@ int run(int argc, char** argv, std::string& stdinText) {
     return emit(podsteer::runExplain(env, stdinText));
   }
   if (cmd == "reconcile") return podsteer::runReconcileCommand(argc, argv);
+  if (cmd == "doctor") return podsteer::runDoctorCommand(argc, argv);
   if (cmd == "install" || cmd == "uninstall")
     return podsteer::install::runInstallCommand(argc, argv, [](const std::string& confFile) {
       podsteer::ReconcileOptions opts;
@@ -155,6 +162,13 @@ int run(int argc, char** argv, std::string& stdinText) {
       auto out = podsteer::runReconcile(opts);
       podsteer::writeAll(STDOUT_FILENO, out.out); // unbuffered, in order with install's own lines
       return out.exitCode;
+    }, [](const podsteer::install::InstallOptions& opts) {
+      // After installing: the same findings as `podsteer doctor`, printed, never refusing.
+      podsteer::DoctorOptions d;
+      d.cniConfDir = opts.confDir;
+      d.cniBinDir = opts.binDir;
+      d.binary = opts.binary;
+      podsteer::writeAll(STDOUT_FILENO, podsteer::doctorText(podsteer::runDoctorChecks(d), "podsteer install: "));
     });
   if (cmd == "list") {
     bool json = false;

@@ -1,20 +1,28 @@
 #!/usr/bin/env bash
 # podsteer demo: build the plugin, attach a pod to a bridge in throwaway
 # network namespaces, chain podsteer after the reference bridge plugin, and
-# prove with real packets that the pod's TCP is steered to its sidecar ports.
+# prove with real packets that the pod's TCP is steered to its sidecar ports
+# (steps 1-13); then the node side (steps 14-22, scripts/demo/node_side.py):
+# routing domains choosing a VRF uplink (mark and source mode, a domain's SNAT),
+# hairpin SNAT through a Service VIP, an egress port block, the pod firewall,
+# podsteer list and doctor, a config change rolled out by podsteer reconcile,
+# and DEL leaving the node as it was.
 #
 #   sudo bash scripts/demo.sh
 #
-# Everything happens in namespaces named psdemo-<pid>-*; the machine's own
-# network namespace is never touched. All traffic stays inside them. The
-# namespaces, processes and temp files are removed on exit, pass or fail.
-# Set PODSTEER_DEMO_SKIP_DEPS=1 to skip the package installation step.
+# Everything happens in namespaces named psdemo-<pid>-* and pst<pid>-*; the
+# machine's own network namespace is never touched. All traffic stays inside
+# them. The namespaces, processes and temp files are removed on exit, pass or
+# fail. Set PODSTEER_DEMO_SKIP_DEPS=1 to skip the package installation step,
+# PODSTEER_DEMO_PLUGIN=/path/to/podsteer to use that binary instead of building
+# (scripts/test.sh runs the demo on its shipped build this way).
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 
-PLUGIN=$REPO/build/plugin/podsteer
+PLUGIN=${PODSTEER_DEMO_PLUGIN:-$REPO/build/plugin/podsteer}
+STARTED=$SECONDS
 TOOLS=$REPO/tests/tools
 CNI_BIN=/usr/lib/cni
 NODE=psdemo-$$-node
@@ -125,11 +133,16 @@ else
 fi
 
 section "2. Build podsteer"
-if [[ ! -f build/build.ninja ]]; then
-  quiet meson-setup meson setup build
+if [[ -n ${PODSTEER_DEMO_PLUGIN:-} ]]; then
+  info "skipped: PODSTEER_DEMO_PLUGIN=$PLUGIN"
+else
+  if [[ ! -f build/build.ninja ]]; then
+    quiet meson-setup meson setup build
+  fi
+  quiet ninja ninja -C build
 fi
-quiet ninja ninja -C build
 [[ -x $PLUGIN ]] || fail "$PLUGIN was not built"
+BUILT=$SECONDS
 info "$("$PLUGIN" version 2>&1 | head -n 1)"
 for t in origdst_proxy.py server.py client.py; do
   [[ -f $TOOLS/$t ]] || fail "packet tool $TOOLS/$t is missing"
@@ -304,4 +317,8 @@ cni "$CNI_BIN/bridge" DEL "$WORK/bridge.json" "$WORK/bridge-del.json" ||
   { cat "$WORK/bridge-del.json" "$WORK/bridge-del.json.stderr" | indent; fail "bridge DEL failed"; }
 info "exit 0; namespaces are removed on exit"
 
+# The node side, with the same binary (its own namespaces, removed when it ends).
+python3 "$REPO/scripts/demo/node_side.py" --plugin "$PLUGIN" || fail "the node-side part failed (see above)"
+
+printf '\n    (%d s after the build)\n' "$((SECONDS - BUILT))"
 printf '\ndemo: OK\n'

@@ -8,6 +8,7 @@
 #          tests again on the shipped build
 #   e2e    libcni (as containerd/CRI-O call CNI), podman, the DaemonSet files, on the
 #          shipped build
+#   demo   scripts/demo.sh on the shipped build (its output stays in the log)
 #   fuzz   each libFuzzer target for a bounded time (PODSTEER_FUZZ_SECONDS, default 15),
 #          the parsers and the whole parse-plan-encode path (encode)
 # and ends with one line "N passed, N failed". Exit status is non-zero when anything failed.
@@ -106,6 +107,19 @@ else
   e2e_rc=1
 fi
 add_counts e2e "$log_dir/e2e.log" "$e2e_rc"
+
+# The demo (the README's first command) on the shipped build, its whole output kept in
+# this log: one test, passed when it ends with "demo: OK".
+echo "== demo"
+PODSTEER_DEMO_SKIP_DEPS=1 PODSTEER_DEMO_PLUGIN="$shipped" timeout -k 10 300 bash scripts/demo.sh 2>&1 |
+  tee "$log_dir/demo.log"
+demo_rc=${PIPESTATUS[0]}
+if [ "$demo_rc" -eq 0 ] && [ "$(tail -n 1 "$log_dir/demo.log")" = "demo: OK" ]; then
+  echo "1 passed, 0 failed" >"$log_dir/demo-count.log"
+else
+  echo "0 passed, 1 failed" >"$log_dir/demo-count.log"
+fi
+add_counts demo "$log_dir/demo-count.log" "$demo_rc"
 
 echo "== fuzz (${PODSTEER_FUZZ_SECONDS:-15} s per target)"
 fp=0

@@ -427,7 +427,8 @@ std::optional<long long> boundedNumber(const std::string& cmd, const char* flag,
 
 } // namespace
 
-int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile) {
+int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile,
+                      const std::function<void(const InstallOptions&)>& doctor) {
   const std::string cmd = argv[1];
   InstallOptions opts;
   bool watch = false;
@@ -554,6 +555,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       lastError = line;
     } else {
       lastError.clear();
+      if (doctor && (!watch || changed)) doctor(opts);
       if (reconcilePending) {
         const std::string primary = findPrimaryConfig(opts.confDir);
         if (!primary.empty()) {

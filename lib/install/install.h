@@ -50,6 +50,9 @@ Status checkInstalled(const InstallOptions& opts);
 // the conflist that holds the installed entry, after installing a changed --conf (e.g. an
 // edited ConfigMap) and once at start: it rolls the entry onto running pods. Non-zero
 // (some pod not reconciled) is tried again each pass until it returns 0.
-int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {});
+// `doctor` (may be empty) runs after a pass that installed (each pass that changed something,
+// with --watch) and prints the node's findings; it never makes install fail.
+int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {},
+                      const std::function<void(const InstallOptions&)>& doctor = {});
 
 } // namespace podsteer::install
