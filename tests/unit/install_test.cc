@@ -1017,3 +1017,56 @@ TEST_CASE("install --watch --reconcile: installs first, reconciles from the conf
   CHECK(installOnce(node.options(), changed, report).ok());
   CHECK(changed);
 }
+
+TEST_CASE("uninstall takes the entry out first, then removes each stateDir's node state; the binary stays unless asked (issue 13.6)") {
+  TempNode node;
+  const fs::path file = node.conf / "10-flannel.conflist";
+  TempNode::write(file, kFlannel);
+  InstallOptions opts = node.options();
+  opts.entry["stateDir"] = (node.root / "state").string();
+  bool changed = false;
+  std::string report;
+  REQUIRE(installOnce(opts, changed, report).ok());
+  std::vector<std::string> removed;
+  UninstallOptions u;
+  u.binDir = node.bin;
+  u.confDir = node.conf;
+  u.removeNodeState = [&](const std::string& stateDir, std::string& r) -> Status {
+    // The runtime must not find the entry any more when the attachments go.
+    CHECK(TempNode::read(file) == kFlannel);
+    removed.push_back(stateDir);
+    r += "removed state of " + stateDir + "\n";
+    return Status::success();
+  };
+  REQUIRE(uninstall(u, report).ok());
+  CHECK(removed == std::vector<std::string>{(node.root / "state").string()});
+  CHECK(TempNode::read(file) == kFlannel);
+  // Kept for DELs through a runtime's cached config (CRI-O): they still run podsteer.
+  CHECK(fs::exists(node.bin / "podsteer"));
+  CHECK(report.find("kept " + (node.bin / "podsteer").string()) != std::string::npos);
+
+  // Run again (nothing names a stateDir any more): the --state-dir ones, else the default.
+  removed.clear();
+  u.stateDirs = {(node.root / "other").string()};
+  u.removeBinary = true;
+  REQUIRE(uninstall(u, report).ok());
+  CHECK(removed == std::vector<std::string>{(node.root / "other").string()});
+  CHECK_FALSE(fs::exists(node.bin / "podsteer"));
+  removed.clear();
+  u.stateDirs.clear();
+  REQUIRE(uninstall(u, report).ok());
+  CHECK(removed == std::vector<std::string>{"/run/podsteer"});
+
+  // A stateDir whose node state cannot be removed: uninstall fails naming it (the entry is
+  // out already, so no new attachment appears meanwhile), and the binary stays.
+  REQUIRE(installOnce(opts, changed, report).ok());
+  u.removeBinary = true;
+  u.removeNodeState = [](const std::string&, std::string&) -> Status {
+    return makeError(ErrorCode::kState, "record x unreadable");
+  };
+  auto s = uninstall(u, report);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().msg.find((node.root / "state").string()) != std::string::npos);
+  CHECK(TempNode::read(file) == kFlannel);
+  CHECK(fs::exists(node.bin / "podsteer"));
+}
