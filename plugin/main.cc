@@ -59,8 +59,12 @@ constexpr CommandUsage kCommandUsage[] = {
              "  every attachment on the node: pod, addresses, domain, port block, config digest,\n"
              "  and whether its programmed state is intact\n"},
     {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-                "                        [--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
+                "                        [--binary PATH] [--timeout SEC] [--owned-conflist]\n"
+                "                        [--watch [--interval MS] [--reconcile]]\n"
                 "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
+                "  --owned-conflist (or PODSTEER_OWNED_CONFLIST=true): leave the primary's file alone and\n"
+                "  write 00-podsteer.conflist, its plugins followed by podsteer's entry, which the runtime\n"
+                "  loads first; --watch regenerates it whenever the primary's file changes\n"
                 "  --interval MS: 100 to 3600000 (default 2000); --timeout SEC: 0 to 86400 (default 300)\n"
                 "  install --ready-check [--conf ENTRY.json] [dirs]: exit 0 only when that entry is\n"
                 "  installed (valid, after the primary plugin) and the bin dir holds this binary\n"},

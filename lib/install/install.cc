@@ -19,6 +19,7 @@
 #include "install/conflist_text.h"
 #include "config/netconf.h"
 #include "install/dir_watch.h"
+#include "install/owned_conflist.h"
 #include "util/file_io.h"
 #include "util/strings.h"
 
@@ -218,6 +219,74 @@ Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& nam
   return true;
 }
 
+Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n, std::string& report,
+                               const CommitHook& beforeCommit, std::set<std::string>& stateDirs);
+
+// Our owned conflist in confDir, if there is one (nullopt: none; an error: a file of that
+// name that is not ours, which is left alone).
+Result<std::optional<ConfigFile>> ownedConflist(const std::string& confDir) {
+  const std::string path = confDir + "/" + kOwnedConflistName;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return std::optional<ConfigFile>();
+  auto file = readValidConfig(path, kOwnedConflistName);
+  if (!file || file->symlink || !isOwnedConflist(file->text))
+    return makeError(ErrorCode::kInvalidConfig, path + " exists and is not podsteer's owned conflist",
+                     "remove or rename it to use --owned-conflist");
+  return std::optional<ConfigFile>(std::move(*file));
+}
+
+// Removes our owned conflist (the primary holds the entry again, or is gone).
+Status removeOwnedConflist(const std::string& confDir, bool& changed, std::string& report) {
+  auto owned = ownedConflist(confDir);
+  if (!owned || !*owned) return Status::success(); // none, or not ours: nothing to remove
+  if (::unlink((*owned)->path.c_str()) != 0 && errno != ENOENT)
+    return makeError(ErrorCode::kIo, "remove " + (*owned)->path + ": " + std::strerror(errno));
+  if (auto s = syncDirectory(confDir); !s) return s.error();
+  changed = true;
+  report += "removed " + (*owned)->path + "\n";
+  return Status::success();
+}
+
+// One attempt at (re)writing 00-podsteer.conflist from the primary confDir/name; false:
+// the primary changed under it.
+Result<bool> installOwnedOnce(const InstallOptions& opts, const std::string& name, bool& changed,
+                              std::string& report) {
+  const std::string path = opts.confDir + "/" + name;
+  auto file = readValidConfig(path, name);
+  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, nlohmann::json::parse(file->text), path); !s) return s.error();
+  auto text = ownedConflistText(file->text, name, entry);
+  if (!text) return makeError(text.error().code, path + ": " + text.error().msg);
+  auto owned = ownedConflist(opts.confDir);
+  if (!owned) return owned.error();
+  if (*owned && (*owned)->text == *text) return true;
+  const std::string target = opts.confDir + "/" + kOwnedConflistName;
+  // Written with the primary's mode and owner (it may hold credentials), and only if the
+  // primary still holds what it was made from.
+  auto written = writeConfig(target, *text, *file, opts.beforeCommit, /*noReplace=*/!*owned);
+  if (!written || !*written) return written;
+  changed = true;
+  report += std::string(*owned ? "regenerated " : "wrote ") + target + " from " + describe(*file) + "\n";
+  return true;
+}
+
+// The owned-conflist mode's pass: our conflist first, then no entry of ours left in the
+// primary (an install of the other mode before): no moment without podsteer.
+Status installOwned(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+  const std::string path = opts.confDir + "/" + name;
+  if (auto s = retryWhileChanging(path, report, [&] { return installOwnedOnce(opts, name, changed, report); }); !s)
+    return s;
+  auto file = readValidConfig(path, name);
+  if (!file || !findEntry(file->text)) return Status::success();
+  std::set<std::string> unused;
+  changed = true;
+  return retryWhileChanging(path, report,
+                            [&] { return uninstallFileOnce(opts.confDir, name, report, opts.beforeCommit, unused); });
+}
+
 Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
   return retryWhileChanging(opts.confDir + "/" + name, report,
                             [&] { return installEntryOnce(opts, name, changed, report); });
@@ -302,7 +371,7 @@ std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) 
       if (skipped != nullptr) *skipped += skippedLine(path, file.error());
       continue;
     }
-    if (onlyOurs(nlohmann::json::parse(file->text))) continue;
+    if (onlyOurs(nlohmann::json::parse(file->text)) || isOwnedConflist(file->text)) continue;
     return n;
   }
   return {};
@@ -315,6 +384,17 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   std::string primary = findPrimaryConfig(opts.confDir, &skipped);
   report += skipped;
   bool told = false;
+  if (primary.empty()) {
+    // The primary CNI removed its config: an owned conflist would keep its old plugins
+    // in use. (A missing primary is the node's state to report, not to paper over.)
+    // Only when the file it was made from is gone (not merely half-written now).
+    InstallLock lock(opts.binDir);
+    auto owned = ownedConflist(opts.confDir);
+    struct stat st {};
+    if (!gStop && !gPaused && owned && *owned &&
+        ::lstat((opts.confDir + "/" + ownedFrom((*owned)->text).value_or("")).c_str(), &st) != 0)
+      if (auto s = removeOwnedConflist(opts.confDir, changed, report); !s) return s;
+  }
   while (primary.empty()) {
     if (std::chrono::steady_clock::now() >= deadline || gStop || gPaused)
       return makeError(ErrorCode::kTryAgain, "no primary CNI config (*.conflist, *.conf) in " + opts.confDir +
@@ -333,7 +413,9 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   if (auto file = readValidConfig(opts.confDir + "/" + primary, primary))
     if (auto s = validateFor(opts.entry, nlohmann::json::parse(file->text), file->path); !s) return s;
   if (auto s = installBinary(opts, changed, report); !s) return s;
-  return installEntry(opts, primary, changed, report);
+  if (opts.ownedConflist) return installOwned(opts, primary, changed, report);
+  if (auto s = installEntry(opts, primary, changed, report); !s) return s;
+  return removeOwnedConflist(opts.confDir, changed, report);
 }
 
 namespace {
@@ -349,6 +431,23 @@ Status checkBinary(const InstallOptions& opts) {
   return Status::success();
 }
 
+// The owned-conflist mode: 00-podsteer.conflist is exactly what the primary and the
+// entry make now.
+Status checkOwned(const InstallOptions& opts, const ConfigFile& primary, const std::string& name) {
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, nlohmann::json::parse(primary.text), primary.path); !s) return s;
+  auto want = ownedConflistText(primary.text, name, entry);
+  if (!want) return want.error();
+  auto owned = ownedConflist(opts.confDir);
+  if (!owned) return owned.error();
+  if (!*owned) return makeError(ErrorCode::kTryAgain, opts.confDir + "/" + kOwnedConflistName + ": missing");
+  if ((*owned)->text != *want)
+    return makeError(ErrorCode::kTryAgain, (*owned)->path + " is not the primary's plugins and the --conf entry");
+  return checkBinary(opts);
+}
+
 } // namespace
 
 Status checkInstalled(const InstallOptions& opts) {
@@ -357,6 +456,7 @@ Status checkInstalled(const InstallOptions& opts) {
   const std::string path = opts.confDir + "/" + primary;
   auto file = readValidConfig(path, primary);
   if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  if (opts.ownedConflist) return checkOwned(opts, *file, primary);
   auto parsed = nlohmann::json::parse(file->text);
   if (!parsed.contains("plugins")) return makeError(ErrorCode::kTryAgain, path + ": podsteer is not installed (a .conf)");
   nlohmann::json entry = opts.entry;
@@ -385,7 +485,7 @@ std::string stateDirOf(const nlohmann::json& entry) {
                                                                                 : std::string(kDefaultStateDir);
 }
 
-// One attempt at taking podsteer out of confDir/name; false:
+// One attempt at taking podsteer out of confDir/name (all of our owned conflist); false:
 // the file changed under it. Collects the stateDir the entry names.
 
 Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n, std::string& report,
@@ -398,6 +498,14 @@ Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n,
   }
   const std::string& text = file->text;
   if (auto entry = findEntry(text)) stateDirs.insert(stateDirOf(*entry));
+  if (!file->symlink && isOwnedConflist(text)) {
+    // Ours alone (the primary's file was never touched in that mode).
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return makeError(ErrorCode::kIo, "remove " + path + ": " + std::strerror(errno));
+    if (auto d = syncDirectory(confDir); !d) return d.error();
+    report += "removed " + path + "\n";
+    return true;
+  }
   // install converts regular files only, so a symlinked conflist was not made by it.
   if (auto restored = file->symlink ? std::nullopt : conflistToConf(text, n)) {
     // Restored only under its old name and only when that name is free: a .conf the
@@ -522,6 +630,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     std::optional<std::string> v;
     if (a == "--watch") watch = true;
     else if (a == "--ready-check" && cmd == "install") readyCheck = true;
+    else if (a == "--owned-conflist" && cmd == "install") opts.ownedConflist = true;
     else if (a == "--reconcile") reconcileOnChange = true;
     else if (a == "--state-dir" && cmd == "uninstall" && (v = value("--state-dir"))) removal.stateDirs.push_back(*v);
     else if (a == "--remove-binary" && cmd == "uninstall") removal.removeBinary = true;
@@ -542,12 +651,17 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       confFile = *v;
     } else {
       FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
-                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile] | --ready-check]\n"
+                   "[--binary PATH] [--timeout SEC] [--owned-conflist] [--watch [--interval MS] [--reconcile] | "
+                   "--ready-check]\n"
                    "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--state-dir DIR]... "
                    "[--remove-binary] [--keep-node-state]\n";
       return 2;
     }
   }
+  // The DaemonSet's knob (a ConfigMap key passed as this variable, for the watcher and its
+  // readiness probe alike).
+  if (const char* owned = ::getenv("PODSTEER_OWNED_CONFLIST"); owned != nullptr && std::string(owned) == "true")
+    opts.ownedConflist = true;
   std::string report;
   if (cmd == "uninstall") {
     removal.binDir = opts.binDir;
@@ -647,7 +761,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     } else {
       lastError.clear();
       if (reconcilePending) {
-        const std::string primary = findPrimaryConfig(opts.confDir);
+        const std::string primary = opts.ownedConflist ? kOwnedConflistName : findPrimaryConfig(opts.confDir);
         if (!primary.empty()) {
           int rc = reconcile(opts.confDir + "/" + primary);
           FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc

@@ -27,15 +27,22 @@ struct InstallOptions {
                           {"capabilities", {{"io.kubernetes.cri.pod-annotations", true}}},
                           {"redirect", nlohmann::json::object()}};
   std::chrono::seconds waitForPrimary{300};
+  // Write podsteer's own 00-podsteer.conflist (the primary's plugins and our entry) and
+  // leave the primary's file alone (owned_conflist.h), instead of editing the primary.
+  bool ownedConflist = false;
   CommitHook beforeCommit;
 };
 
 // The node's primary CNI config: the first *.conflist / *.conf / *.json in lexical order
-// that is valid CNI JSON and not podsteer's alone. Empty when there is none. Files passed
+// that is valid CNI JSON and neither podsteer's alone nor podsteer's owned conflist. Empty when there is none. Files passed
 // over as invalid get a "skipped PATH: why" line in `skipped`.
 std::string findPrimaryConfig(const std::string& confDir, std::string* skipped = nullptr);
 
 // One pass; `changed` tells whether anything was written. Waits (bounded) for a primary.
+// ownedConflist: (re)writes 00-podsteer.conflist from the primary, then takes an entry
+// of ours out of the primary (a switch from the other mode); else edits the primary,
+// then removes an owned conflist (the switch back). Either way no moment without a
+// config that names podsteer. With no primary left, an owned conflist goes.
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report);
 // What removes the node state of the attachments recorded under one stateDir (the CNI
 // side of podsteer, which this file-only library does not link): plugin/main.cc passes

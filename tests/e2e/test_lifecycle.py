@@ -12,8 +12,10 @@ own bridge and subnet, and whose entry asks for hairpin, so attachments own node
 
 import json
 import os
+import random
 import secrets
 import shutil
+import time
 
 from world import CNI_PLUGIN_DIR, PREFIX, cut, fail, sh, test
 from test_k8s import FakeNode
@@ -103,10 +105,11 @@ class RuntimeNode(FakeNode):
                 "rules": sh(["ip", "-n", ns, "rule", "show"]).stdout + sh(
                     ["ip", "-n", ns, "-6", "rule", "show"]).stdout,
                 # (the bridge's IPv6 link-local address comes up in its own time)
-                # (nor the primary's veths of running pods)
-                "routes": "".join(l for l in sh(["ip", "-n", ns, "route", "show", "table", "all"])
-                                  .stdout.splitlines(True)
-                                  if "fe80:" not in l and " dev veth" not in l)}
+                # (nor the primary's veths of running pods, nor whether its bridge has
+                # a port up right now: "linkdown")
+                "routes": "".join(l.replace(" linkdown", "") for l in sh(
+                    ["ip", "-n", ns, "route", "show", "table", "all"]).stdout.splitlines(True)
+                    if "fe80:" not in l and " dev veth" not in l)}
 
     def cleanup_pods(self):
         for p in self.pods:
@@ -219,3 +222,69 @@ def t_rolling_update(w):
     node.uninstall()
     node.cleanup_pods()
     w.del_netns(node.node_ns)
+
+
+@test("lifecycle: pods created right after the primary rewrites its conflist: with the entry "
+      "edited into the primary some start unsteered; with --owned-conflist none does",
+      needs=[DRIVER, SHAPE])
+def t_window(w):
+    """Issue 18.12: the primary CNI rewrites its conflist (Calico, Cilium on restart),
+    dropping podsteer's entry until the watcher puts it back. Measured per mode over
+    ROUNDS rewrites, each at a random point: what a runtime loading the conf dir right
+    then gets (its first config in lexical order names podsteer or not), and a pod
+    ADDed right then through that config (steered or not)."""
+    rounds = 12
+    results = {}
+    for mode, extra, index in (("entry", [], 3), ("owned", ["--owned-conflist"], 4)):
+        node = RuntimeNode(w, "lc-node-window-" + mode, index)
+        node.start_install(extra)
+
+        def installed():
+            try:
+                plugins = json.loads(open(node.current_config()).read()).get("plugins", [])
+            except (ValueError, OSError):
+                return False
+            return [p.get("type") for p in plugins] == ["bridge", "podsteer"]
+        if not node.wait(installed, 10):
+            fail("%s mode: not installed within 10 s: %s" % (mode, os.listdir(node.conf_dir)))
+        if mode == "owned" and (os.path.basename(node.current_config()) != "00-podsteer.conflist"
+                                or node.read_primary() != node.ORIGINAL):
+            fail("owned mode: want 00-podsteer.conflist first and the primary untouched, have "
+                 "%s, primary %s" % (os.listdir(node.conf_dir), cut(node.read_primary())))
+        missing = unsteered = 0
+        for i in range(rounds):
+            time.sleep(random.uniform(0.05, 0.3))
+            node.write_primary(node.ORIGINAL)  # the primary rewrites its file
+            t0 = time.monotonic()
+            if '"podsteer"' not in open(node.current_config()).read():
+                missing += 1
+            p = node.pod("w%d" % i)
+            node.drive("add", p)
+            took = time.monotonic() - t0
+            if not node.steered(p):
+                unsteered += 1
+            node.drive("del", p)
+            w.del_netns(p["ns"])
+            if not node.wait(installed, 10):
+                alive = node.watcher_alive()
+                fail("%s mode: not back 10 s after a rewrite (watcher %s): %s"
+                     % (mode, "running" if alive else "exited",
+                        "" if alive else cut(node.watcher.communicate()[0].decode())))
+        left = node.state_files()
+        node.stop_install()
+        node.uninstall()
+        if mode == "owned" and (os.path.exists(os.path.join(node.conf_dir, "00-podsteer.conflist"))
+                                or node.read_primary() != node.ORIGINAL):
+            fail("owned mode: uninstall left %s, primary %s"
+                 % (os.listdir(node.conf_dir), cut(node.read_primary())))
+        w.del_netns(node.node_ns)
+        if left:
+            fail("%s mode: state left after every pod's DEL: %s" % (mode, left))
+        results[mode] = (missing, unsteered)
+        w.notes.append("window after a primary rewrite, %s mode (%d rewrites): the runtime's "
+                       "first config lacked podsteer %d times right after the rewrite; pods "
+                       "ADDed right then (the last ADD took %.0f ms): %d unsteered"
+                       % (mode, rounds, missing, took * 1000, unsteered))
+    if results["owned"] != (0, 0):
+        fail("owned-conflist mode still has a window: %d/%d config loads without podsteer, "
+             "%d/%d pods unsteered" % (results["owned"][0], rounds, results["owned"][1], rounds))
