@@ -15,6 +15,7 @@
 #include "commands/doctor.h"
 #include "commands/inspect.h"
 #include "commands/reconcile.h"
+#include "commands/teardown.h"
 #include "config/netconf.h"
 #include "install/install.h"
 #include "util/file_io.h"
@@ -59,16 +60,26 @@ constexpr CommandUsage kCommandUsage[] = {
              "  every attachment on the node: pod, addresses, domain, port block, config digest,\n"
              "  and whether its programmed state is intact\n"},
     {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-                "                        [--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
+                "                        [--binary PATH] [--timeout SEC] [--owned-conflist]\n"
+                "                        [--watch [--interval MS] [--reconcile]]\n"
                 "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
+                "  --owned-conflist (or PODSTEER_OWNED_CONFLIST=true): leave the primary's file alone and\n"
+                "  write 00-podsteer.conflist, its plugins followed by podsteer's entry, which the runtime\n"
+                "  loads first; --watch regenerates it whenever the primary's file changes\n"
                 "  --interval MS: 100 to 3600000 (default 2000); --timeout SEC: 0 to 86400 (default 300)\n"
                 "  install --ready-check [--conf ENTRY.json] [dirs]: exit 0 only when that entry is\n"
                 "  installed (valid, after the primary plugin) and the bin dir holds this binary\n"},
-    {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-                  "  remove exactly what install added: our conflist entry, then the binary\n"},
     {"doctor", "usage: podsteer doctor [--conf FILE] [--state-dir DIR] [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--json]\n"
                "  read the node and the config; report what would break podsteer here, each finding with\n"
                "  its severity, what breaks and the fix; exit 1 when any finding is an error\n"},
+    {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--state-dir DIR]...\n"
+                  "                          [--remove-binary] [--keep-node-state]\n"
+                  "  remove podsteer from the node: stop the node's install --watch from installing, take\n"
+                  "  our entry out of the conflists (new pods are not steered), then remove every recorded\n"
+                  "  attachment: its pod table (running pods lose their steering), node nftables, rules,\n"
+                  "  routes and record. --state-dir: where records are (default: what the entries name)\n"
+                  "  --remove-binary: also the binary, which otherwise stays for DELs through a runtime's\n"
+                  "  cached config (CRI-O); --keep-node-state: only the files\n"},
     {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"
                   "                          [--json]\n"
                   "  roll a changed config onto running pods, applying only the difference\n"},
@@ -85,8 +96,8 @@ const char* kUsage = "usage: podsteer <command> [--help]\n"
                      "            config digest, and whether its programmed state is intact\n"
                      "  install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--watch]\n"
                      "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
-                     "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-                     "            remove exactly that again\n"
+                     "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--remove-binary]\n"
+                     "            remove the entry, then every attachment's node and pod state\n"
                      "  doctor [--conf FILE] [--state-dir DIR] [--json]\n"
                      "            report what on this node would break podsteer (exit 1 on an error)\n"
                      "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
@@ -162,7 +173,7 @@ int run(int argc, char** argv, std::string& stdinText) {
       auto out = podsteer::runReconcile(opts);
       podsteer::writeAll(STDOUT_FILENO, out.out); // unbuffered, in order with install's own lines
       return out.exitCode;
-    }, [](const podsteer::install::InstallOptions& opts) {
+    }, podsteer::removeNodeState, [](const podsteer::install::InstallOptions& opts) {
       // After installing: the same findings as `podsteer doctor`, printed, never refusing.
       podsteer::DoctorOptions d;
       d.cniConfDir = opts.confDir;

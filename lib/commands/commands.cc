@@ -487,6 +487,11 @@ CommandOutput cmdStatus(const Invocation& inv) {
 
 } // namespace
 
+Status removeRecordedAttachment(const std::string& stateDir, const AttachmentRecord& record) {
+  if (auto s = cleanupPodNetns(record.netns, record.netnsIdentity); !s) return s;
+  return retireAttachment(stateDir, record);
+}
+
 // The version an error object is written in: the request's, when we can tell it.
 std::string requestVersion(const std::string& stdinText) {
   if (stdinText.size() > kMaxStdinBytes || !checkJsonBounds(stdinText).ok()) return std::string(kLatestVersion);

@@ -3,8 +3,13 @@
 #include <string>
 
 #include "cni/env.h"
+#include "cni/error.h"
 
 namespace podsteer {
+
+namespace state {
+struct AttachmentRecord;
+}
 
 struct CommandOutput {
   int exitCode = 0;
@@ -17,6 +22,12 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
 // The cniVersion an error object for this stdin is written in: the request's, when it is
 // readable and supported, else the latest. Never throws.
 std::string requestVersion(const std::string& stdinText);
+
+// Removes one recorded attachment entirely, as GC and an ADD's takeover remove a stale one:
+// its pod table (only while its recorded netns is still the same namespace), its node
+// objects (never one another attachment owns), its claims and its record. `podsteer
+// uninstall` calls it for every record; the caller holds the node lock of `stateDir`.
+Status removeRecordedAttachment(const std::string& stateDir, const state::AttachmentRecord& record);
 
 // `podsteer explain`: the same input as ADD; prints what ADD would program; touches nothing.
 CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText);

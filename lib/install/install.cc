@@ -12,11 +12,14 @@
 #include <charconv>
 #include <cstring>
 #include <optional>
+#include <set>
 #include <thread>
 #include <vector>
 
 #include "install/conflist_text.h"
+#include "config/netconf.h"
 #include "install/dir_watch.h"
+#include "install/owned_conflist.h"
 #include "util/file_io.h"
 #include "util/strings.h"
 
@@ -25,6 +28,8 @@ namespace podsteer::install {
 namespace {
 
 volatile sig_atomic_t gStop = 0;
+// Set by uninstall (SIGUSR1): the watcher installs nothing more but keeps running.
+volatile sig_atomic_t gPaused = 0;
 
 bool readFile(const std::string& path, std::string& out) {
   auto text = podsteer::readFile(path);
@@ -214,6 +219,74 @@ Result<bool> installEntryOnce(const InstallOptions& opts, const std::string& nam
   return true;
 }
 
+Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n, std::string& report,
+                               const CommitHook& beforeCommit, std::set<std::string>& stateDirs);
+
+// Our owned conflist in confDir, if there is one (nullopt: none; an error: a file of that
+// name that is not ours, which is left alone).
+Result<std::optional<ConfigFile>> ownedConflist(const std::string& confDir) {
+  const std::string path = confDir + "/" + kOwnedConflistName;
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return std::optional<ConfigFile>();
+  auto file = readValidConfig(path, kOwnedConflistName);
+  if (!file || file->symlink || !isOwnedConflist(file->text))
+    return makeError(ErrorCode::kInvalidConfig, path + " exists and is not podsteer's owned conflist",
+                     "remove or rename it to use --owned-conflist");
+  return std::optional<ConfigFile>(std::move(*file));
+}
+
+// Removes our owned conflist (the primary holds the entry again, or is gone).
+Status removeOwnedConflist(const std::string& confDir, bool& changed, std::string& report) {
+  auto owned = ownedConflist(confDir);
+  if (!owned || !*owned) return Status::success(); // none, or not ours: nothing to remove
+  if (::unlink((*owned)->path.c_str()) != 0 && errno != ENOENT)
+    return makeError(ErrorCode::kIo, "remove " + (*owned)->path + ": " + std::strerror(errno));
+  if (auto s = syncDirectory(confDir); !s) return s.error();
+  changed = true;
+  report += "removed " + (*owned)->path + "\n";
+  return Status::success();
+}
+
+// One attempt at (re)writing 00-podsteer.conflist from the primary confDir/name; false:
+// the primary changed under it.
+Result<bool> installOwnedOnce(const InstallOptions& opts, const std::string& name, bool& changed,
+                              std::string& report) {
+  const std::string path = opts.confDir + "/" + name;
+  auto file = readValidConfig(path, name);
+  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, nlohmann::json::parse(file->text), path); !s) return s.error();
+  auto text = ownedConflistText(file->text, name, entry);
+  if (!text) return makeError(text.error().code, path + ": " + text.error().msg);
+  auto owned = ownedConflist(opts.confDir);
+  if (!owned) return owned.error();
+  if (*owned && (*owned)->text == *text) return true;
+  const std::string target = opts.confDir + "/" + kOwnedConflistName;
+  // Written with the primary's mode and owner (it may hold credentials), and only if the
+  // primary still holds what it was made from.
+  auto written = writeConfig(target, *text, *file, opts.beforeCommit, /*noReplace=*/!*owned);
+  if (!written || !*written) return written;
+  changed = true;
+  report += std::string(*owned ? "regenerated " : "wrote ") + target + " from " + describe(*file) + "\n";
+  return true;
+}
+
+// The owned-conflist mode's pass: our conflist first, then no entry of ours left in the
+// primary (an install of the other mode before): no moment without podsteer.
+Status installOwned(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
+  const std::string path = opts.confDir + "/" + name;
+  if (auto s = retryWhileChanging(path, report, [&] { return installOwnedOnce(opts, name, changed, report); }); !s)
+    return s;
+  auto file = readValidConfig(path, name);
+  if (!file || !findEntry(file->text)) return Status::success();
+  std::set<std::string> unused;
+  changed = true;
+  return retryWhileChanging(path, report,
+                            [&] { return uninstallFileOnce(opts.confDir, name, report, opts.beforeCommit, unused); });
+}
+
 Status installEntry(const InstallOptions& opts, const std::string& name, bool& changed, std::string& report) {
   return retryWhileChanging(opts.confDir + "/" + name, report,
                             [&] { return installEntryOnce(opts, name, changed, report); });
@@ -235,11 +308,30 @@ private:
   int fd_ = -1;
 };
 
-// The kubelet runs preStop (uninstall) while the container's `install --watch` still
-// runs, and would let it put podsteer back. Uninstall stops such watchers first (they
-// share the container's PID namespace) and waits for them to exit.
-void stopWatchers(std::string& report) {
-  std::vector<pid_t> watchers;
+// The bin dir a `podsteer install --watch` process works on, as a path this process can
+// stat: its --cni-bin-dir seen through its own root and cwd (a container's /host/opt/cni/bin
+// is the node's /opt/cni/bin).
+std::string watcherBinDir(const std::string& pid, const std::vector<std::string>& argv) {
+  std::string dir = InstallOptions().binDir;
+  for (size_t i = 2; i + 1 < argv.size(); ++i)
+    if (argv[i] == "--cni-bin-dir") dir = argv[i + 1];
+  return "/proc/" + pid + (dir.starts_with("/") ? "/root" + dir : "/cwd/" + dir);
+}
+
+bool sameFile(const std::string& a, const std::string& b) {
+  struct stat sa {}, sb {};
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+// Whoever runs uninstall while an `install --watch` of the same bin dir runs (the
+// DaemonSet's container, or one left on the node) would see it put podsteer back. Such
+// watchers are told to stand down (SIGUSR1: stop installing, keep running) rather than
+// to exit: the watcher is PID 1 of its container's PID namespace, and when it exits the
+// kernel kills everything else in that namespace, an uninstall run there included (it
+// died with 137 that way). A watcher's pass holds the install lock, which uninstall
+// takes next, so none is half-way through a write when the files are edited.
+void pauseWatchers(const std::string& binDir, std::string& report) {
   DIR* d = ::opendir("/proc");
   if (d == nullptr) return;
   while (dirent* e = ::readdir(d)) {
@@ -259,18 +351,14 @@ void stopWatchers(std::string& report) {
     if (argv.size() < 3 || argv[1] != "install") continue;
     if (argv[0].size() < 8 || argv[0].compare(argv[0].size() - 8, 8, "podsteer") != 0) continue;
     if (std::find(argv.begin(), argv.end(), "--watch") == argv.end()) continue;
-    if (::kill(pid, SIGTERM) == 0) watchers.push_back(pid);
+    // Another node's dirs (a test's, another kubelet root's) are not ours to stop.
+    struct stat st {};
+    const std::string theirs = watcherBinDir(n, argv);
+    if (::stat(theirs.c_str(), &st) == 0 && !sameFile(theirs, binDir)) continue;
+    if (::kill(pid, SIGUSR1) == 0)
+      report += "told podsteer install --watch (pid " + n + ") to stop installing\n";
   }
   ::closedir(d);
-  for (pid_t pid : watchers) {
-    for (int i = 0; i < 200 && ::kill(pid, 0) == 0; ++i) {
-      std::string stat;
-      // A zombie has exited (its parent reaps it later).
-      if (readFile("/proc/" + std::to_string(pid) + "/stat", stat) && stat.find(") Z") != std::string::npos) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    report += "stopped podsteer install --watch (pid " + std::to_string(pid) + ")\n";
-  }
 }
 
 } // namespace
@@ -283,7 +371,7 @@ std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) 
       if (skipped != nullptr) *skipped += skippedLine(path, file.error());
       continue;
     }
-    if (onlyOurs(nlohmann::json::parse(file->text))) continue;
+    if (onlyOurs(nlohmann::json::parse(file->text)) || isOwnedConflist(file->text)) continue;
     return n;
   }
   return {};
@@ -296,8 +384,19 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
   std::string primary = findPrimaryConfig(opts.confDir, &skipped);
   report += skipped;
   bool told = false;
+  if (primary.empty()) {
+    // The primary CNI removed its config: an owned conflist would keep its old plugins
+    // in use. (A missing primary is the node's state to report, not to paper over.)
+    // Only when the file it was made from is gone (not merely half-written now).
+    InstallLock lock(opts.binDir);
+    auto owned = ownedConflist(opts.confDir);
+    struct stat st {};
+    if (!gStop && !gPaused && owned && *owned &&
+        ::lstat((opts.confDir + "/" + ownedFrom((*owned)->text).value_or("")).c_str(), &st) != 0)
+      if (auto s = removeOwnedConflist(opts.confDir, changed, report); !s) return s;
+  }
   while (primary.empty()) {
-    if (std::chrono::steady_clock::now() >= deadline || gStop)
+    if (std::chrono::steady_clock::now() >= deadline || gStop || gPaused)
       return makeError(ErrorCode::kTryAgain, "no primary CNI config (*.conflist, *.conf) in " + opts.confDir +
                                                  " after " + std::to_string(opts.waitForPrimary.count()) + " s",
                        "podsteer is a chained plugin: install the primary network plugin first");
@@ -307,14 +406,49 @@ Status installOnce(const InstallOptions& opts, bool& changed, std::string& repor
     primary = findPrimaryConfig(opts.confDir);
   }
   InstallLock lock(opts.binDir);
-  if (gStop) return Status::success(); // told to stop (uninstall) while waiting for the lock
+  // Told to stop or to stand down (uninstall) while waiting for the lock: write nothing.
+  if (gStop || gPaused) return Status::success();
   // An entry the plugin would refuse changes nothing on the node, not even the binary
   // (installEntry checks again against the text it edits).
   if (auto file = readValidConfig(opts.confDir + "/" + primary, primary))
     if (auto s = validateFor(opts.entry, nlohmann::json::parse(file->text), file->path); !s) return s;
   if (auto s = installBinary(opts, changed, report); !s) return s;
-  return installEntry(opts, primary, changed, report);
+  if (opts.ownedConflist) return installOwned(opts, primary, changed, report);
+  if (auto s = installEntry(opts, primary, changed, report); !s) return s;
+  return removeOwnedConflist(opts.confDir, changed, report);
 }
+
+namespace {
+
+// Whether the bin dir holds opts.binary (or this executable).
+Status checkBinary(const InstallOptions& opts) {
+  const std::string source = opts.binary.empty() ? "/proc/self/exe" : opts.binary;
+  const std::string target = opts.binDir + "/" + kPluginType;
+  std::string want, have;
+  if (!readFile(source, want)) return makeError(ErrorCode::kIo, "read " + source + ": " + std::strerror(errno));
+  if (!readFile(target, have)) return makeError(ErrorCode::kTryAgain, target + ": " + std::strerror(errno));
+  if (have != want) return makeError(ErrorCode::kTryAgain, target + " is not this podsteer binary");
+  return Status::success();
+}
+
+// The owned-conflist mode: 00-podsteer.conflist is exactly what the primary and the
+// entry make now.
+Status checkOwned(const InstallOptions& opts, const ConfigFile& primary, const std::string& name) {
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, nlohmann::json::parse(primary.text), primary.path); !s) return s;
+  auto want = ownedConflistText(primary.text, name, entry);
+  if (!want) return want.error();
+  auto owned = ownedConflist(opts.confDir);
+  if (!owned) return owned.error();
+  if (!*owned) return makeError(ErrorCode::kTryAgain, opts.confDir + "/" + kOwnedConflistName + ": missing");
+  if ((*owned)->text != *want)
+    return makeError(ErrorCode::kTryAgain, (*owned)->path + " is not the primary's plugins and the --conf entry");
+  return checkBinary(opts);
+}
+
+} // namespace
 
 Status checkInstalled(const InstallOptions& opts) {
   std::string primary = findPrimaryConfig(opts.confDir);
@@ -322,6 +456,7 @@ Status checkInstalled(const InstallOptions& opts) {
   const std::string path = opts.confDir + "/" + primary;
   auto file = readValidConfig(path, primary);
   if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  if (opts.ownedConflist) return checkOwned(opts, *file, primary);
   auto parsed = nlohmann::json::parse(file->text);
   if (!parsed.contains("plugins")) return makeError(ErrorCode::kTryAgain, path + ": podsteer is not installed (a .conf)");
   nlohmann::json entry = opts.entry;
@@ -338,20 +473,23 @@ Status checkInstalled(const InstallOptions& opts) {
     return makeError(ErrorCode::kTryAgain, path + (entryPlacement(file->text) == EntryPlacement::kAfterPrimary
                                                        ? ": the podsteer entry differs from --conf"
                                                        : ": the podsteer entry is not after the primary plugin"));
-  const std::string source = opts.binary.empty() ? "/proc/self/exe" : opts.binary;
-  const std::string target = opts.binDir + "/" + kPluginType;
-  std::string want, have;
-  if (!readFile(source, want)) return makeError(ErrorCode::kIo, "read " + source + ": " + std::strerror(errno));
-  if (!readFile(target, have)) return makeError(ErrorCode::kTryAgain, target + ": " + std::strerror(errno));
-  if (have != want) return makeError(ErrorCode::kTryAgain, target + " is not this podsteer binary");
-  return Status::success();
+  return checkBinary(opts);
 }
 
 namespace {
 
-// One attempt at taking podsteer out of confDir/name; false: the file changed under it.
+// The stateDir an installed entry names (the plugin's default when it names none).
+std::string stateDirOf(const nlohmann::json& entry) {
+  auto it = entry.find("stateDir");
+  return it != entry.end() && it->is_string() && !it->get<std::string>().empty() ? it->get<std::string>()
+                                                                                : std::string(kDefaultStateDir);
+}
+
+// One attempt at taking podsteer out of confDir/name (all of our owned conflist); false:
+// the file changed under it. Collects the stateDir the entry names.
+
 Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n, std::string& report,
-                               const CommitHook& beforeCommit) {
+                               const CommitHook& beforeCommit, std::set<std::string>& stateDirs) {
   const std::string path = confDir + "/" + n;
   auto file = readValidConfig(path, n);
   if (!file) {
@@ -359,6 +497,15 @@ Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n,
     return true;
   }
   const std::string& text = file->text;
+  if (auto entry = findEntry(text)) stateDirs.insert(stateDirOf(*entry));
+  if (!file->symlink && isOwnedConflist(text)) {
+    // Ours alone (the primary's file was never touched in that mode).
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return makeError(ErrorCode::kIo, "remove " + path + ": " + std::strerror(errno));
+    if (auto d = syncDirectory(confDir); !d) return d.error();
+    report += "removed " + path + "\n";
+    return true;
+  }
   // install converts regular files only, so a symlinked conflist was not made by it.
   if (auto restored = file->symlink ? std::nullopt : conflistToConf(text, n)) {
     // Restored only under its old name and only when that name is free: a .conf the
@@ -388,19 +535,52 @@ Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n,
 
 } // namespace
 
-Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
-                 const CommitHook& beforeCommit) {
-  stopWatchers(report);
-  InstallLock lock(binDir);
-  for (const auto& n : configFiles(confDir)) {
-    auto s = retryWhileChanging(confDir + "/" + n, report,
-                                [&] { return uninstallFileOnce(confDir, n, report, beforeCommit); });
+Status uninstall(const UninstallOptions& opts, std::string& report) {
+  pauseWatchers(opts.binDir, report);
+  InstallLock lock(opts.binDir);
+  // First the entry: from here on the runtime creates no attachment.
+  std::set<std::string> stateDirs;
+  for (const auto& n : configFiles(opts.confDir)) {
+    auto s = retryWhileChanging(opts.confDir + "/" + n, report, [&] {
+      return uninstallFileOnce(opts.confDir, n, report, opts.beforeCommit, stateDirs);
+    });
     if (!s) return s;
   }
-  const std::string bin = binDir + "/" + kPluginType;
+  // Then what the attachments made: a runtime that DELs through its current config
+  // (containerd) will not call podsteer for them any more.
+  if (opts.removeNodeState) {
+    if (stateDirs.empty() && opts.stateDirs.empty()) stateDirs.insert(kDefaultStateDir);
+    stateDirs.insert(opts.stateDirs.begin(), opts.stateDirs.end());
+    for (const auto& dir : stateDirs) {
+      if (!dir.starts_with("/")) {
+        // The plugin refuses such an entry, so it made no attachment.
+        report += "skipped stateDir \"" + printable(dir) + "\": not an absolute path\n";
+        continue;
+      }
+      if (auto s = opts.removeNodeState(dir, report); !s)
+        return makeError(s.error().code, "stateDir " + dir + ": " + s.error().msg, s.error().details);
+    }
+  }
+  const std::string bin = opts.binDir + "/" + kPluginType;
+  if (!opts.removeBinary) {
+    if (::access(bin.c_str(), F_OK) == 0)
+      report += "kept " + bin + " (DELs through a runtime's cached config still run it; remove it with "
+                "--remove-binary once no pod created before this uninstall is left)\n";
+    return Status::success();
+  }
   if (::unlink(bin.c_str()) == 0) report += "removed " + bin + "\n";
   else if (errno != ENOENT) return makeError(ErrorCode::kIo, "remove " + bin + ": " + std::strerror(errno));
   return Status::success();
+}
+
+Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
+                 const CommitHook& beforeCommit) {
+  UninstallOptions opts;
+  opts.binDir = binDir;
+  opts.confDir = confDir;
+  opts.removeBinary = true;
+  opts.beforeCommit = beforeCommit;
+  return uninstall(opts, report);
 }
 
 namespace {
@@ -428,9 +608,12 @@ std::optional<long long> boundedNumber(const std::string& cmd, const char* flag,
 } // namespace
 
 int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile,
+                      const NodeStateRemover& removeNodeState,
                       const std::function<void(const InstallOptions&)>& doctor) {
   const std::string cmd = argv[1];
   InstallOptions opts;
+  UninstallOptions removal;
+  removal.removeNodeState = removeNodeState;
   bool watch = false;
   bool reconcileOnChange = false;
   bool readyCheck = false;
@@ -448,7 +631,11 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     std::optional<std::string> v;
     if (a == "--watch") watch = true;
     else if (a == "--ready-check" && cmd == "install") readyCheck = true;
+    else if (a == "--owned-conflist" && cmd == "install") opts.ownedConflist = true;
     else if (a == "--reconcile") reconcileOnChange = true;
+    else if (a == "--state-dir" && cmd == "uninstall" && (v = value("--state-dir"))) removal.stateDirs.push_back(*v);
+    else if (a == "--remove-binary" && cmd == "uninstall") removal.removeBinary = true;
+    else if (a == "--keep-node-state" && cmd == "uninstall") removal.removeNodeState = nullptr;
     else if (a == "--cni-bin-dir" && (v = value("--cni-bin-dir"))) opts.binDir = *v;
     else if (a == "--cni-conf-dir" && (v = value("--cni-conf-dir"))) opts.confDir = *v;
     else if (a == "--binary" && (v = value("--binary"))) opts.binary = *v;
@@ -465,14 +652,22 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       confFile = *v;
     } else {
       FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
-                   "[--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile] | --ready-check]\n"
-                   "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n";
+                   "[--binary PATH] [--timeout SEC] [--owned-conflist] [--watch [--interval MS] [--reconcile] | "
+                   "--ready-check]\n"
+                   "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--state-dir DIR]... "
+                   "[--remove-binary] [--keep-node-state]\n";
       return 2;
     }
   }
+  // The DaemonSet's knob (a ConfigMap key passed as this variable, for the watcher and its
+  // readiness probe alike).
+  if (const char* owned = ::getenv("PODSTEER_OWNED_CONFLIST"); owned != nullptr && std::string(owned) == "true")
+    opts.ownedConflist = true;
   std::string report;
   if (cmd == "uninstall") {
-    auto s = uninstall(opts.binDir, opts.confDir, report);
+    removal.binDir = opts.binDir;
+    removal.confDir = opts.confDir;
+    auto s = uninstall(removal, report);
     FdWriter(STDOUT_FILENO) << report;
     if (!s) FdWriter(STDERR_FILENO) << "podsteer uninstall: " << s.error().msg << "\n";
     return s ? 0 : 1;
@@ -509,6 +704,8 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
   }
   signal(SIGTERM, [](int) { gStop = 1; });
   signal(SIGINT, [](int) { gStop = 1; });
+  if (watch) signal(SIGUSR1, [](int) { gPaused = 1; });
+  bool toldPaused = false;
   std::string lastSkipped, lastError;
   // --reconcile: running pods are brought onto the installed entry after it is written
   // (pods ADDed meanwhile already get it), from the conflist that holds it (the bare
@@ -526,6 +723,15 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
   do {
     bool changed = false;
     report.clear();
+    if (gPaused) {
+      // `podsteer uninstall` ran: stay up (as PID 1 our exit would kill it, and a
+      // restarted container would install again) but never put podsteer back.
+      if (!toldPaused)
+        FdWriter(STDOUT_FILENO) << "podsteer install: podsteer uninstall ran; installing nothing until restarted\n";
+      toldPaused = true;
+      dirWatch->wait(interval, stopped);
+      continue;
+    }
     if (watch && entryFile) {
       // A ConfigMap volume swaps the file on edit: pick up the new entry each pass.
       std::string log;
@@ -557,7 +763,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       lastError.clear();
       if (doctor && (!watch || changed)) doctor(opts);
       if (reconcilePending) {
-        const std::string primary = findPrimaryConfig(opts.confDir);
+        const std::string primary = opts.ownedConflist ? kOwnedConflistName : findPrimaryConfig(opts.confDir);
         if (!primary.empty()) {
           int rc = reconcile(opts.confDir + "/" + primary);
           FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc
@@ -571,6 +777,7 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
     // events (a pod created meanwhile would start unsteered), else at the next poll.
     if (watch) dirWatch->wait(interval, stopped);
   } while (watch && !gStop);
+  gPaused = 0;
   gStop = 0; // this command is done; a later one in the same process (the unit tests) starts afresh
   return 0;
 }

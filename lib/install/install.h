@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,17 +27,51 @@ struct InstallOptions {
                           {"capabilities", {{"io.kubernetes.cri.pod-annotations", true}}},
                           {"redirect", nlohmann::json::object()}};
   std::chrono::seconds waitForPrimary{300};
+  // Write podsteer's own 00-podsteer.conflist (the primary's plugins and our entry) and
+  // leave the primary's file alone (owned_conflist.h), instead of editing the primary.
+  bool ownedConflist = false;
   CommitHook beforeCommit;
 };
 
 // The node's primary CNI config: the first *.conflist / *.conf / *.json in lexical order
-// that is valid CNI JSON and not podsteer's alone. Empty when there is none. Files passed
+// that is valid CNI JSON and neither podsteer's alone nor podsteer's owned conflist. Empty when there is none. Files passed
 // over as invalid get a "skipped PATH: why" line in `skipped`.
 std::string findPrimaryConfig(const std::string& confDir, std::string* skipped = nullptr);
 
 // One pass; `changed` tells whether anything was written. Waits (bounded) for a primary.
+// ownedConflist: (re)writes 00-podsteer.conflist from the primary, then takes an entry
+// of ours out of the primary (a switch from the other mode); else edits the primary,
+// then removes an owned conflist (the switch back). Either way no moment without a
+// config that names podsteer. With no primary left, an owned conflist goes.
 Status installOnce(const InstallOptions& opts, bool& changed, std::string& report);
-// Removes our entry from every config in confDir (restoring a converted .conf), then the binary.
+// What removes the node state of the attachments recorded under one stateDir (the CNI
+// side of podsteer, which this file-only library does not link): plugin/main.cc passes
+// commands/teardown.h's removeNodeState.
+using NodeStateRemover = std::function<Status(const std::string& stateDir, std::string& report)>;
+
+struct UninstallOptions {
+  std::string binDir = "/opt/cni/bin";
+  std::string confDir = "/etc/cni/net.d";
+  // Where records are: every stateDir the removed entries name (the default when an entry
+  // names none) and these; only these when no entry is left (uninstall run again).
+  std::vector<std::string> stateDirs;
+  NodeStateRemover removeNodeState; // empty: node state is left alone
+  // The binary stays by default: a runtime that DELs through the config cached at ADD
+  // (libcni's cache, as CRI-O does) still runs podsteer for pods created before the
+  // uninstall, and a missing binary would leave them stuck terminating. Its DEL then
+  // finds no record and removes nothing.
+  bool removeBinary = false;
+  CommitHook beforeCommit;
+};
+
+// `podsteer uninstall`: tells the node's `install --watch` processes (of this bin dir) to
+// stop installing without exiting (one may be PID 1 of uninstall's own PID namespace,
+// whose exit would kill uninstall), removes our entry from every config in confDir
+// (restoring a converted .conf), so new pods are not steered, then the node state of
+// every recorded attachment, then (removeBinary) the binary.
+Status uninstall(const UninstallOptions& opts, std::string& report);
+// The files only, binary included (removeBinary, no node state): the conf dir as before
+// install.
 Status uninstall(const std::string& binDir, const std::string& confDir, std::string& report,
                  const CommitHook& beforeCommit = {});
 
@@ -50,9 +85,11 @@ Status checkInstalled(const InstallOptions& opts);
 // the conflist that holds the installed entry, after installing a changed --conf (e.g. an
 // edited ConfigMap) and once at start: it rolls the entry onto running pods. Non-zero
 // (some pod not reconciled) is tried again each pass until it returns 0.
+// `removeNodeState` is what `uninstall` removes each stateDir's attachments with.
 // `doctor` (may be empty) runs after a pass that installed (each pass that changed something,
 // with --watch) and prints the node's findings; it never makes install fail.
 int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {},
+                      const NodeStateRemover& removeNodeState = {},
                       const std::function<void(const InstallOptions&)>& doctor = {});
 
 } // namespace podsteer::install

@@ -5,10 +5,15 @@
 //	       --bin-dir DIR[:DIR...] --cache-dir DIR
 //	       [--annotations JSON] [--args K=V;K=V...] [--timeout SECONDS]
 //	driver validate --conflist FILE --bin-dir DIR[:DIR...]
+//	driver del-cached ... (the flags of del)
 //
 // validate is libcni's ValidateNetworkList, which podman runs on every conflist it loads:
 // it asks each plugin for VERSION the way libcni does (with CNI_NETNS/CNI_IFNAME/CNI_PATH
 // set to "dummy") and checks the list's cniVersion against what each plugin supports.
+//
+// del-cached is DEL the way CRI-O (ocicni) tears a pod down: through the config libcni
+// cached at ADD (GetNetworkListCachedConfig), whatever --conflist holds now; --conflist
+// only names the network. containerd's CRI DELs through its current config (del).
 //
 // --annotations is a JSON object of pod annotations; it goes into
 // RuntimeConf.CapabilityArgs["io.kubernetes.cri.pod-annotations"], and libcni hands it to
@@ -99,7 +104,8 @@ func main() {
 		usage()
 	}
 	command := os.Args[1]
-	if command != "add" && command != "check" && command != "del" && command != "validate" {
+	if command != "add" && command != "check" && command != "del" && command != "del-cached" &&
+		command != "validate" {
 		usage()
 	}
 	fs := flag.NewFlagSet(command, flag.ExitOnError)
@@ -118,7 +124,7 @@ func main() {
 	if fs.NArg() != 0 || *conflist == "" || *binDir == "" {
 		usage()
 	}
-	if command != "validate" && (*id == "" || *cacheDir == "" || (*netns == "" && command != "del")) {
+	if command != "validate" && (*id == "" || *cacheDir == "" || (*netns == "" && command != "del" && command != "del-cached")) {
 		usage()
 	}
 
@@ -170,6 +176,18 @@ func main() {
 	case "del":
 		if err := cni.DelNetworkList(ctx, list, rt); err != nil {
 			die("DEL %s: %s", list.Name, describe(err))
+		}
+	case "del-cached":
+		cached, _, err := cni.GetNetworkListCachedConfig(list, rt)
+		if err != nil || cached == nil {
+			die("DEL %s: no cached config (%v)", list.Name, err)
+		}
+		old, err := libcni.ConfListFromBytes(cached)
+		if err != nil {
+			die("DEL %s: cached config: %v", list.Name, err)
+		}
+		if err := cni.DelNetworkList(ctx, old, rt); err != nil {
+			die("DEL %s (cached config): %s", list.Name, describe(err))
 		}
 	}
 }

@@ -17,7 +17,8 @@ mount namespace of this run whose /run, /var/lib and /dev/shm are fresh tmpfs, s
 netns files, runc state, libcni cache and shm locks never reach the host. The finally
 block (also on SIGTERM/SIGINT/SIGHUP and the suite's own deadline) removes all of it.
 
-Tests live in test_k8s.py, test_setup.py, test_libcni.py, test_podman.py and test_image.py (the shared
+Tests live in test_k8s.py, test_setup.py, test_libcni.py, test_lifecycle.py,
+test_podman.py and test_image.py (the shared
 world in world.py); a test whose prerequisite failed is reported as FAIL "not run".
 """
 
@@ -39,6 +40,7 @@ from world import Fail, Deadline, TESTS  # noqa: E402
 import test_k8s  # noqa: E402,F401
 import test_setup  # noqa: E402,F401
 import test_libcni  # noqa: E402,F401
+import test_lifecycle  # noqa: E402,F401
 import test_podman  # noqa: E402,F401
 import test_image  # noqa: E402,F401
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 
@@ -85,10 +86,11 @@ def t_k8s_shape(w):
             "--cni-bin-dir", "/host/opt/cni/bin", "--cni-conf-dir", "/host/etc/cni/net.d"]
     if not cmd or os.path.basename(cmd[0]) != "podsteer" or cmd[1:] != want:
         fail("install command is %r, want podsteer %s" % (cmd, " ".join(want)))
-    pre = c["lifecycle"]["preStop"]["exec"]["command"]
-    if os.path.basename(pre[0]) != "podsteer" or pre[1] != "uninstall" or \
-            "/host/opt/cni/bin" not in pre or "/host/etc/cni/net.d" not in pre:
-        fail("preStop is %r, want podsteer uninstall with the same dirs" % pre)
+    # A rolling update replaces the pod: nothing may remove podsteer then (issue 13.5).
+    if (c.get("lifecycle") or {}).get("preStop"):
+        fail("the install container has a preStop hook %r: it also runs on every rolling "
+             "update, opening a window of unsteered pods; removal is `podsteer uninstall` "
+             "(README)" % c["lifecycle"]["preStop"])
     probe = (c.get("readinessProbe") or {}).get("exec", {}).get("command", [])
     want_probe = ["install", "--ready-check", "--conf", "/etc/podsteer/entry.json",
                   "--cni-bin-dir", "/host/opt/cni/bin", "--cni-conf-dir", "/host/etc/cni/net.d"]
@@ -140,22 +142,35 @@ class FakeNode:
     def __init__(self, w, name):
         docs = load_k8s()
         self.w = w
-        self.entry = entry_from(docs)
         pod = docs[("DaemonSet", "podsteer")][1]["spec"]["template"]["spec"]
         (c,) = [c for c in pod["containers"] if c["name"] == "install"]
         self.root = w.path(name)
         for d in ("host/opt/cni/bin", "host/etc/cni/net.d", "etc/podsteer"):
             os.makedirs(os.path.join(self.root, d))
+        # The entry's node paths (stateDir, logFile) move into this node's root too: the
+        # runtime tests run the plugin from it, and uninstall removes what stateDir holds.
+        self.entry = entry_from(docs)
+        for key in ("stateDir", "logFile"):
+            if isinstance(self.entry.get(key), str) and self.entry[key].startswith("/"):
+                self.entry[key] = os.path.join(self.root, self.entry[key].lstrip("/"))
+        self.state_dir = self.entry.get("stateDir")
         with open(os.path.join(self.root, "etc/podsteer/entry.json"), "w") as f:
-            f.write(docs[("ConfigMap", "podsteer-config")][1]["data"]["entry.json"])
+            json.dump(self.entry, f, indent=2)
         self.bin_dir = os.path.join(self.root, "host/opt/cni/bin")
         self.conf_dir = os.path.join(self.root, "host/etc/cni/net.d")
         self.primary = os.path.join(self.conf_dir, self.PRIMARY)
         self.write_primary(self.ORIGINAL)
         self.install_cmd = self.mapped(c["command"] + c.get("args", []))
-        self.prestop_cmd = self.mapped(c["lifecycle"]["preStop"]["exec"]["command"])
+        self.prestop_cmd = None
+        pre = ((c.get("lifecycle") or {}).get("preStop") or {}).get("exec", {}).get("command")
+        if pre:
+            self.prestop_cmd = self.mapped(pre)
         self.ready_cmd = self.mapped(c["readinessProbe"]["exec"]["command"])
+        # The removal README documents: `podsteer uninstall` on the node, same dirs.
+        self.uninstall_cmd = [w.plugin, "uninstall", "--cni-bin-dir", self.bin_dir,
+                              "--cni-conf-dir", self.conf_dir]
         self.watcher = None
+        self.watcher_pid = None
 
     def mapped(self, argv):
         return [self.w.plugin] + [os.path.join(self.root, a.lstrip("/")) if a.startswith("/")
@@ -175,7 +190,8 @@ class FakeNode:
             plugins = json.loads(self.read_primary()).get("plugins", [])
         except ValueError:
             return False
-        return [p.get("type") for p in plugins] == ["bridge", "portmap", "podsteer"] and \
+        primary = [p.get("type") for p in json.loads(self.ORIGINAL)["plugins"]]
+        return [p.get("type") for p in plugins] == primary + ["podsteer"] and \
             plugins[-1].get("redirect") == self.entry.get("redirect") and \
             os.access(os.path.join(self.bin_dir, "podsteer"), os.X_OK)
 
@@ -189,27 +205,71 @@ class FakeNode:
             time.sleep(0.1)
         return cond()
 
-    def start_install(self):
-        """The container's main process, exactly as the manifest has it (--watch)."""
-        self.watcher = subprocess.Popen(self.install_cmd, stdin=subprocess.DEVNULL,
+    def start_install(self, extra=()):
+        """The container's main process, exactly as the manifest has it (--watch), as
+        the container runs it: PID 1 of its own PID namespace (with its own /proc)."""
+        self.watcher = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc",
+                                         "--kill-child=SIGKILL"] + self.install_cmd +
+                                        list(extra), stdin=subprocess.DEVNULL,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                         start_new_session=True)
         self.w.procs.append(self.watcher)  # cleanup kills it whatever happens
+        # The watcher is unshare's child: PID 1 inside, this PID outside.
+        path = "/proc/%d/task/%d/children" % (self.watcher.pid, self.watcher.pid)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    kids = f.read().split()
+            except OSError:
+                kids = []
+            if kids:
+                self.watcher_pid = int(kids[0])
+                return
+            time.sleep(0.01)
+        fail("unshare started no install --watch within 5 s")
+
+    def watcher_alive(self):
+        return self.watcher is not None and self.watcher.poll() is None
 
     def stop_install(self):
-        """What the kubelet does after the preStop hook: SIGTERM, then wait."""
-        self.watcher.terminate()
+        """What the kubelet does to the container: SIGTERM to its PID 1, then wait."""
+        os.kill(self.watcher_pid, signal.SIGTERM)
         try:
             out, _ = self.watcher.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             fail("install --watch did not exit within 10 s of SIGTERM")
         return out.decode(errors="replace")
 
+    def in_container(self, argv):
+        """argv as `kubectl exec` (or a preStop exec hook) runs it: in the watcher's PID
+        and mount namespaces."""
+        return ["nsenter", "--target", str(self.watcher_pid), "--pid", "--mount"] + argv
+
     def prestop(self):
-        p = sh(self.prestop_cmd, timeout=30, check=False)
+        """The manifest's preStop hook, if it has one, as the kubelet runs it: inside the
+        container, before SIGTERM."""
+        if not self.prestop_cmd:
+            return
+        p = sh(self.in_container(self.prestop_cmd), timeout=30, check=False)
         if p.returncode != 0:
             fail("preStop (rc %d): %s\n    %s %s" % (p.returncode, " ".join(self.prestop_cmd),
                                                     cut(p.stdout), cut(p.stderr)))
+
+    def node_net(self):
+        """Where uninstall runs: the node's network namespace (it removes node state
+        there). This node has no network: a fresh, empty one, never this machine's."""
+        return ["unshare", "-n"]
+
+    def uninstall(self, extra=(), inside=False):
+        argv = self.uninstall_cmd + list(extra)
+        p = sh(self.node_net() + (self.in_container(argv) if inside else argv), timeout=60,
+               check=False)
+        if p.returncode != 0:
+            fail("podsteer uninstall (rc %d)%s: %s %s"
+                 % (p.returncode, " in the container" if inside else "", cut(p.stdout),
+                    cut(p.stderr)))
+        return p.stdout
 
     def ready(self):
         """The kubelet's readiness probe, exactly as the manifest has it."""
@@ -223,10 +283,11 @@ class FakeNode:
             f.write(text)
         os.rename(path + ".tmp", path)
 
-    def expect_removed(self, why):
+    def expect_removed(self, why, binary_kept=True):
         left = sorted(os.listdir(self.bin_dir)) + sorted(os.listdir(self.conf_dir))
-        if left != [self.PRIMARY]:
-            fail("%s: the node's CNI dirs hold %s, want only %s" % (why, left, self.PRIMARY))
+        want = (["podsteer"] if binary_kept else []) + [self.PRIMARY]
+        if left != want:
+            fail("%s: the node's CNI dirs hold %s, want %s" % (why, left, want))
         if self.read_primary() != self.ORIGINAL:
             fail("%s: the primary is not restored byte for byte:\n%s\n--- was ---\n%s"
                  % (why, cut(self.read_primary()), cut(self.ORIGINAL)))
@@ -254,10 +315,14 @@ def t_k8s_install(w):
         fail("the re-inserted file differs from the first install:\n%s\n--- was ---\n%s"
              % (cut(node.read_primary()), cut(chained)))
     node.stop_install()
-    # Pod gone the usual way (kubelet: preStop, then SIGTERM), here with no race: the
-    # watcher is stopped first.
-    node.prestop()
-    node.expect_removed("after preStop")
+    # A stopped container (a rolling update's old pod) removes nothing: the entry and the
+    # binary stay, so no pod starts unsteered before the new pod runs.
+    if node.read_primary() != chained or not os.access(os.path.join(node.bin_dir, "podsteer"),
+                                                         os.X_OK):
+        fail("stopping install --watch changed the node: %s, bin dir %s"
+             % (cut(node.read_primary()), os.listdir(node.bin_dir)))
+    node.uninstall()
+    node.expect_removed("after podsteer uninstall")
 
 
 @test("k8s: after the primary rewrites its conflist, the entry is back within 250 ms "
@@ -288,8 +353,8 @@ def t_k8s_window(w):
     if windows[-1] > 250:
         fail("the entry was missing for up to %.0f ms after a rewrite by the primary "
              "(all: %s)" % (windows[-1], ", ".join("%.0f" % x for x in windows)))
-    node.prestop()
-    node.expect_removed("after preStop")
+    node.uninstall()
+    node.expect_removed("after podsteer uninstall")
 
 
 @test("k8s: the readiness probe is ready only while the ConfigMap's entry is installed "
@@ -314,10 +379,10 @@ def t_k8s_ready(w):
     if json.loads(node.read_primary())["plugins"][-1].get("hairpin") is not True:
         fail("ready, but the conflist does not hold the edited entry")
     node.stop_install()
-    node.prestop()
+    node.uninstall()
     if node.ready():
-        fail("ready after preStop's uninstall")
-    node.expect_removed("after preStop")
+        fail("ready after podsteer uninstall")
+    node.expect_removed("after podsteer uninstall")
 
 
 @test("k8s: a ConfigMap edit the plugin would refuse is logged once and the working entry "
@@ -360,31 +425,39 @@ def t_k8s_conf_typo(w):
     if len(rejections) != 1 or "redirect.inboundPort" not in rejections[0]:
         fail("want one rejection line naming redirect.inboundPort, install --watch printed:\n%s"
              % cut(out))
-    node.prestop()
-    node.expect_removed("after preStop")
+    node.uninstall()
+    node.expect_removed("after podsteer uninstall")
 
 
-@test("k8s: preStop's uninstall stays done while install --watch still runs "
-      "(kubelet sends SIGTERM only after the hook)", needs=[K8S_INSTALL])
-def t_k8s_prestop_race(w):
-    """kubectl delete on the DaemonSet: the kubelet runs the preStop hook while the
-    container's main process (install --watch) is still running, and sends it SIGTERM
-    only when the hook has returned. If the watcher's next poll comes first, it puts
-    podsteer back; after SIGTERM nothing removes it again. Wait one poll interval
-    (the manifest leaves it at the default, 2 s) between hook and SIGTERM."""
-    node = FakeNode(w, "k8s-node-race")
-    node.start_install()
-    if not node.wait(node.chained, 10):
-        fail("install --watch did not install within 10 s: %s" % cut(node.read_primary()))
-    node.prestop()
-    node.expect_removed("right after preStop")
-    time.sleep(2.5)
-    out = node.stop_install()
-    try:
-        node.expect_removed("preStop, 2.5 s, then SIGTERM to install --watch")
-    except Fail as e:
-        fail("%s\n    install --watch printed: %s"
-             % (e, " | ".join(out.replace(w.tmp + "/", "").strip().splitlines())))
+@test("k8s: uninstall while install --watch runs as PID 1 of its PID namespace completes, "
+      "from the node and from inside the container, and the watcher never puts podsteer back",
+      needs=[K8S_INSTALL])
+def t_k8s_uninstall_pid1(w):
+    """Issue 18.1: the watcher is PID 1 of the container's PID namespace; an uninstall
+    that stops it by SIGTERM (the old preStop) is killed with it (exit 137: when PID 1
+    exits, the kernel kills the rest of the namespace), leaving entry and binary. Removal
+    must complete both ways an operator runs it: `podsteer uninstall` on the node (host
+    PID namespace) and inside the container (kubectl exec, or a hook)."""
+    for inside in (False, True):
+        node = FakeNode(w, "k8s-node-pid1-%s" % ("inside" if inside else "node"))
+        node.start_install()
+        if not node.wait(node.chained, 10):
+            fail("install --watch did not install within 10 s: %s" % cut(node.read_primary()))
+        node.uninstall(["--remove-binary"], inside=inside)
+        node.expect_removed("right after uninstall", binary_kept=False)
+        if not node.watcher_alive():
+            fail("install --watch exited on uninstall: the container would be restarted "
+                 "and install again")
+        # The primary rewrites its file; a watcher that was not told would re-insert.
+        node.write_primary(node.ORIGINAL)
+        time.sleep(2.5)  # past the manifest's 2 s poll, too
+        out = node.stop_install()
+        try:
+            node.expect_removed("uninstall, a primary rewrite, 2.5 s, then SIGTERM",
+                                binary_kept=False)
+        except Fail as e:
+            fail("%s\n    install --watch printed: %s"
+                 % (e, " | ".join(out.replace(w.tmp + "/", "").strip().splitlines())))
 
 
 @test("k8s: kubectl validates the manifests offline",

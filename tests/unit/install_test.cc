@@ -1017,3 +1017,171 @@ TEST_CASE("install --watch --reconcile: installs first, reconciles from the conf
   CHECK(installOnce(node.options(), changed, report).ok());
   CHECK(changed);
 }
+
+TEST_CASE("uninstall takes the entry out first, then removes each stateDir's node state; the binary stays unless asked (issue 13.6)") {
+  TempNode node;
+  const fs::path file = node.conf / "10-flannel.conflist";
+  TempNode::write(file, kFlannel);
+  InstallOptions opts = node.options();
+  opts.entry["stateDir"] = (node.root / "state").string();
+  bool changed = false;
+  std::string report;
+  REQUIRE(installOnce(opts, changed, report).ok());
+  std::vector<std::string> removed;
+  UninstallOptions u;
+  u.binDir = node.bin;
+  u.confDir = node.conf;
+  u.removeNodeState = [&](const std::string& stateDir, std::string& r) -> Status {
+    // The runtime must not find the entry any more when the attachments go.
+    CHECK(TempNode::read(file) == kFlannel);
+    removed.push_back(stateDir);
+    r += "removed state of " + stateDir + "\n";
+    return Status::success();
+  };
+  REQUIRE(uninstall(u, report).ok());
+  CHECK(removed == std::vector<std::string>{(node.root / "state").string()});
+  CHECK(TempNode::read(file) == kFlannel);
+  // Kept for DELs through a runtime's cached config (CRI-O): they still run podsteer.
+  CHECK(fs::exists(node.bin / "podsteer"));
+  CHECK(report.find("kept " + (node.bin / "podsteer").string()) != std::string::npos);
+
+  // Run again (nothing names a stateDir any more): the --state-dir ones, else the default.
+  removed.clear();
+  u.stateDirs = {(node.root / "other").string()};
+  u.removeBinary = true;
+  REQUIRE(uninstall(u, report).ok());
+  CHECK(removed == std::vector<std::string>{(node.root / "other").string()});
+  CHECK_FALSE(fs::exists(node.bin / "podsteer"));
+  removed.clear();
+  u.stateDirs.clear();
+  REQUIRE(uninstall(u, report).ok());
+  CHECK(removed == std::vector<std::string>{"/run/podsteer"});
+
+  // A stateDir whose node state cannot be removed: uninstall fails naming it (the entry is
+  // out already, so no new attachment appears meanwhile), and the binary stays.
+  REQUIRE(installOnce(opts, changed, report).ok());
+  u.removeBinary = true;
+  u.removeNodeState = [](const std::string&, std::string&) -> Status {
+    return makeError(ErrorCode::kState, "record x unreadable");
+  };
+  auto s = uninstall(u, report);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().msg.find((node.root / "state").string()) != std::string::npos);
+  CHECK(TempNode::read(file) == kFlannel);
+  CHECK(fs::exists(node.bin / "podsteer"));
+}
+
+namespace {
+
+// The config a runtime loads: the first config file of the dir in lexical order.
+std::string firstConfig(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names.empty() ? "" : TempNode::read(dir / names.front());
+}
+
+bool namesPodsteer(const std::string& text) { return text.find("\"podsteer\"") != std::string::npos; }
+
+} // namespace
+
+TEST_CASE("--owned-conflist: 00-podsteer.conflist is the primary's plugins and our entry; the primary is never touched (issue 18.12)") {
+  for (const char* original : {kFlannel, kCalico, kBridgeConf}) {
+    TempNode node;
+    const bool conf = original == kBridgeConf;
+    const fs::path primary = node.conf / (conf ? "10-bridge.conf" : "10-primary.conflist");
+    const fs::path owned = node.conf / "00-podsteer.conflist";
+    TempNode::write(primary, original);
+    InstallOptions opts = node.options();
+    opts.ownedConflist = true;
+    bool changed = false;
+    std::string report;
+    REQUIRE(installOnce(opts, changed, report).ok());
+    CHECK(changed);
+    CHECK(TempNode::read(primary) == original);
+    auto list = nlohmann::json::parse(TempNode::read(owned));
+    const auto want = nlohmann::json::parse(original);
+    CHECK(list["name"] == want["name"]);
+    CHECK(list["cniVersion"] == want["cniVersion"]);
+    auto plugins = list["plugins"];
+    const size_t primaryPlugins = conf ? 1 : want["plugins"].size();
+    REQUIRE(plugins.size() == primaryPlugins + 1);
+    CHECK(plugins.back()["type"] == "podsteer");
+    CHECK(plugins.front()["type"] == (conf ? want["type"] : want["plugins"][0]["type"]));
+    CHECK(findPrimaryConfig(node.conf) == primary.filename().string());
+    CHECK(checkInstalled(opts).ok());
+    // Idempotent.
+    REQUIRE(installOnce(opts, changed, report).ok());
+    CHECK_FALSE(changed);
+    // The primary rewrites its file (a new option): the runtime still loads a config with
+    // podsteer, and the next pass brings the primary's change in.
+    std::string rewritten = original;
+    rewritten.insert(rewritten.find('{') + 1, "\"podsteerTestMarker\": 1,");
+    TempNode::write(primary, rewritten);
+    CHECK(namesPodsteer(firstConfig(node.conf)));
+    CHECK_FALSE(checkInstalled(opts).ok());
+    REQUIRE(installOnce(opts, changed, report).ok());
+    CHECK(changed);
+    CHECK(TempNode::read(owned).find("podsteerTestMarker") != std::string::npos);
+    CHECK(checkInstalled(opts).ok());
+    // uninstall: ours goes, the primary stays as the primary last wrote it.
+    REQUIRE(uninstall(node.bin, node.conf, report).ok());
+    CHECK_FALSE(fs::exists(owned));
+    CHECK(TempNode::read(primary) == rewritten);
+  }
+}
+
+TEST_CASE("--owned-conflist: switching modes either way never leaves the runtime a config without podsteer (issue 18.12)") {
+  TempNode node;
+  const fs::path primary = node.conf / "10-flannel.conflist";
+  const fs::path owned = node.conf / "00-podsteer.conflist";
+  TempNode::write(primary, kFlannel);
+  InstallOptions edit = node.options();
+  InstallOptions own = node.options();
+  own.ownedConflist = true;
+  bool changed = false;
+  std::string report;
+  REQUIRE(installOnce(edit, changed, report).ok());
+  // Every write of the switch is checked: at each commit, the first config names podsteer.
+  int commits = 0;
+  auto hook = [&](const std::string&) {
+    ++commits;
+    CHECK(namesPodsteer(firstConfig(node.conf)));
+  };
+  own.beforeCommit = hook;
+  edit.beforeCommit = hook;
+  REQUIRE(installOnce(own, changed, report).ok());
+  CHECK(namesPodsteer(firstConfig(node.conf)));
+  CHECK(TempNode::read(primary) == kFlannel); // our entry left the primary
+  CHECK(fs::exists(owned));
+  REQUIRE(installOnce(edit, changed, report).ok());
+  CHECK_FALSE(fs::exists(owned));
+  CHECK(pluginsOf(primary).back()["type"] == "podsteer");
+  CHECK(commits >= 2);
+}
+
+TEST_CASE("--owned-conflist: a 00-podsteer.conflist that is not ours is refused and left alone; a vanished primary takes ours along") {
+  TempNode node;
+  const fs::path primary = node.conf / "10-flannel.conflist";
+  const fs::path owned = node.conf / "00-podsteer.conflist";
+  TempNode::write(primary, kFlannel);
+  TempNode::write(owned, kCalico);
+  InstallOptions opts = node.options();
+  opts.ownedConflist = true;
+  opts.waitForPrimary = std::chrono::seconds(0);
+  bool changed = false;
+  std::string report;
+  // The foreign file sorts first and is a valid primary itself: it is the primary then.
+  CHECK(findPrimaryConfig(node.conf) == "00-podsteer.conflist");
+  auto s = installOnce(opts, changed, report);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().code == ErrorCode::kInvalidConfig);
+  CHECK(TempNode::read(owned) == kCalico);
+  fs::remove(owned);
+  REQUIRE(installOnce(opts, changed, report).ok());
+  REQUIRE(fs::exists(owned));
+  // The primary CNI is removed from the node: ours must not keep its plugins in use.
+  fs::remove(primary);
+  CHECK_FALSE(installOnce(opts, changed, report).ok()); // no primary: error 11
+  CHECK_FALSE(fs::exists(owned));
+}
