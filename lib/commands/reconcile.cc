@@ -143,6 +143,37 @@ std::optional<std::vector<plan::Change>> recordedTableChanges(const std::string&
   return changes;
 }
 
+// Whether the listed record already holds what the new config plans: its pod table (by
+// the recorded plan digest) and host membership equal the new plan's, its config digest is
+// the new config's, no earlier reconcile left work, and the node holds the new shared
+// definitions. Such an attachment is neither locked nor entered: the kernel is not read
+// (that is --repair's job), so a no-op reconcile costs a record read and a plan per pod.
+bool alreadyCurrent(const ReconcileOptions& opts, const nlohmann::json& entry, const state::AttachmentRecord& rec) {
+  if (opts.repair || !rec.pendingHost.is_null()) return false;
+  auto newConf = confFromRecord(rec, &entry);
+  if (!newConf) return false; // reconcileOne reports it
+  // A record whose config changed is rewritten (under the lock) even when its plan is not.
+  if (digestHex(newConf->stableJson.dump()) != rec.configDigest) return false;
+  const PodInfo pod = podFromRecord(rec);
+  auto newPlan = plan::buildPlan(*newConf, pod);
+  if (!newPlan) return false;
+  const plan::HostMembership recorded = membershipFromJson(rec.host);
+  if (newPlan->host.portPool) {
+    if (!recorded.portBlock || *recorded.portBlock >= newConf->egressPortPool->blockCount()) return false;
+    plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *recorded.portBlock);
+  }
+  if (!(newPlan->host == recorded)) return false;
+  const std::string recordedDigest = rec.planDigest.empty() ? digestHex(rec.podTable) : rec.planDigest;
+  if (digestHex(tableText(*newPlan)) != recordedDigest) return false;
+  return sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host).empty();
+}
+
+std::string labelOf(const state::AttachmentRecord& rec) {
+  std::string label = rec.containerId + "/" + rec.ifname;
+  if (!rec.podName.empty()) label = rec.podNamespace + "/" + rec.podName + " (" + label + ")";
+  return label;
+}
+
 PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
                         const std::string& containerId, const std::string& ifname) {
   PodOutcome out;
@@ -163,7 +194,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     return out;
   }
   state::AttachmentRecord rec = **read;
-  if (!rec.podName.empty()) out.label = rec.podNamespace + "/" + rec.podName + " (" + out.label + ")";
+  out.label = labelOf(rec);
 
   auto oldConf = confFromRecord(rec);
   if (!oldConf) return fail("recorded config: " + oldConf.error().msg);
@@ -299,6 +330,10 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   state::RecordStore store(opts.stateDir);
   std::vector<PodOutcome> outcomes;
   for (const auto& rec : store.list(opts.network)) {
+    if (alreadyCurrent(opts, *entry, rec)) {
+      outcomes.push_back(PodOutcome{labelOf(rec), "unchanged", {}, {}});
+      continue;
+    }
     // Sockets close after the pod's lock is released (closing can wait ~10 ms for the
     // kernel to free what the commit deleted; ADD/DEL need not wait for that).
     nl::parkNftSocketCloses(true);

@@ -37,6 +37,7 @@ the issue and reconcile.cc promise beyond the issue's list.
 """
 
 import concurrent.futures
+import fcntl
 import json
 import os
 import re
@@ -550,10 +551,39 @@ def test_reconcile_dry_run(env):
     w.check_all("B", "after the real run")
 
 
+LOCK_HOLD_SECONDS = 8.0
+NOOP_LOCKED_SECONDS = 4.0
+
+
+def _while_locked(env, run):
+    """Runs run() while the test holds the node lock (flock on stateDir, as podsteer takes
+    it), released after LOCK_HOLD_SECONDS at the latest. -> (seconds run() took, its result)."""
+    fd = os.open(env.state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    gate = threading.Lock()
+    held = [True]
+
+    def release():
+        with gate:
+            if held[0]:
+                held[0] = False
+                os.close(fd)
+    timer = threading.Timer(LOCK_HOLD_SECONDS, release)
+    timer.start()
+    try:
+        t0 = time.monotonic()
+        out = run()
+        return time.monotonic() - t0, out
+    finally:
+        timer.cancel()
+        release()
+
+
 # ---- 3. --repair -----------------------------------------------------------------------------
 def test_reconcile_repair(env):
     """After A->B: a rule deleted by hand in one pod (D) and a host element deleted for
-    another (C); reconcile --conf B --repair repairs exactly those two; CHECK and packets
+    another (C); reconcile --conf B without --repair leaves them (nothing to do: no pod
+    entered, no lock taken); reconcile --conf B --repair repairs exactly those two; CHECK and packets
     pass again; the other pods' rulesets keep their handles."""
     w = World(env, counts=(3, 2, 1, 1))
     d, c = w.of("D")[0], w.of("C")[0]
@@ -583,6 +613,24 @@ def test_reconcile_repair(env):
     others = [p for p in w.pods if p not in (d, c)]
     before = w.pod_rulesets(others)
     node_before = w.node_full()
+
+    # Without --repair, reconcile --conf B has nothing to do: every record already holds
+    # B's plan, so it neither enters a pod nor reads the kernel, and needs no node lock
+    # (held here by the test). The damage stays.
+    took = _while_locked(env, lambda: w.reconcile("B"))
+    r0, p0 = took[1]
+    expect_summary(p0, r0, changed=0, unchanged=7)
+    if took[0] > NOOP_LOCKED_SECONDS:
+        fail("a no-op reconcile took %.1fs while the node lock was held (released after %.0fs): "
+             "it waited for the lock\n%s" % (took[0], LOCK_HOLD_SECONDS, r0.show(3000)))
+    if [h for h, text in chains_with_rules(env.nft(d.ns, "-a", "list", "table", "inet",
+                                                   "podsteer").stdout).get("outbound", [])
+            if text == "ip daddr %s return" % Y]:
+        fail("a reconcile without --repair put back the rule deleted in %s" % d.k8s_name)
+    if c.ip4 in (set_elements(env, "dom_core_v4") or []):
+        fail("a reconcile without --repair put back %s's element in dom_core_v4" % c.k8s_name)
+    expect_same(before, w.pod_rulesets(others), "pods after a no-op reconcile (nft -a)",
+                label=lambda k: w.by_cid[k].k8s_name)
 
     rr, pr = w.reconcile("B", "--repair")
     want = {d.cid: "repaired", c.cid: "repaired"}
