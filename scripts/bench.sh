@@ -11,10 +11,14 @@
 #   --rounds N         latency rounds (80)          --scale-rounds N   scale rounds (30)
 #   --levels 0,1,1000,5000                          --rss-reps N       GNU time runs (7)
 #   --churn-pods 64 --churn-parallel 16 --churn-reps 3
-#   --dp-members 2000 --dp-seconds 3 --dp-reps 7    --skip latency,scale,churn,datapath
+#   --dp-members 2000 --dp-seconds 3 --dp-reps 7
+#   --reconcile-sizes 300,1000 --reconcile-rounds 2
+#   --mixed-resident 100 --mixed-pods 48 --mixed-parallel 16 --mixed-reps 3
+#   --skip latency,scale,churn,datapath,reconcile,mixed
 #   --plugin PATH      measure this binary instead of building build-release/
 #   --plugin-b PATH [--plugin-b-label TEXT]
-#                      a second build measured alongside in the latency phase
+#                      a second build measured alongside in the latency, reconcile and
+#                      mixed phases (e.g. the previous release: before/after in one run)
 #   --shared-b         build B from this tree in build-release-shared/ (the distribution
 #                      build: -Dlink_static=false, shared libraries, PIE) and measure it
 #
@@ -22,7 +26,8 @@
 # in build-release/ (the default options: release, LTO, link_static), and runs
 # everything inside throwaway network namespaces named psb<pid>-*, removed on exit
 # (EXIT trap, also on failure or Ctrl-C). The machine's own namespace is never touched.
-# The defaults take about 6-8 minutes on 2 cores.
+# The defaults take about 9-12 minutes on 2 cores (the reconcile and mixed phases of
+# issue 17 add about 2-3 minutes per build measured; --skip reconcile,mixed leaves them out).
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -1,5 +1,6 @@
 #include "commands/reconcile.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -143,6 +144,55 @@ std::optional<std::vector<plan::Change>> recordedTableChanges(const std::string&
   return changes;
 }
 
+// Whether the listed record already holds what the new config plans: its pod table (by
+// the recorded plan digest) and host membership equal the new plan's, its config digest is
+// the new config's, no earlier reconcile left work, and the node holds the new shared
+// definitions. Such an attachment is neither locked nor entered: the kernel is not read
+// (that is --repair's job), so a no-op reconcile costs a record read and a plan per pod.
+bool alreadyCurrent(const ReconcileOptions& opts, const nlohmann::json& entry, const state::AttachmentRecord& rec) {
+  if (opts.repair || !rec.pendingHost.is_null()) return false;
+  auto newConf = confFromRecord(rec, &entry);
+  if (!newConf) return false; // reconcileOne reports it
+  // A record whose config changed is rewritten (under the lock) even when its plan is not.
+  if (digestHex(newConf->stableJson.dump()) != rec.configDigest) return false;
+  const PodInfo pod = podFromRecord(rec);
+  auto newPlan = plan::buildPlan(*newConf, pod);
+  if (!newPlan) return false;
+  const plan::HostMembership recorded = membershipFromJson(rec.host);
+  if (newPlan->host.portPool) {
+    if (!recorded.portBlock || *recorded.portBlock >= newConf->egressPortPool->blockCount()) return false;
+    plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *recorded.portBlock);
+  }
+  if (!(newPlan->host == recorded)) return false;
+  const std::string recordedDigest = rec.planDigest.empty() ? digestHex(rec.podTable) : rec.planDigest;
+  if (digestHex(tableText(*newPlan)) != recordedDigest) return false;
+  return sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host).empty();
+}
+
+std::string labelOf(const state::AttachmentRecord& rec) {
+  std::string label = rec.containerId + "/" + rec.ifname;
+  if (!rec.podName.empty()) label = rec.podNamespace + "/" + rec.podName + " (" + label + ")";
+  return label;
+}
+
+// Sockets a reconcile keeps open until its end (a changed pod parks up to two: pod side
+// and node side) stay within the process's file limit: the soft limit is raised to the
+// hard one, and the parked sockets are closed as a group before they would reach it.
+size_t parkedSocketBudget() {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return 64;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  // Room for the descriptors a pod's reconcile opens besides them (netns, rtnetlink,
+  // records, the lock).
+  const rlim_t room = 64;
+  if (lim.rlim_cur == RLIM_INFINITY) return 4096;
+  return lim.rlim_cur > 2 * room ? std::min<size_t>(4096, lim.rlim_cur - room) : 8;
+}
+
 PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
                         const std::string& containerId, const std::string& ifname) {
   PodOutcome out;
@@ -163,7 +213,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     return out;
   }
   state::AttachmentRecord rec = **read;
-  if (!rec.podName.empty()) out.label = rec.podNamespace + "/" + rec.podName + " (" + out.label + ")";
+  out.label = labelOf(rec);
 
   auto oldConf = confFromRecord(rec);
   if (!oldConf) return fail("recorded config: " + oldConf.error().msg);
@@ -298,16 +348,28 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   const auto start = std::chrono::steady_clock::now();
   state::RecordStore store(opts.stateDir);
   std::vector<PodOutcome> outcomes;
+  // Closing an nftables socket after a commit that replaced or deleted objects waits for
+  // the kernel to free them after an RCU grace period (~10 ms); one close per pod made a
+  // reconcile cost a grace period per changed pod. The sockets of the pods it changed stay
+  // open until the end (or until the file limit asks for a group close) and close
+  // together: by then the grace periods, which run concurrently in each netns's destroy
+  // work, are mostly over. No lock is held while they close.
+  const size_t parkBudget = parkedSocketBudget();
+  nl::parkNftSocketCloses(true);
   for (const auto& rec : store.list(opts.network)) {
-    // Sockets close after the pod's lock is released (closing can wait ~10 ms for the
-    // kernel to free what the commit deleted; ADD/DEL need not wait for that).
-    nl::parkNftSocketCloses(true);
+    if (alreadyCurrent(opts, *entry, rec)) {
+      outcomes.push_back(PodOutcome{labelOf(rec), "unchanged", {}, {}});
+      continue;
+    }
     outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
-    nl::parkNftSocketCloses(false);
-    nl::closeParkedSockets();
-    // Between pods the lock is free: give a queued ADD or DEL the chance to take it.
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    if (nl::parkedNftSocketCount() + 4 > parkBudget) nl::closeParkedSockets();
+    // Between pods the lock is free: a queued ADD or DEL was woken when it was released
+    // and gets the chance to take it (flock does not hand it over; an immediate re-take
+    // could win every time).
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
+  nl::parkNftSocketCloses(false);
+  nl::closeParkedSockets();
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
 
   size_t changed = 0, unchanged = 0, failed = 0;

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstddef>
 #include <memory>
 #include <utility>
 
@@ -25,10 +26,12 @@ template <auto Fn> struct CDeleter {
 // Closing an nftables socket after a commit that deleted objects waits for the kernel to
 // free them (an RCU grace period, ~10 ms). closeNftSocket parks the socket instead while
 // a command holds the node lock; closeParkedSockets runs after the lock is released, so
-// that wait never serializes other pods' ADD/DEL.
+// that wait never serializes other pods' ADD/DEL. Reconcile keeps them parked across pods
+// and closes them together (parkedNftSocketCount tells it when the file limit nears).
 void closeNftSocket(mnl_socket* s);
 void parkNftSocketCloses(bool park);
 void closeParkedSockets();
+size_t parkedNftSocketCount();
 using MnlSocketPtr = std::unique_ptr<mnl_socket, CDeleter<closeNftSocket>>;
 using TablePtr = std::unique_ptr<nftnl_table, CDeleter<nftnl_table_free>>;
 using ChainPtr = std::unique_ptr<nftnl_chain, CDeleter<nftnl_chain_free>>;

@@ -109,6 +109,8 @@ void closeNftSocket(mnl_socket* s) {
 
 void parkNftSocketCloses(bool park) { gPark = park; }
 
+size_t parkedNftSocketCount() { return parked().size(); }
+
 void closeParkedSockets() {
   for (auto* s : parked()) mnl_socket_close(s);
   parked().clear();

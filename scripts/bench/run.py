@@ -6,6 +6,10 @@ Phases (each can be skipped with --skip):
   scale     ADD cost with 0 / 1 / 1,000 / 5,000 attachments on the node (mark, source, portmap)
   churn     N pods ADDed with P in parallel, then DELed
   datapath  packets/s through a routing domain: none, mark 10, mark N, source N
+  reconcile reconcile of N = 300 and 1,000 attachments (changed, no-op, back) beside N
+            fresh ADDs (issue 17)
+  mixed     ADD and DEL alone and with 16 concurrent runtimes (half ADD, half DEL) on a
+            node holding 100 pods (issue 17)
 Prints min / median / p95 and ratios from this one run, and the budget verdicts. It
 never fails on a number: the exit status says only whether the benchmark itself ran.
 """
@@ -29,7 +33,8 @@ import stats  # noqa: E402
 import tools  # noqa: E402
 from stats import fmt_ms, summary, table  # noqa: E402
 
-BUDGET = {"floor_x": 2.0, "ipt_x": 8.0, "scale_x": 1.25, "rss_kib": 6 * 1024}
+BUDGET = {"floor_x": 2.0, "ipt_x": 8.0, "scale_x": 1.25, "rss_kib": 6 * 1024,
+          "reconcile_changed_ms": 3.0, "reconcile_noop_ms": 0.3, "churn_add_p95_x": 3.0}
 TOOLS_PLOT = ["podsteer mark", "podsteer source", "podsteer mark, no host routes", "portmap"]
 MARK_BEGIN, MARK_END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
 
@@ -59,12 +64,19 @@ def parse_args():
     ap.add_argument("--dp-members", type=int, default=2000)
     ap.add_argument("--dp-seconds", type=int, default=3)
     ap.add_argument("--dp-reps", type=int, default=7)
+    ap.add_argument("--reconcile-sizes", default="300,1000")
+    ap.add_argument("--reconcile-rounds", type=int, default=2)
+    ap.add_argument("--mixed-resident", type=int, default=100)
+    ap.add_argument("--mixed-pods", type=int, default=48)
+    ap.add_argument("--mixed-parallel", type=int, default=16)
+    ap.add_argument("--mixed-reps", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma list of phases to skip: "
-                    "latency,scale,churn,datapath")
+                    "latency,scale,churn,datapath,reconcile,mixed")
     ap.add_argument("--docs", default="", help="docs/bench.md to update between the "
                     "bench:results markers (and its PNG next to it)")
     a = ap.parse_args()
     a.levels = [int(x) for x in a.levels.split(",") if x.strip()]
+    a.reconcile_sizes = [int(x) for x in a.reconcile_sizes.split(",") if x.strip()]
     a.skip = {x.strip() for x in a.skip.split(",") if x.strip()}
     return a
 
@@ -228,8 +240,55 @@ def report_datapath(labels, res, args, md, summ):
     summ["datapath"] = res
 
 
+def report_reconcile(res, args, md, summ):
+    md.append("\n### 5. Reconcile at node scale: capture + hairpin, B changes one excluded CIDR "
+              "(wall ms per attachment, process start included; median of %d rounds)\n"
+              % args.reconcile_rounds)
+    import reconcile
+    rows = []
+    summ["reconcile"] = {}
+    for n, by in res.items():
+        for label, x in by.items():
+            add = x["add"]["median"]
+            row = [label, n, "%.2f s" % x["add_total"], fmt_ms(add)]
+            keep = {"add_ms": add, "add_total_s": x["add_total"]}
+            for step in reconcile.STEPS:
+                walls = [w for w, _ in x["steps"][step]]
+                per = 1e3 * stats.statistics.median(walls) / n
+                row.append("%.2f s / %.2f (%.2f×)" % (stats.statistics.median(walls), per, per / add))
+                keep[step] = {"per_ms": per, "walls": walls, "own": [o for _, o in x["steps"][step]]}
+            rows.append(row)
+            summ["reconcile"]["%s@%d" % (label, n)] = keep
+    md.append(table(["build", "N", "N fresh ADDs", "ADD median ms"] +
+                    ["%s: total / ms per att. (÷ ADD)" % s for s in reconcile.STEPS], rows))
+    md.append("\n`÷ ADD`: reconcile's cost per attachment / the median fresh ADD of the same "
+              "build on the same node.\n")
+
+
+def report_mixed(res, args, md, summ):
+    md.append("\n### 6. ADD under churn: node with %d pods (full config), %d fresh ADDs alone "
+              "and with %d concurrent runtimes (half ADD, half DEL), %d reps (ms)\n"
+              % (args.mixed_resident, args.mixed_pods, args.mixed_parallel, args.mixed_reps))
+    rows = []
+    for label, x in res.items():
+        a, m = x["alone ADD"], x["mixed ADD"]
+        rows.append([label, fmt_ms(a["median"]), fmt_ms(a["p95"]), fmt_ms(m["median"]),
+                     fmt_ms(m["p95"]), "%.2f×" % (m["p95"] / a["p95"]),
+                     fmt_ms(x["alone DEL"]["median"]), fmt_ms(x["alone DEL"]["p95"]),
+                     fmt_ms(x["mixed DEL"]["median"]), fmt_ms(x["mixed DEL"]["p95"]),
+                     "%d/%d" % (x["failed"], x["timeouts"])])
+    md.append(table(["build", "ADD alone median", "ADD alone p95", "ADD churn median",
+                     "ADD churn p95", "churn p95 ÷ alone p95", "DEL alone median",
+                     "DEL alone p95", "DEL churn median", "DEL churn p95",
+                     "failed/timeouts"], rows))
+    md.append("\nAfter the last rep, each node's nftables tables: %s.\n"
+              % "; ".join("%s: `%s`" % (k, v["node tables"].replace("\n", ", ") or "(none)")
+                          for k, v in res.items()))
+    summ["mixed"] = res
+
+
 def report_budget(summ, args, md):
-    md.append("\n### Budget verdicts (issue 7)\n")
+    md.append("\n### Budget verdicts (issues 7 and 17)\n")
     lines = []
     lat = summ.get("latency")
     if lat:
@@ -306,6 +365,27 @@ def report_budget(summ, args, md):
                      "mark 10): %s / %s = %.3f; %s / %s = %.3f"
                      % (labels[2], labels[1], med[labels[2]] / med[labels[1]], labels[3],
                         labels[1], med[labels[3]] / med[labels[1]]))
+    rc = summ.get("reconcile")
+    if rc:
+        for key, x in rc.items():
+            ch, no = x["changed (A->B)"]["per_ms"], x["no-op (B->B)"]["per_ms"]
+            lines.append("- reconcile, %s: changed %.2f ms per attachment (budget ≤ %.1f: %s), "
+                         "no-op %.2f ms (budget ≤ %.1f: %s), back %.2f ms; a fresh ADD %.2f ms "
+                         "(issue 17)"
+                         % (key, ch, BUDGET["reconcile_changed_ms"],
+                            verdict(ch <= BUDGET["reconcile_changed_ms"]), no,
+                            BUDGET["reconcile_noop_ms"], verdict(no <= BUDGET["reconcile_noop_ms"]),
+                            x["back (B->A)"]["per_ms"], x["add_ms"]))
+    mx = summ.get("mixed")
+    if mx:
+        for label, x in mx.items():
+            r = x["mixed ADD"]["p95"] / x["alone ADD"]["p95"]
+            lines.append("- ADD under churn, %s: p95 %.2f ms with %d runtimes (half DEL) against "
+                         "%.2f ms alone = **%.2f×**; budget ≤ %.0f×: %s; DEL alone median %.2f ms "
+                         "(issue 17)"
+                         % (label, x["mixed ADD"]["p95"], args.mixed_parallel, x["alone ADD"]["p95"],
+                            r, BUDGET["churn_add_p95_x"], verdict(r <= BUDGET["churn_add_p95_x"]),
+                            x["alone DEL"]["median"]))
     md.extend(lines)
     summ["verdicts"] = lines
 
@@ -404,6 +484,21 @@ def main():
                                           args.fill_jobs)
             n0 = len(md)
             report_datapath(labels, res, args, md, summ)
+            nsenv.log("\n".join(md[n0:]))
+        if "reconcile" not in args.skip:
+            import reconcile
+            nsenv.log("== reconcile: %s attachments" % args.reconcile_sizes)
+            res = reconcile.run(ctx, args.reconcile_sizes, args.reconcile_rounds)
+            n0 = len(md)
+            report_reconcile(res, args, md, summ)
+            nsenv.log("\n".join(md[n0:]))
+        if "mixed" not in args.skip:
+            import mixed
+            nsenv.log("== mixed churn")
+            res = mixed.run(ctx, args.mixed_resident, args.mixed_pods, args.mixed_parallel,
+                            args.mixed_reps)
+            n0 = len(md)
+            report_mixed(res, args, md, summ)
             nsenv.log("\n".join(md[n0:]))
         n0 = len(md)
         report_budget(summ, args, md)
