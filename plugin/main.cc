@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "commands/commands.h"
+#include "commands/gc.h"
 #include "commands/inspect.h"
 #include "commands/reconcile.h"
 #include "config/netconf.h"
@@ -58,13 +59,21 @@ constexpr CommandUsage kCommandUsage[] = {
              "  every attachment on the node: pod, addresses, domain, port block, config digest,\n"
              "  and whether its programmed state is intact\n"},
     {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
-                "                        [--binary PATH] [--timeout SEC] [--watch [--interval MS] [--reconcile]]\n"
+                "                        [--binary PATH] [--timeout SEC]\n"
+                "                        [--watch [--interval MS] [--reconcile] [--gc-interval SEC]]\n"
                 "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
                 "  --interval MS: 100 to 3600000 (default 2000); --timeout SEC: 0 to 86400 (default 300)\n"
+                "  --gc-interval SEC: how often --watch runs `podsteer gc` on the entry's stateDir\n"
+                "  (0 to 86400, default 60; 0: never)\n"
                 "  install --ready-check [--conf ENTRY.json] [dirs]: exit 0 only when that entry is\n"
                 "  installed (valid, after the primary plugin) and the bin dir holds this binary\n"},
     {"uninstall", "usage: podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                   "  remove exactly what install added: our conflist entry, then the binary\n"},
+    {"gc", "usage: podsteer gc [--state-dir DIR] [--dry-run] [--json]\n"
+           "  collect every attachment under stateDir whose pod netns is gone (judged by the netns\n"
+           "  identity recorded at ADD, never by its path alone): its pod table, node objects,\n"
+           "  claims and record. --dry-run: list them, change nothing. --json: {stateDir, dryRun,\n"
+           "  stale: [{network, containerId, ifname, pod, netns, ips, collected[, error]}]}\n"},
     {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"
                   "                          [--json]\n"
                   "  roll a changed config onto running pods, applying only the difference\n"},
@@ -83,6 +92,8 @@ const char* kUsage = "usage: podsteer <command> [--help]\n"
                      "            copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
                      "  uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                      "            remove exactly that again\n"
+                     "  gc [--state-dir DIR] [--dry-run] [--json]\n"
+                     "            collect attachments whose pod netns is gone (missed DELs)\n"
                      "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
                      "            roll a changed config onto running pods, applying only the difference\n"
                      "  podsteer <command> --help shows one command's usage.\n";
@@ -148,6 +159,7 @@ int run(int argc, char** argv, std::string& stdinText) {
     return emit(podsteer::runExplain(env, stdinText));
   }
   if (cmd == "reconcile") return podsteer::runReconcileCommand(argc, argv);
+  if (cmd == "gc") return emit(podsteer::runGcCommand(argc, argv));
   if (cmd == "install" || cmd == "uninstall")
     return podsteer::install::runInstallCommand(argc, argv, [](const std::string& confFile) {
       podsteer::ReconcileOptions opts;
@@ -155,6 +167,15 @@ int run(int argc, char** argv, std::string& stdinText) {
       auto out = podsteer::runReconcile(opts);
       podsteer::writeAll(STDOUT_FILENO, out.out); // unbuffered, in order with install's own lines
       return out.exitCode;
+    }, [](const nlohmann::json& entry) {
+      const std::string stateDir = entry.is_object() && entry.contains("stateDir") && entry["stateDir"].is_string()
+                                       ? entry["stateDir"].get<std::string>()
+                                       : std::string(podsteer::kDefaultStateDir);
+      auto stale = podsteer::collectStale(stateDir, false);
+      if (!stale) podsteer::writeAll(STDERR_FILENO, "podsteer install: gc: " + stale.error().msg + "\n");
+      else if (!stale->empty())
+        podsteer::writeAll(STDOUT_FILENO, "podsteer install: gc collected " + std::to_string(stale->size()) +
+                                              " attachment(s) whose pod is gone\n");
     });
   if (cmd == "list") {
     bool json = false;

@@ -50,6 +50,9 @@ Status checkInstalled(const InstallOptions& opts);
 // the conflist that holds the installed entry, after installing a changed --conf (e.g. an
 // edited ConfigMap) and once at start: it rolls the entry onto running pods. Non-zero
 // (some pod not reconciled) is tried again each pass until it returns 0.
-int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {});
+// `gc` (may be empty) is what `install --watch` runs every --gc-interval SEC (default 60,
+// 0: never) with the installed entry: it collects attachments whose pod is gone.
+int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {},
+                      const std::function<void(const nlohmann::json& entry)>& gc = {});
 
 } // namespace podsteer::install
