@@ -172,8 +172,15 @@ int run(int argc, char** argv, std::string& stdinText) {
                                        ? entry["stateDir"].get<std::string>()
                                        : std::string(podsteer::kDefaultStateDir);
       auto stale = podsteer::collectStale(stateDir, false);
-      if (!stale) podsteer::writeAll(STDERR_FILENO, "podsteer install: gc: " + stale.error().msg + "\n");
-      else if (!stale->empty())
+      static std::string lastError; // once, not every interval
+      if (!stale) {
+        if (stale.error().msg != lastError)
+          podsteer::writeAll(STDERR_FILENO, "podsteer install: gc: " + stale.error().msg + "\n");
+        lastError = stale.error().msg;
+        return;
+      }
+      lastError.clear();
+      if (!stale->empty())
         podsteer::writeAll(STDOUT_FILENO, "podsteer install: gc collected " + std::to_string(stale->size()) +
                                               " attachment(s) whose pod is gone\n");
     });

@@ -49,7 +49,13 @@ bool podAlive(const state::AttachmentRecord& r) {
   if (r.netns.empty()) return false;
   auto ns = nl::openNetns(r.netns);
   if (!ns) return true; // cannot tell: never take an address from a pod that may be alive
-  if (ns->state == nl::NetnsState::kGone) return false;
+  if (ns->state == nl::NetnsState::kGone) {
+    // Gone only if its directory is visible here: in a container without the node's
+    // /var/run/netns (or /proc) every pod would look gone.
+    const size_t slash = r.netns.rfind('/');
+    struct stat st {};
+    return slash != std::string::npos && slash > 0 && ::stat(r.netns.substr(0, slash).c_str(), &st) != 0;
+  }
   return r.netnsIdentity.empty() || netnsIdentity(ns->fd.get()) == r.netnsIdentity;
 }
 

@@ -25,8 +25,9 @@ Status cleanupPodNetns(const std::string& netnsPath, const std::string& expected
 
 // Whether a recorded attachment's pod still exists: its netns, judged by the identity
 // recorded at ADD. A record without identity (written by an older release) whose path
-// still resolves counts as alive, and so does one this process cannot check: an address
-// or a record is never taken from a pod that may be alive.
+// still resolves counts as alive, and so does one this process cannot check (its netns
+// directory is not visible here, e.g. a container without the node's /var/run/netns): an
+// address or a record is never taken from a pod that may be alive.
 bool podAlive(const state::AttachmentRecord& r);
 
 state::AttachmentKey keyOf(const std::string& stateDir, const state::AttachmentRecord& r);

@@ -177,3 +177,26 @@ def test_gc_waits_for_add_in_progress(env):
     env.ok("CHECK", pod, conf)
     env.ok("DEL", pod, conf)
     expect_node_state_gone(env, "after the DEL")
+
+
+def test_gc_never_judges_what_it_cannot_see(env):
+    """A record whose netns directory is not visible here (gc run in a container without
+    the node's /var/run/netns) is not stale: nothing can be told about it."""
+    pod = env.pod()
+    conf = env.conf(pod, hairpin=True)
+    env.add(pod, conf)
+    path = env.record_for(pod)
+    with open(path) as f:
+        good = f.read()
+    rec = json.loads(good)
+    rec["netns"] = "/podsteer-test-no-such-dir/" + os.path.basename(pod.netns)
+    with open(path, "w") as f:
+        json.dump(rec, f)
+    out = _gc_json(env)
+    if out["stale"] or not os.path.exists(path):
+        fail("gc collected an attachment whose netns directory it cannot see: %r" % out)
+    with open(path, "w") as f:
+        f.write(good)
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+    expect_node_state_gone(env, "after the DEL")
