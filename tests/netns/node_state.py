@@ -3,6 +3,7 @@ node_state.h): /run/podsteer-node/c<netns cookie>, shared by every network and s
 that node, removed when the node has no podsteer state left."""
 
 import os
+import shutil
 
 from harness import sh
 
@@ -33,3 +34,17 @@ def expect_node_state_gone(env, why):
     d = node_state_dir(env)
     if os.path.exists(d):
         fail("%s: node-wide state %s still exists: %s" % (why, d, node_state_files(env)))
+
+
+def remove_node_state(env):
+    """Env.cleanup: a test that ends with attachments leaves their node-wide state in /run
+    (the stateDir went with the test's temp dir); it goes with the node namespace."""
+    try:
+        d = node_state_dir(env)
+    except Exception:  # noqa: BLE001 (the node namespace may be gone already)
+        return
+    shutil.rmtree(d, ignore_errors=True)
+    try:
+        os.rmdir(NODE_STATE_ROOT)
+    except OSError:
+        pass
