@@ -13,6 +13,7 @@
 
 #include "commands/commands.h"
 #include "commands/doctor.h"
+#include "commands/gc.h"
 #include "commands/inspect.h"
 #include "commands/reconcile.h"
 #include "commands/teardown.h"
@@ -61,12 +62,14 @@ constexpr CommandUsage kCommandUsage[] = {
              "  and whether its programmed state is intact\n"},
     {"install", "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR]\n"
                 "                        [--binary PATH] [--timeout SEC] [--owned-conflist]\n"
-                "                        [--watch [--interval MS] [--reconcile]]\n"
+                "                        [--watch [--interval MS] [--reconcile] [--gc-interval SEC]]\n"
                 "  copy podsteer into the CNI bin dir and chain it into the primary conflist\n"
                 "  --owned-conflist (or PODSTEER_OWNED_CONFLIST=true): leave the primary's file alone and\n"
                 "  write 00-podsteer.conflist, its plugins followed by podsteer's entry, which the runtime\n"
                 "  loads first; --watch regenerates it whenever the primary's file changes\n"
                 "  --interval MS: 100 to 3600000 (default 2000); --timeout SEC: 0 to 86400 (default 300)\n"
+                "  --gc-interval SEC: how often --watch runs `podsteer gc` on the entry's stateDir\n"
+                "  (0 to 86400, default 60; 0: never)\n"
                 "  install --ready-check [--conf ENTRY.json] [dirs]: exit 0 only when that entry is\n"
                 "  installed (valid, after the primary plugin) and the bin dir holds this binary\n"},
     {"doctor", "usage: podsteer doctor [--conf FILE] [--state-dir DIR] [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--json]\n"
@@ -80,6 +83,11 @@ constexpr CommandUsage kCommandUsage[] = {
                   "  routes and record. --state-dir: where records are (default: what the entries name)\n"
                   "  --remove-binary: also the binary, which otherwise stays for DELs through a runtime's\n"
                   "  cached config (CRI-O); --keep-node-state: only the files\n"},
+    {"gc", "usage: podsteer gc [--state-dir DIR] [--dry-run] [--json]\n"
+           "  collect every attachment under stateDir whose pod netns is gone (judged by the netns\n"
+           "  identity recorded at ADD, never by its path alone): its pod table, node objects,\n"
+           "  claims and record. --dry-run: list them, change nothing. --json: {stateDir, dryRun,\n"
+           "  stale: [{network, containerId, ifname, pod, netns, ips, collected[, error]}]}\n"},
     {"reconcile", "usage: podsteer reconcile --conf FILE [--network NAME] [--state-dir DIR] [--dry-run] [--repair]\n"
                   "                          [--json]\n"
                   "  roll a changed config onto running pods, applying only the difference\n"},
@@ -100,6 +108,8 @@ const char* kUsage = "usage: podsteer <command> [--help]\n"
                      "            remove the entry, then every attachment's node and pod state\n"
                      "  doctor [--conf FILE] [--state-dir DIR] [--json]\n"
                      "            report what on this node would break podsteer (exit 1 on an error)\n"
+                     "  gc [--state-dir DIR] [--dry-run] [--json]\n"
+                     "            collect attachments whose pod netns is gone (missed DELs)\n"
                      "  reconcile --conf FILE [--network NAME] [--dry-run] [--repair] [--json]\n"
                      "            roll a changed config onto running pods, applying only the difference\n"
                      "  podsteer <command> --help shows one command's usage.\n";
@@ -147,6 +157,45 @@ int emit(const podsteer::CommandOutput& out) {
 
 // The command itself. Exceptions are not part of any lib/ API, but a library underneath
 // (nlohmann::json, the standard library's allocator) can still throw: main catches them.
+// What install/uninstall call back into the commands for (lib/install has no netlink).
+podsteer::install::InstallHooks installHooks() {
+  podsteer::install::InstallHooks hooks;
+  hooks.reconcile = [](const std::string& confFile) {
+    podsteer::ReconcileOptions opts;
+    opts.confFile = confFile;
+    auto out = podsteer::runReconcile(opts);
+    podsteer::writeAll(STDOUT_FILENO, out.out); // unbuffered, in order with install's own lines
+    return out.exitCode;
+  };
+  hooks.removeNodeState = podsteer::removeNodeState;
+  hooks.doctor = [](const podsteer::install::InstallOptions& opts) {
+    // After installing: the same findings as `podsteer doctor`, printed, never refusing.
+    podsteer::DoctorOptions d;
+    d.cniConfDir = opts.confDir;
+    d.cniBinDir = opts.binDir;
+    d.binary = opts.binary;
+    podsteer::writeAll(STDOUT_FILENO, podsteer::doctorText(podsteer::runDoctorChecks(d), "podsteer install: "));
+  };
+  hooks.gc = [](const nlohmann::json& entry) {
+    const std::string stateDir = entry.is_object() && entry.contains("stateDir") && entry["stateDir"].is_string()
+                                     ? entry["stateDir"].get<std::string>()
+                                     : std::string(podsteer::kDefaultStateDir);
+    auto stale = podsteer::collectStale(stateDir, false);
+    static std::string lastError; // once, not every interval
+    if (!stale) {
+      if (stale.error().msg != lastError)
+        podsteer::writeAll(STDERR_FILENO, "podsteer install: gc: " + stale.error().msg + "\n");
+      lastError = stale.error().msg;
+      return;
+    }
+    lastError.clear();
+    if (!stale->empty())
+      podsteer::writeAll(STDOUT_FILENO, "podsteer install: gc collected " + std::to_string(stale->size()) +
+                                            " attachment(s) whose pod is gone\n");
+  };
+  return hooks;
+}
+
 int run(int argc, char** argv, std::string& stdinText) {
   auto env = podsteer::processEnv();
   if (env("CNI_COMMAND")) {
@@ -166,21 +215,9 @@ int run(int argc, char** argv, std::string& stdinText) {
   }
   if (cmd == "reconcile") return podsteer::runReconcileCommand(argc, argv);
   if (cmd == "doctor") return podsteer::runDoctorCommand(argc, argv);
+  if (cmd == "gc") return emit(podsteer::runGcCommand(argc, argv));
   if (cmd == "install" || cmd == "uninstall")
-    return podsteer::install::runInstallCommand(argc, argv, [](const std::string& confFile) {
-      podsteer::ReconcileOptions opts;
-      opts.confFile = confFile;
-      auto out = podsteer::runReconcile(opts);
-      podsteer::writeAll(STDOUT_FILENO, out.out); // unbuffered, in order with install's own lines
-      return out.exitCode;
-    }, podsteer::removeNodeState, [](const podsteer::install::InstallOptions& opts) {
-      // After installing: the same findings as `podsteer doctor`, printed, never refusing.
-      podsteer::DoctorOptions d;
-      d.cniConfDir = opts.confDir;
-      d.cniBinDir = opts.binDir;
-      d.binary = opts.binary;
-      podsteer::writeAll(STDOUT_FILENO, podsteer::doctorText(podsteer::runDoctorChecks(d), "podsteer install: "));
-    });
+    return podsteer::install::runInstallCommand(argc, argv, installHooks());
   if (cmd == "list") {
     bool json = false;
     std::string stateDir = podsteer::kDefaultStateDir;

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "cni/result.h"
+#include "commands/gc.h"
 #include "commands/host.h"
 #include "state/host_users.h"
 #include "state/owners.h"
@@ -23,6 +24,7 @@
 #include "plan/plan.h"
 #include "plan/render.h"
 #include "state/lock.h"
+#include "state/node_state.h"
 #include "state/record.h"
 #include "util/digest.h"
 #include "util/fault.h"
@@ -41,83 +43,21 @@ CommandOutput failure(const Error& e, const std::string& cniVersion) {
   return {1, errorText(e, cniVersion)};
 }
 
-// Identifies a namespace file so a recorded path is only trusted while it still names
-// the same namespace (a /proc/PID path can be reused by another pod after the PID is).
-std::string netnsIdentity(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return {};
-  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-}
-
 std::string planText(const plan::Plan& p) { return p.podTable ? plan::renderTable(*p.podTable) : ""; }
-
-// Removes what one recorded attachment programmed in its pod netns. `netnsPath` is the
-// runtime's CNI_NETNS when given, else the recorded one (then only if it is still the
-// same namespace). A namespace that is gone has nothing left to remove.
-Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity) {
-  if (netnsPath.empty()) return Status::success();
-  auto ns = nl::openNetns(netnsPath);
-  if (!ns) return ns.error();
-  if (ns->state == nl::NetnsState::kGone) {
-    logDebug("netns " + netnsPath + " is gone; nothing to remove there");
-    return Status::success();
-  }
-  if (!expectedIdentity.empty() && netnsIdentity(ns->fd.get()) != expectedIdentity) {
-    logWarn("netns " + netnsPath + " now names another namespace; left untouched");
-    return Status::success();
-  }
-  auto sock = nl::NftSocket::openIn(ns->fd.get());
-  if (!sock) return sock.error();
-  nl::NftBatch batch;
-  nl::batchDeleteTable(batch, "inet", plan::kTableName);
-  return sock->commit(batch);
-}
-
-// The address part of a recorded "address/prefix".
-std::string recordedAddress(const std::string& ip) { return ip.substr(0, ip.find('/')); }
-
-state::AttachmentKey keyOf(const AttachmentRecord& r) { return {r.network, r.containerId, r.ifname}; }
-
-// Whether a recorded attachment's pod still exists: its netns, judged by the identity
-// recorded at ADD (the path may name another namespace by now). A record written by the
-// previous release has no identity and is judged by its path alone.
-bool podAlive(const AttachmentRecord& r) {
-  if (r.netns.empty()) return false;
-  auto ns = nl::openNetns(r.netns);
-  if (!ns) return true; // cannot tell: never take an address from a pod that may be alive
-  if (ns->state == nl::NetnsState::kGone) return false;
-  return r.netnsIdentity.empty() || netnsIdentity(ns->fd.get()) == r.netnsIdentity;
-}
-
-// Drops this attachment's address claims (only those it still holds).
-void releaseAddresses(const std::string& stateDir, const AttachmentRecord& r) {
-  state::AddressOwners owners(stateDir);
-  for (const auto& ip : r.ips) owners.release(recordedAddress(ip), keyOf(r));
-}
-
-// Removes a stale attachment's node objects, claims and record (its pod is gone).
-Status retireAttachment(const std::string& stateDir, const AttachmentRecord& r) {
-  const std::string userKey = keyOf(r).userKey();
-  if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
-  if (!r.pendingHost.is_null())
-    if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.pendingHost)); !s) return s;
-  releaseAddresses(stateDir, r);
-  state::PortBlocks(stateDir).releaseOwnedBy(userKey);
-  return RecordStore(stateDir).remove(r.network, r.containerId, r.ifname);
-}
 
 // One owner per pod address on the node. An address held by an attachment whose pod is
 // gone (a missed DEL, then IPAM handed the address on) is taken over: that attachment is
 // retired, so its routing domain cannot steer the new pod. One held by a live pod is
 // refused (error 7): two live pods cannot hold one address on one node.
 Status takeOverAddresses(const std::string& stateDir, const state::AttachmentKey& me, const PodInfo& pod) {
-  state::AddressOwners owners(stateDir);
-  RecordStore store(stateDir);
+  state::AddressOwners owners(state::nodeStateDir());
   for (size_t i = 0; i < pod.ips.size(); ++i) {
     const std::string address = pod.ips[i].addressString();
     auto o = owners.ownerOf(address);
     if (!o || *o == me) continue;
-    auto other = store.read(o->network, o->containerId, o->ifname);
+    // The owner may record in another stateDir (another network's): its record is there.
+    const std::string ownerDir = o->stateDir.empty() ? stateDir : o->stateDir;
+    auto other = RecordStore(ownerDir).read(o->network, o->containerId, o->ifname);
     if (!other) return other.error();
     if (!*other) continue; // a claim without its record (a killed ADD): nothing to retire
     const AttachmentRecord& r = **other;
@@ -129,7 +69,7 @@ Status takeOverAddresses(const std::string& stateDir, const state::AttachmentKey
                        "two live pods cannot hold one address on one node: check the IPAM");
     logWarn("address " + address + " was held by " + who + ", whose pod is gone (DEL missed): its node objects "
             "are removed and its record retired");
-    if (auto s = retireAttachment(stateDir, r); !s) return s;
+    if (auto s = collectAttachment(ownerDir, r); !s) return s;
   }
   return Status::success();
 }
@@ -218,7 +158,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
   rec.updatedAt = state::nowUtc();
 
   const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
-  const state::AttachmentKey me{conf.name, env.containerId, env.ifname};
+  const state::AttachmentKey me{conf.name, env.containerId, env.ifname, conf.stateDir};
   if (auto s = takeOverAddresses(conf.stateDir, me, pod); !s) return failure(s.error(), conf.cniVersion);
   const plan::HostMembership before =
       previous && *previous ? membershipFromJson((*previous)->host) : plan::HostMembership{};
@@ -241,7 +181,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
   // Claimed after the record (DEL finds them through it), before the node objects.
   Status claimed = Status::success();
   if (!plan->host.empty()) {
-    state::AddressOwners owners(conf.stateDir);
+    state::AddressOwners owners(state::nodeStateDir());
     for (const auto& ip : pod.ips)
       if (claimed) claimed = owners.claim(ip.addressString(), me);
     faultPoint("add:owners-claimed");
@@ -284,10 +224,10 @@ CommandOutput cmdAdd(const Invocation& inv) {
   }
   if (previous && *previous) {
     // Addresses the attachment no longer has (or no longer needs to own) are let go.
-    state::AddressOwners owners(conf.stateDir);
+    state::AddressOwners owners(state::nodeStateDir());
     for (const auto& ip : (*previous)->ips)
       if (plan->host.empty() || std::find(rec.ips.begin(), rec.ips.end(), ip) == rec.ips.end())
-        owners.release(recordedAddress(ip), me);
+        owners.release(ip.substr(0, ip.find('/')), me);
   }
   std::string summary = plan->podTable ? "pod table inet podsteer (" + std::to_string(batch.size()) + " nftables operations)"
                                        : "no pod table (" + plan->reason + ")";
@@ -333,7 +273,7 @@ CommandOutput cmdDel(const Invocation& inv) {
     releaseAddresses(conf.stateDir, **rec);
   }
   // A block claimed by an ADD that died before writing its record belongs to nobody else.
-  state::PortBlocks(conf.stateDir).releaseOwnedBy(state::HostUsers::userKey(conf.name, env.containerId, env.ifname));
+  state::PortBlocks(state::nodeStateDir()).releaseOwnedBy(state::HostUsers::userKey(conf.name, env.containerId, env.ifname));
   faultPoint("del:host-cleaned");
   if (auto r = store.remove(conf.name, env.containerId, env.ifname); !r) return failure(r.error(), conf.cniVersion);
   logInfo(std::string("removed attachment") + (rec && *rec ? "" : " (no record)") +
@@ -356,6 +296,7 @@ CommandOutput cmdCheck(const Invocation& inv) {
     return failure(makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env.netns + " does not exist"), conf.cniVersion);
 
   if (auto s = state::checkStateDir(conf.stateDir); !s) return failure(s.error(), conf.cniVersion);
+  if (auto s = state::adoptLegacyStateIfAny(conf.stateDir); !s) return failure(s.error(), conf.cniVersion);
   RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
   if (!rec) return failure(rec.error(), conf.cniVersion);
@@ -389,8 +330,8 @@ CommandOutput cmdCheck(const Invocation& inv) {
     if (!programmed.empty()) {
       // Another attachment holding one of the pod's addresses means the node steers it
       // by that attachment's objects.
-      state::AddressOwners owners(conf.stateDir);
-      const state::AttachmentKey me{conf.name, env.containerId, env.ifname};
+      state::AddressOwners owners(state::nodeStateDir());
+      const state::AttachmentKey me{conf.name, env.containerId, env.ifname, conf.stateDir};
       for (const auto& ip : pod.ips)
         if (auto o = owners.ownerOf(ip.addressString()); o && !(*o == me))
           diffs.push_back("host: address " + ip.addressString() + " belongs to attachment " + o->userKey());
@@ -421,22 +362,8 @@ CommandOutput cmdGc(const Invocation& inv) {
     if (std::find(conf.validAttachments.begin(), conf.validAttachments.end(), key) != conf.validAttachments.end())
       continue;
     // One stale attachment that cannot be cleaned must not keep the others around.
-    if (auto s = cleanupPodNetns(rec.netns, rec.netnsIdentity); !s) {
+    if (auto s = collectAttachment(conf.stateDir, rec); !s) {
       logWarn("GC " + key + ": " + s.error().msg);
-      if (!firstError) firstError = s.error();
-      continue;
-    }
-    const std::string userKey = state::HostUsers::userKey(rec.network, rec.containerId, rec.ifname);
-    Status hs = removeHostMembership(conf.stateDir, userKey, membershipFromJson(rec.host));
-    if (hs && !rec.pendingHost.is_null())
-      hs = removeHostMembership(conf.stateDir, userKey, membershipFromJson(rec.pendingHost));
-    if (!hs) {
-      logWarn("GC " + key + ": " + hs.error().msg);
-      if (!firstError) firstError = hs.error();
-      continue;
-    }
-    releaseAddresses(conf.stateDir, rec);
-    if (auto s = store.remove(rec.network, rec.containerId, rec.ifname); !s) {
       if (!firstError) firstError = s.error();
       continue;
     }
@@ -445,9 +372,9 @@ CommandOutput cmdGc(const Invocation& inv) {
   // Address claims of this network whose attachment has no record (an ADD killed
   // between its record and its claims, then DELed) own nothing any more.
   {
-    state::AddressOwners owners(conf.stateDir);
+    state::AddressOwners owners(state::nodeStateDir());
     for (const auto& [address, owner] : owners.all()) {
-      if (owner.network != conf.name) continue;
+      if (owner.network != conf.name || (!owner.stateDir.empty() && owner.stateDir != conf.stateDir)) continue;
       auto r = store.read(owner.network, owner.containerId, owner.ifname);
       if (r && !*r) owners.release(address, owner);
     }
@@ -455,7 +382,8 @@ CommandOutput cmdGc(const Invocation& inv) {
   // Temporaries of writers killed before their rename or link, anywhere under stateDir
   // (every writer holds the node lock, so none is mid-write now).
   state::removeTempsUnder(conf.stateDir);
-  for (const char* dir : {"/portblocks", "/owners", "/host"}) ::rmdir((conf.stateDir + dir).c_str()); // if empty
+  state::removeTempsUnder(state::nodeStateDir());
+  for (const char* dir : {"/portblocks", "/owners", "/host"}) ::rmdir((state::nodeStateDir() + dir).c_str()); // if empty
   store.removeStaleTemps(conf.name);
   // Blocks claimed by ADDs that died before their record: GC frees those of this network
   // whose owner has no record.
@@ -463,7 +391,7 @@ CommandOutput cmdGc(const Invocation& inv) {
     std::set<std::string> owners;
     for (const auto& rec : store.list(conf.name))
       owners.insert(state::HostUsers::userKey(rec.network, rec.containerId, rec.ifname));
-    state::PortBlocks(conf.stateDir).releaseUnless(conf.name + ":", [&](const std::string& o) { return owners.count(o) > 0; });
+    state::PortBlocks(state::nodeStateDir()).releaseUnless(conf.name + ":", [&](const std::string& o) { return owners.count(o) > 0; });
   }
   for (const auto& p : problems) logWarn("GC: " + p);
   logInfo("GC removed " + std::to_string(removed) + " stale attachment(s)");
@@ -486,11 +414,6 @@ CommandOutput cmdStatus(const Invocation& inv) {
 }
 
 } // namespace
-
-Status removeRecordedAttachment(const std::string& stateDir, const AttachmentRecord& record) {
-  if (auto s = cleanupPodNetns(record.netns, record.netnsIdentity); !s) return s;
-  return retireAttachment(stateDir, record);
-}
 
 // The version an error object is written in: the request's, when we can tell it.
 std::string requestVersion(const std::string& stdinText) {

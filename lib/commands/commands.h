@@ -23,12 +23,6 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
 // readable and supported, else the latest. Never throws.
 std::string requestVersion(const std::string& stdinText);
 
-// Removes one recorded attachment entirely, as GC and an ADD's takeover remove a stale one:
-// its pod table (only while its recorded netns is still the same namespace), its node
-// objects (never one another attachment owns), its claims and its record. `podsteer
-// uninstall` calls it for every record; the caller holds the node lock of `stateDir`.
-Status removeRecordedAttachment(const std::string& stateDir, const state::AttachmentRecord& record);
-
 // `podsteer explain`: the same input as ADD; prints what ADD would program; touches nothing.
 CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText);
 

@@ -13,6 +13,7 @@
 #include "plan/render.h"
 #include "state/host_users.h"
 #include "state/lock.h"
+#include "state/node_state.h"
 #include "util/digest.h"
 #include "util/fault.h"
 #include "util/file_io.h"
@@ -79,7 +80,7 @@ std::vector<plan::HostElement> minus(const std::vector<plan::HostElement>& a, co
 // elements gone and `add` elements present.
 // The digest of the shared objects last committed, so an ADD that changes only its own
 // elements does not rebuild (and make the kernel free and re-create) the base chains.
-std::string baseDigestPath(const std::string& stateDir) { return stateDir + "/host/base.json"; }
+std::string baseDigestPath() { return state::nodeStateDir() + "/host/base.json"; }
 
 // Covers the shared table and the shared ip rules and routes: a changed route is a
 // changed base.
@@ -90,8 +91,8 @@ std::string baseDigest(const plan::HostBase& base) {
   return digestHex(text);
 }
 
-std::string readBaseDigest(const std::string& stateDir) {
-  auto text = readFile(baseDigestPath(stateDir));
+std::string readBaseDigest() {
+  auto text = readFile(baseDigestPath());
   if (!text) return {};
   return text->substr(0, text->find('\n'));
 }
@@ -99,7 +100,7 @@ std::string readBaseDigest(const std::string& stateDir) {
 // `baseWasCurrent` (optional) tells the caller the shared objects were already in place,
 // so it can skip re-asserting the base's ip rules and routes (which needs a dump of every
 // rule or route on the node: the cost would grow with the node's size).
-Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
+Status commitHostTable(const plan::HostBase& base,
                        const std::vector<plan::HostElement>& remove, const std::vector<plan::HostElement>& add,
                        bool* baseWasCurrent = nullptr) {
   auto sock = nl::NftSocket::open();
@@ -107,7 +108,7 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
   nl::NftBatch batch;
   const plan::Table shell = hostTableShell();
   if (!base.table) {
-    ::unlink(baseDigestPath(stateDir).c_str());
+    ::unlink(baseDigestPath().c_str());
     auto exists = nl::tableExists(*sock, shell.family, shell.name);
     if (!exists) return exists.error();
     if (!*exists) return Status::success();
@@ -124,7 +125,7 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
     if (!add.empty()) nl::batchAddElements(b, shell, add);
   };
 
-  bool current = readBaseDigest(stateDir) == baseDigest(base);
+  bool current = readBaseDigest() == baseDigest(base);
   if (current && !(removable.empty() && add.empty())) {
     // The base we recorded is in place unless someone removed it behind our back: send the
     // element change alone (no lookup first), and rebuild only if the kernel says the
@@ -154,15 +155,15 @@ Status commitHostTable(const std::string& stateDir, const plan::HostBase& base,
   if (auto s = sock->commit(batch); !s) return s;
   // The digest is recorded by the caller once the base's rules and routes are in place
   // too: a command killed before that leaves the next one to finish the job.
-  if (!current) ::unlink(baseDigestPath(stateDir).c_str());
+  if (!current) ::unlink(baseDigestPath().c_str());
   return Status::success();
 }
 
-void recordBaseDigest(const std::string& stateDir, const plan::HostBase& base) {
+void recordBaseDigest(const plan::HostBase& base) {
   if (!base.table) return;
-  if (!state::ensureDirectory(stateDir + "/host")) return;
+  if (!state::ensureDirectory(state::nodeStateDir() + "/host")) return;
   // Best effort: without it the next command re-asserts the base, which is harmless.
-  (void)writeFileAtomic(baseDigestPath(stateDir), baseDigest(base) + "\n", "write");
+  (void)writeFileAtomic(baseDigestPath(), baseDigest(base) + "\n", "write");
 }
 
 // An rtnetlink socket opened on first use: most ADDs into an existing domain change no
@@ -207,7 +208,7 @@ Status retireResource(RouteSocketOnDemand& rs, const state::HostUsers& users, co
 // and stays. One marker read per address (and one record read per other owner).
 plan::HostMembership removableOf(const std::string& stateDir, const std::string& userKey,
                                  const plan::HostMembership& had) {
-  state::AddressOwners owners(stateDir);
+  state::AddressOwners owners(state::nodeStateDir());
   std::map<std::string, std::optional<plan::HostMembership>> otherOwner; // by address
   auto ownerHas = [&](const std::string& address) -> const plan::HostMembership* {
     auto it = otherOwner.find(address);
@@ -215,7 +216,7 @@ plan::HostMembership removableOf(const std::string& stateDir, const std::string&
       std::optional<plan::HostMembership> m;
       auto o = owners.ownerOf(address);
       if (o && o->userKey() != userKey) {
-        auto rec = state::RecordStore(stateDir).read(o->network, o->containerId, o->ifname);
+        auto rec = state::RecordStore(o->stateDir.empty() ? stateDir : o->stateDir).read(o->network, o->containerId, o->ifname);
         if (rec && *rec) {
           m = membershipFromJson((*rec)->host);
           plan::HostMembership pending = membershipFromJson((*rec)->pendingHost);
@@ -278,11 +279,11 @@ plan::HostMembership membershipFromJson(const nlohmann::json& j) {
   return m;
 }
 
-Status applyHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& now,
+Status applyHostMembership(const std::string& /*stateDir*/, const std::string& userKey, const plan::HostMembership& now,
                            const plan::HostMembership& before, const std::vector<RoutingDomain>& domains,
                            const std::optional<EgressPortPool>& pool) {
   if (now.empty() && before.empty()) return Status::success();
-  state::HostUsers users(stateDir);
+  state::HostUsers users(state::nodeStateDir());
   RouteSocketOnDemand rs;
   const auto had = resourcesOf(before), has = resourcesOf(now);
   // Users first (like records): a command killed after this is undone by DEL.
@@ -311,12 +312,12 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
     if (!has.count(r))
       if (auto s = users.remove(r, userKey); !s) return s;
   if (before.portBlock && before.portBlock != now.portBlock)
-    state::PortBlocks(stateDir).release(userKey, *before.portBlock);
+    state::PortBlocks(state::nodeStateDir()).release(userKey, *before.portBlock);
 
   faultPoint("add:host-users");
   plan::HostBase base = currentBase(users);
   bool baseCurrent = false;
-  if (auto s = commitHostTable(stateDir, base, minus(before.elements, now.elements), now.elements, &baseCurrent); !s)
+  if (auto s = commitHostTable(base, minus(before.elements, now.elements), now.elements, &baseCurrent); !s)
     return s;
   faultPoint("add:host-table");
 
@@ -338,14 +339,14 @@ Status applyHostMembership(const std::string& stateDir, const std::string& userK
   for (const auto& r : had)
     if (!has.count(r))
       if (auto s = retireResource(rs, users, r); !s) return s;
-  if (!baseCurrent) recordBaseDigest(stateDir, base);
+  if (!baseCurrent) recordBaseDigest(base);
   return Status::success();
 }
 
 Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& all) {
   if (all.empty()) return Status::success();
   const plan::HostMembership had = removableOf(stateDir, userKey, all);
-  state::HostUsers users(stateDir);
+  state::HostUsers users(state::nodeStateDir());
   const auto resources = resourcesOf(had);
   // Bookkeeping always completes, so a kernel error cannot leak a block or a user; the
   // first error is reported (and a repeated DEL finishes the kernel part).
@@ -355,28 +356,28 @@ Status removeHostMembership(const std::string& stateDir, const std::string& user
   };
   for (const auto& r : resources) note(users.remove(r, userKey));
   plan::HostBase base = currentBase(users);
-  note(commitHostTable(stateDir, base, had.elements, {}));
+  note(commitHostTable(base, had.elements, {}));
   RouteSocketOnDemand rs;
   for (const auto& r : had.rules) note(rs.deleteRule(r));
   for (const auto& r : resources) note(retireResource(rs, users, r));
-  if (!first) recordBaseDigest(stateDir, base);
-  if (had.portBlock) state::PortBlocks(stateDir).release(userKey, *had.portBlock);
+  if (!first) recordBaseDigest(base);
+  if (had.portBlock) state::PortBlocks(state::nodeStateDir()).release(userKey, *had.portBlock);
   if (first) return *first;
   return Status::success();
 }
 
-Result<uint32_t> claimPortBlock(const std::string& stateDir, const std::string& userKey, const EgressPortPool& pool,
+Result<uint32_t> claimPortBlock(const std::string& /*stateDir*/, const std::string& userKey, const EgressPortPool& pool,
                                 std::optional<uint32_t> preferred) {
   std::string text = "pool " + pool.ports.toString() + " (" +
                      std::to_string(uint32_t(pool.ports.last) - pool.ports.first + 1) + " ports) in blocks of " +
                      std::to_string(pool.blockSize);
-  return state::PortBlocks(stateDir).claim(userKey, pool.blockCount(), preferred, text);
+  return state::PortBlocks(state::nodeStateDir()).claim(userKey, pool.blockCount(), preferred, text);
 }
 
-Result<std::vector<std::string>> checkHostMembership(const std::string& stateDir, const plan::HostMembership& m) {
+Result<std::vector<std::string>> checkHostMembership(const std::string& /*stateDir*/, const plan::HostMembership& m) {
   std::vector<std::string> diffs;
   if (m.empty()) return diffs;
-  state::HostUsers users(stateDir);
+  state::HostUsers users(state::nodeStateDir());
   for (const auto& r : resourcesOf(m))
     if (!users.inUse(r)) diffs.push_back("host state: resource " + r + " has no users");
   plan::HostBase base = currentBase(users);

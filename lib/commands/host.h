@@ -2,7 +2,10 @@
 
 // The host side of ADD, DEL, CHECK and GC: shared objects reference-counted through
 // state::HostUsers, per-pod objects from the attachment's membership. All of it runs
-// under the node lock, in the namespace the plugin was started in (the node's).
+// under the node lock, in the namespace the plugin was started in (the node's). The
+// bookkeeping is node-wide (state::nodeStateDir()): every network and stateDir on the
+// node shares the host table, so each sees the others' users. `stateDir` is the
+// attachment's own (where its record lives).
 
 #include <string>
 #include <vector>

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "commands/gc.h"
 #include "commands/host.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
@@ -16,6 +17,7 @@
 #include "state/lock.h"
 #include "util/file_io.h"
 #include "util/json_text.h"
+#include "util/log.h"
 #include "util/strings.h"
 
 namespace podsteer {
@@ -126,6 +128,9 @@ std::string tableRow(const std::vector<std::string>& cells) {
 } // namespace
 
 CommandOutput runList(const std::string& stateDir, bool json) {
+  // A stateDir in the previous release's layout is moved first, so its attachments are
+  // judged against the node-wide state (best effort: list may run without privileges).
+  if (auto s = state::adoptLegacyStateIfAny(stateDir); !s) logWarn("list: " + s.error().msg);
   state::RecordStore store(stateDir);
   std::vector<std::string> problems;
   auto records = store.list("", &problems);
@@ -140,14 +145,19 @@ CommandOutput runList(const std::string& stateDir, bool json) {
     std::string stateText = "intact";
     nlohmann::json diffs = nlohmann::json::array();
     const auto why = cannotVerify(rec);
+    // Stale: the pod's netns (by the identity recorded at ADD) is gone, a DEL was missed.
+    const bool stale = !why && !podAlive(rec);
     auto v = why ? Result<std::vector<std::string>>(makeError(ErrorCode::kState, *why)) : verifyRecord(rec, stateDir);
-    if (why) {
+    if (v)
+      for (const auto& d : *v) diffs.push_back(d);
+    if (stale) {
+      stateText = "stale: pod netns " + rec.netns + " is gone (podsteer gc collects it)";
+    } else if (why) {
       stateText = "unverified: " + *why;
     } else if (!v) {
       stateText = "unknown: " + v.error().msg;
     } else if (!v->empty()) {
       stateText = "damaged: " + v->front() + (v->size() > 1 ? " (+" + std::to_string(v->size() - 1) + " more)" : "");
-      for (const auto& d : *v) diffs.push_back(d);
     }
     std::string addrs;
     for (const auto& ip : rec.ips) addrs += (addrs.empty() ? "" : ",") + ip;
@@ -163,6 +173,7 @@ CommandOutput runList(const std::string& stateDir, bool json) {
                            {"configDigest", rec.configDigest},
                            {"intact", v && v->empty()},
                            {"verified", !why.has_value()},
+                           {"stale", stale},
                            {"state", stateText},
                            {"differences", diffs},
                            {"updatedAt", rec.updatedAt}};

@@ -21,6 +21,7 @@
 #include "plan/render.h"
 #include "state/host_users.h"
 #include "state/lock.h"
+#include "state/node_state.h"
 #include "util/digest.h"
 #include "util/file_io.h"
 #include "util/json_text.h"
@@ -98,8 +99,8 @@ std::string netnsIdentityOf(int fd) {
 
 // Whether the node holds another definition of the pod's domain or port pool than the
 // new config ("" when not).
-std::string sharedDefinitionChange(const std::string& stateDir, const NetConf& conf, const plan::HostMembership& m) {
-  state::HostUsers users(stateDir);
+std::string sharedDefinitionChange(const std::string& /*stateDir: definitions are node-wide*/, const NetConf& conf, const plan::HostMembership& m) {
+  state::HostUsers users(state::nodeStateDir());
   if (!m.domain.empty()) {
     for (const auto& d : conf.routingDomains) {
       if (d.name != m.domain) continue;

@@ -8,7 +8,7 @@
 #include <optional>
 #include <vector>
 
-#include "commands/commands.h"
+#include "commands/gc.h"
 #include "state/lock.h"
 #include "state/owners.h"
 #include "state/record.h"
@@ -27,7 +27,7 @@ Status removeNodeState(const std::string& stateDir, std::string& report) {
     std::vector<std::string> problems;
     for (const auto& rec : store.list("", &problems)) {
       const std::string key = rec.network + "/" + rec.containerId + "/" + rec.ifname;
-      if (auto s = removeRecordedAttachment(stateDir, rec); !s) {
+      if (auto s = collectAttachment(stateDir, rec); !s) {
         report += "could not remove attachment " + key + ": " + s.error().msg + "\n";
         if (!firstError) firstError = s.error();
         continue;

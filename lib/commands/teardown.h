@@ -13,7 +13,7 @@
 namespace podsteer {
 
 // Under stateDir's node lock: each record's pod table (where its netns still exists and
-// is the recorded one), node objects, claims and record (removeRecordedAttachment), one
+// is the recorded one), node objects, claims and record (collectAttachment, as GC removes a stale one), one
 // "removed attachment ..." line each in `report`; then leftover temporaries and the empty
 // directories, the stateDir last. A stateDir that does not exist has nothing to remove.
 // An unreadable record or an attachment that cannot be removed is an error naming it

@@ -607,18 +607,21 @@ std::optional<long long> boundedNumber(const std::string& cmd, const char* flag,
 
 } // namespace
 
-int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile,
-                      const NodeStateRemover& removeNodeState,
-                      const std::function<void(const InstallOptions&)>& doctor) {
+int runInstallCommand(int argc, char** argv, const InstallHooks& hooks) {
+  const auto& reconcile = hooks.reconcile;
+  const auto& doctor = hooks.doctor;
+  const auto& gc = hooks.gc;
   const std::string cmd = argv[1];
   InstallOptions opts;
   UninstallOptions removal;
-  removal.removeNodeState = removeNodeState;
+  removal.removeNodeState = hooks.removeNodeState;
   bool watch = false;
   bool reconcileOnChange = false;
   bool readyCheck = false;
   std::string confFile;
   std::chrono::milliseconds interval{2000};
+  std::chrono::seconds gcInterval{60};
+  auto nextGc = std::chrono::steady_clock::now();
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&](const char* flag) -> std::optional<std::string> {
@@ -647,6 +650,10 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
       auto n = boundedNumber(cmd, "--interval", *v, kMinIntervalMs, kMaxIntervalMs);
       if (!n) return 2;
       interval = std::chrono::milliseconds(*n);
+    } else if (a == "--gc-interval" && (v = value("--gc-interval"))) {
+      auto n = boundedNumber(cmd, "--gc-interval", *v, 0, kMaxTimeoutSeconds);
+      if (!n) return 2;
+      gcInterval = std::chrono::seconds(*n);
     }
     else if (a == "--conf" && (v = value("--conf"))) {
       confFile = *v;
@@ -771,6 +778,10 @@ int runInstallCommand(int argc, char** argv, const std::function<int(const std::
           reconcilePending = rc != 0;
         }
       }
+    }
+    if (watch && gc && gcInterval.count() > 0 && std::chrono::steady_clock::now() >= nextGc) {
+      gc(opts.entry); // missed DELs: containerd never calls CNI GC
+      nextGc = std::chrono::steady_clock::now() + gcInterval;
     }
     // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
     // put our entry back whenever it disappears: at once on the conf dir's inotify

@@ -80,16 +80,24 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
 // `install --ready-check` (the DaemonSet's readiness probe) answers; writes nothing.
 Status checkInstalled(const InstallOptions& opts);
 
+// What the installer calls into the plugin's commands for (lib/install has no netlink).
+// Each may be empty.
+struct InstallHooks {
+  // What `install --watch --reconcile` runs, with the path of the conflist that holds the
+  // installed entry, after installing a changed --conf (e.g. an edited ConfigMap) and once
+  // at start: it rolls the entry onto running pods. Non-zero (some pod not reconciled) is
+  // tried again each pass until it returns 0.
+  std::function<int(const std::string& confFile)> reconcile;
+  // What `uninstall` removes each stateDir's attachments with (empty: node state is left).
+  NodeStateRemover removeNodeState;
+  // Runs after a pass that installed (each pass that changed something, with --watch) and
+  // prints the node's findings; it never makes install fail.
+  std::function<void(const InstallOptions&)> doctor;
+  // What `install --watch` runs every --gc-interval SEC (default 60, 0: never) with the
+  // installed entry: it collects attachments whose pod is gone.
+  std::function<void(const nlohmann::json& entry)> gc;
+};
 // `podsteer install|uninstall [flags]` from argv.
-// `reconcile` (may be empty) is what `install --watch --reconcile` runs, with the path of
-// the conflist that holds the installed entry, after installing a changed --conf (e.g. an
-// edited ConfigMap) and once at start: it rolls the entry onto running pods. Non-zero
-// (some pod not reconciled) is tried again each pass until it returns 0.
-// `removeNodeState` is what `uninstall` removes each stateDir's attachments with.
-// `doctor` (may be empty) runs after a pass that installed (each pass that changed something,
-// with --watch) and prints the node's findings; it never makes install fail.
-int runInstallCommand(int argc, char** argv, const std::function<int(const std::string& confFile)>& reconcile = {},
-                      const NodeStateRemover& removeNodeState = {},
-                      const std::function<void(const InstallOptions&)>& doctor = {});
+int runInstallCommand(int argc, char** argv, const InstallHooks& hooks = {});
 
 } // namespace podsteer::install

@@ -12,13 +12,14 @@
 namespace podsteer::state {
 
 // Reference counts for shared host objects, kept as one empty marker file per user:
-// <stateDir>/host/<resource>/<network>:<containerId>:<ifname>. Adding or removing a user
+// <nodeStateDir>/host/<resource>/<network>:<containerId>:<ifname> (node-wide: the objects
+// are the node's, whatever the network or stateDir of their users). Adding or removing a user
 // is one file operation, idempotent, and costs the same with 5 or 5,000 pods on the node;
 // "is anyone still using it" is the first readdir entry. Resources: "hairpin" and
 // "domain-<name>" (whose configuration is kept beside it as domain-<name>.json).
 class HostUsers {
 public:
-  explicit HostUsers(const std::string& stateDir) : dir_(stateDir + "/host") {}
+  explicit HostUsers(const std::string& nodeDir) : dir_(nodeDir + "/host") {}
 
   static std::string userKey(const std::string& network, const std::string& containerId, const std::string& ifname);
 

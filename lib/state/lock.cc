@@ -7,8 +7,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+
+#include "state/node_state.h"
 
 namespace podsteer::state {
 
@@ -42,16 +45,19 @@ Status checkStateDir(const std::string& dir) {
   return Status::success();
 }
 
-Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::milliseconds timeout) {
-  if (auto s = ensureDirectory(stateDir); !s) return s.error();
-  // The lock is the state directory itself: no lock file is left behind when the last
-  // attachment goes, and the directory cannot be swapped for a symlink under us.
-  const std::string& path = stateDir;
+namespace {
+
+// Takes an exclusive flock on the directory `path`, waiting until `deadline`.
+// `openErrno` (optional) receives the errno of a failed open.
+Result<nl::UniqueFd> lockDirectory(const std::string& path, std::chrono::steady_clock::time_point deadline,
+                                   int* openErrno = nullptr) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0 && openErrno != nullptr) *openErrno = errno;
   if (fd < 0) return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(errno));
   nl::UniqueFd lockFd(fd);
   // Uncontended (the common case): taken at once, no timer to arm.
-  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return NodeLock(std::move(lockFd));
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return lockFd;
+  const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
   // A blocking flock queues us in the kernel, so a command that releases and re-takes the
   // lock in a loop (reconcile, per pod) cannot starve us the way polling could. A one-shot
   // timer interrupts the wait at the deadline.
@@ -62,8 +68,9 @@ Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::mil
   struct sigaction previous {};
   ::sigaction(SIGALRM, &quiet, &previous);
   itimerval timer{};
-  timer.it_value.tv_sec = timeout.count() / 1000;
-  timer.it_value.tv_usec = (timeout.count() % 1000) * 1000;
+  const long long us = std::max<long long>(left.count(), 1000);
+  timer.it_value.tv_sec = us / 1000000;
+  timer.it_value.tv_usec = us % 1000000;
   ::setitimer(ITIMER_REAL, &timer, nullptr);
   int rc = ::flock(fd, LOCK_EX);
   int err = errno;
@@ -72,12 +79,60 @@ Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::mil
   ::sigaction(SIGALRM, &previous, nullptr);
   if (rc != 0) {
     if (err == EINTR)
-      return makeError(ErrorCode::kTryAgain,
-                       "timed out after " + std::to_string(timeout.count()) + " ms waiting for the node lock " + path,
+      return makeError(ErrorCode::kTryAgain, "timed out waiting for the node lock " + path,
                        "another podsteer command holds it; retry");
     return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(err));
   }
-  return NodeLock(std::move(lockFd));
+  return lockFd;
+}
+
+// The node-wide directory's lock. The directory is removed by the last holder that leaves
+// it empty, so a waiter may get the lock of a directory that is gone: it then starts over
+// on the new one (st_nlink 0 says the directory was removed).
+Result<nl::UniqueFd> lockNodeDirectory(std::chrono::steady_clock::time_point deadline) {
+  const std::string& dir = nodeStateDir();
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    if (auto s = ensureDirectory(dir); !s) return s.error();
+    int openErrno = 0;
+    auto fd = lockDirectory(dir, deadline, &openErrno);
+    if (!fd) {
+      if (openErrno == ENOENT) continue; // removed between our mkdir and our open
+      return fd.error();
+    }
+    struct stat st {};
+    if (::fstat(fd->get(), &st) == 0 && st.st_nlink > 0) return fd;
+  }
+  return makeError(ErrorCode::kTryAgain, "node state " + dir + " keeps being removed under the lock", "retry");
+}
+
+} // namespace
+
+Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (auto s = ensureDirectory(stateDir); !s) return s.error();
+  // The stateDir lock is the directory itself: no lock file is left behind when the last
+  // attachment goes, and the directory cannot be swapped for a symlink under us.
+  auto stateFd = lockDirectory(stateDir, deadline);
+  if (!stateFd) return stateFd.error();
+  auto nodeFd = lockNodeDirectory(deadline);
+  if (!nodeFd) return nodeFd.error();
+  NodeLock lock(std::move(*stateFd), std::move(*nodeFd));
+  adoptLegacyState(stateDir);
+  return lock;
+}
+
+NodeLock::~NodeLock() {
+  if (!nodeFd_.valid()) return;
+  // Still holding the lock: a node without podsteer state keeps no directory (rmdir
+  // refuses a non-empty one); the root goes too when no other node has one.
+  if (::rmdir(nodeStateDir().c_str()) == 0) ::rmdir(kNodeStateRoot);
+}
+
+Status adoptLegacyStateIfAny(const std::string& stateDir) {
+  if (!hasLegacyLayout(stateDir)) return Status::success();
+  auto lock = NodeLock::acquire(stateDir);
+  if (!lock) return lock.error();
+  return Status::success();
 }
 
 } // namespace podsteer::state

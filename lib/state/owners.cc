@@ -67,8 +67,8 @@ void removeTempsUnder(const std::string& dir) {
 
 namespace {
 
-std::string markerText(const std::string& stateDir, const AttachmentKey& k) {
-  return nlohmann::json{{"stateDir", stateDir}, {"network", k.network}, {"containerId", k.containerId},
+std::string markerText(const AttachmentKey& k) {
+  return nlohmann::json{{"stateDir", k.stateDir}, {"network", k.network}, {"containerId", k.containerId},
                         {"ifname", k.ifname}}
              .dump() +
          "\n";
@@ -77,7 +77,7 @@ std::string markerText(const std::string& stateDir, const AttachmentKey& k) {
 std::optional<AttachmentKey> parseMarker(const std::string& text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object()) return std::nullopt;
-  AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", "")};
+  AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", ""), j.value("stateDir", "")};
   if (k.network.empty() || k.containerId.empty() || k.ifname.empty()) return std::nullopt;
   return k;
 }
@@ -92,7 +92,7 @@ std::optional<AttachmentKey> AddressOwners::ownerOf(const std::string& address) 
 
 Status AddressOwners::claim(const std::string& address, const AttachmentKey& owner) const {
   const std::string path = dir_ + "/" + address;
-  const std::string text = markerText(stateDir_, owner);
+  const std::string text = markerText(owner);
   auto created = createComplete(path, text, "claim:owner-temp");
   if (!created) { // most likely the first owner of all: no directory yet
     if (auto s = ensureDirectory(dir_); !s) return s;

@@ -37,21 +37,23 @@ Result<bool> createComplete(const std::string& path, const std::string& text, co
 // lock, so no writer of this stateDir is between its write and its rename or link.
 void removeTempsUnder(const std::string& dir);
 
-// The attachment that owns a node object, as written in an owner marker.
+// The attachment that owns a node object, as written in an owner marker: its record is
+// <stateDir>/<network>/<containerId>/<ifname>.json.
 struct AttachmentKey {
   std::string network, containerId, ifname;
+  std::string stateDir;
   std::string userKey() const { return network + ":" + containerId + ":" + ifname; }
   bool operator==(const AttachmentKey&) const = default;
 };
 
-// One owner per pod address: <stateDir>/owners/<address> names the attachment whose node
-// objects (domain set elements, hairpin and port-pool elements, source-mode rules) are
-// keyed by that address. Finding the owner is one file read, whatever the number of
-// attachments. The marker names its owner by network, container and interface (and the
-// stateDir it records in), so one owners directory could later serve several stateDirs.
+// One owner per pod address on the node: <nodeStateDir>/owners/<address> names the
+// attachment whose node objects (domain set elements, hairpin and port-pool elements,
+// source-mode rules) are keyed by that address, whatever its network or stateDir.
+// Finding the owner is one file read, whatever the number of attachments. The marker
+// names its owner by stateDir, network, container and interface.
 class AddressOwners {
 public:
-  explicit AddressOwners(const std::string& stateDir) : stateDir_(stateDir), dir_(stateDir + "/owners") {}
+  explicit AddressOwners(const std::string& nodeDir) : dir_(nodeDir + "/owners") {}
 
   std::optional<AttachmentKey> ownerOf(const std::string& address) const;
   // Makes `owner` the owner: created complete when there is none; an existing marker of
@@ -63,7 +65,6 @@ public:
   std::vector<std::pair<std::string, AttachmentKey>> all() const;
 
 private:
-  std::string stateDir_;
   std::string dir_;
 };
 

@@ -63,6 +63,13 @@ void PortBlocks::releaseOwnedBy(const std::string& owner) const {
     if (o == owner) release(o, index);
 }
 
+Status PortBlocks::adopt(uint32_t index, const std::string& owner) const {
+  if (auto s = ensureDirectory(dir_); !s) return s;
+  auto created = createComplete(dir_ + "/" + std::to_string(index), owner, "claim:port-block-temp");
+  if (!created) return created.error();
+  return Status::success();
+}
+
 void PortBlocks::release(const std::string& owner, uint32_t index) const {
   if (ownerOf(index) != owner) return; // never free someone else's block
   ::unlink((dir_ + "/" + std::to_string(index)).c_str());

@@ -30,6 +30,7 @@ import re
 import time
 
 from harness import fail, sh
+from node_state import node_state_dir
 
 OUT_POOL4 = "192.168.71.1"
 OUT_POOL_NET4 = "192.168.71.0/24"
@@ -161,9 +162,9 @@ def port_block(env, pod):
 
 
 def block_files(env):
-    """{index (str): owner key} of <stateDir>/portblocks/*."""
+    """{index (str): owner key} of the node's port block claims (node_state.py)."""
     out = {}
-    d = os.path.join(env.state_dir, "portblocks")
+    d = os.path.join(node_state_dir(env), "portblocks")
     if os.path.isdir(d):
         for name in os.listdir(d):
             with open(os.path.join(d, name)) as f:

@@ -572,6 +572,8 @@ class Env:
             if proc in _live_procs:
                 _live_procs.remove(proc)
         self.procs = []
+        import node_state  # podsteer's node-wide state of self.node, before the namespace goes
+        node_state.remove_node_state(self)
         for name in reversed(self.namespaces):
             if name in _live_namespaces:
                 self.del_netns(name)

@@ -16,6 +16,7 @@ import re
 from egress_topology import block_files, record
 from harness import expect_same, fail, sh
 from host_topology import node_and_pods_snapshot as _snapshot, set_elements
+from node_state import node_state_dir
 
 UPLINK_NET = "192.168.61"
 ANN = "io.kubernetes.cri.pod-annotations"
@@ -170,7 +171,7 @@ def test_annotations_internal_error_is_answered(env):
     a, b = env.pod(), env.pod()
     conf_a = env.conf(a, routingDomains=[_payments()])
     env.add(a, conf_a, env=_args("payments", "a"))
-    path = os.path.join(env.state_dir, "host", "domain-payments.json")
+    path = os.path.join(node_state_dir(env), "host", "domain-payments.json")
     with open(path) as f:
         held = json.load(f)
     with open(path, "w") as f:

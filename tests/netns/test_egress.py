@@ -21,6 +21,7 @@ from egress_topology import (EPHEMERAL, GW4, GW6, GW6_PORT, GW_PORT, INTERNAL4, 
                              OUT_PORT2, EgressTopo, block_files, in_range, map_elements,
                              node_tables, port_block, record, v6_ready)
 from harness import CNI_BIN_DIR, TOOLS, fail, sh
+from node_state import node_state_dir
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(HERE)), "conf")
@@ -95,7 +96,7 @@ def expect_block(env, pod, want_index=None):
     owner = block_files(env).get(str(idx), "")
     if pod.cid not in owner:
         fail("pod %d: %s/portblocks/%d is owned by %r, not by the pod (%s)"
-             % (pod.idx, env.state_dir, idx, owner, pod.cid[:12]))
+             % (pod.idx, node_state_dir(env), idx, owner, pod.cid[:12]))
     return idx, rng
 
 
@@ -139,8 +140,8 @@ def expect_node_clean(env, why):
         fail("%s: the node still has table inet podsteer:\n%s"
              % (why, env.nft(env.node, "list", "table", "inet", "podsteer").stdout))
     left = block_files(env)
-    if left or os.path.exists(os.path.join(env.state_dir, "portblocks")):
-        fail("%s: port block files left under stateDir: %s" % (why, left))
+    if left or os.path.exists(os.path.join(node_state_dir(env), "portblocks")):
+        fail("%s: port block claims left on the node: %s" % (why, left))
 
 
 # ---- egress port pool -------------------------------------------------------------------

@@ -7,6 +7,7 @@ import os
 
 from harness import NETWORK, fail
 from host_topology import HostTopo, domain, podsteer_rules, set_elements, state_files
+from node_state import expect_node_state_gone, node_state_dir
 
 
 def _doms():
@@ -31,6 +32,7 @@ def _expect_clean(env, why):
         fail("%s: podsteer rules left: %s" % (why, podsteer_rules(env)))
     if state_files(env):
         fail("%s: stateDir not empty: %s" % (why, state_files(env)))
+    expect_node_state_gone(env, why)
 
 
 def test_ownership_ip_reuse(env):
@@ -102,7 +104,7 @@ def test_ownership_legacy_record(env):
     rec.pop("netnsIdentity", None)
     with open(path, "w") as f:
         json.dump(rec, f)
-    owners = os.path.join(env.state_dir, "owners")
+    owners = os.path.join(node_state_dir(env), "owners")
     for name in (os.listdir(owners) if os.path.isdir(owners) else []):
         os.unlink(os.path.join(owners, name))
     _missed_del(env, topo, c1)

@@ -59,13 +59,17 @@ TEST_CASE("list where pod netns cannot be seen (the installer's container): unve
   auto text = runList(stateDir, /*json=*/false).out;
   CHECK(text.find("unverified: ") != std::string::npos);
   CHECK(text.find("damaged") == std::string::npos);
-  // Where the netns directory exists, a missing netns is damage as before.
+  CHECK(rows[0]["stale"] == false); // cannot tell: never called stale
+  // Where the netns directory exists, a missing netns is a stale attachment (a missed
+  // DEL: `podsteer gc` collects it), and its differences are listed as before.
   fs::create_directories(node.root / "netns");
   rec.netns = (node.root / "netns" / "cni-1").string();
   REQUIRE(state::RecordStore(stateDir).write(rec).ok());
   rows = nlohmann::json::parse(runList(stateDir, true).out)["attachments"];
   REQUIRE(rows.size() == 1);
-  CHECK(rows[0]["state"].get<std::string>().rfind("damaged: pod netns", 0) == 0);
+  CHECK(rows[0]["state"].get<std::string>().rfind("stale: pod netns", 0) == 0);
+  CHECK(rows[0]["stale"] == true);
+  CHECK(rows[0]["differences"][0].get<std::string>().rfind("pod netns", 0) == 0);
   CHECK(rows[0]["verified"] == true);
 }
 
