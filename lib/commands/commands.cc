@@ -155,6 +155,39 @@ CommandOutput cmdAdd(const Invocation& inv) {
   rec.configDigest = digestHex(conf.stableJson.dump());
   rec.podTable = planText(*plan);
   rec.planDigest = digestHex(rec.podTable);
+  // A repeated ADD may leave routes of the previous one to remove: the record names both
+  // until they are gone.
+  const std::vector<plan::PodRoute> previousRoutes =
+      previous && *previous ? plan::podRoutesFromJson((*previous)->podRoutes) : std::vector<plan::PodRoute>{};
+  std::vector<plan::PodRoute> staleRoutes;
+  for (const auto& r : previousRoutes)
+    if (std::find(plan->podRoutes.begin(), plan->podRoutes.end(), r) == plan->podRoutes.end()) staleRoutes.push_back(r);
+  {
+    std::vector<plan::PodRoute> recorded = plan->podRoutes;
+    recorded.insert(recorded.end(), staleRoutes.begin(), staleRoutes.end());
+    if (!recorded.empty()) rec.podRoutes = plan::podRoutesToJson(recorded);
+  }
+  // ::6 on lo: ours when ADD adds it (recorded before it is added); one that was there
+  // already belongs to whoever put it there. A repeated ADD keeps what it knew.
+  const bool ownedLoAddress = previous && *previous && (*previous)->loAddress6 == "podsteer";
+  std::optional<nl::RouteSocket> podRoutes;
+  auto routeSocket = [&]() -> Result<nl::RouteSocket*> {
+    if (!podRoutes) {
+      auto rs = openRouteSocketIn(ns->fd.get());
+      if (!rs) return rs.error();
+      podRoutes.emplace(std::move(*rs));
+    }
+    return &*podRoutes;
+  };
+  if (plan->passthroughAddress6) {
+    auto rs = routeSocket();
+    if (!rs) return failure(rs.error(), conf.cniVersion);
+    auto have = (*rs)->hasLoAddress(passthroughAddress6());
+    if (!have) return failure(have.error(), conf.cniVersion);
+    rec.loAddress6 = *have && !ownedLoAddress ? "found" : "podsteer";
+  } else if (ownedLoAddress) {
+    rec.loAddress6 = "podsteer"; // removed below, once the table no longer needs it
+  }
   rec.updatedAt = state::nowUtc();
 
   const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
@@ -189,7 +222,18 @@ CommandOutput cmdAdd(const Invocation& inv) {
 
   nl::NftBatch batch;
   Status applied = claimed;
-  bool settled = !claimed;
+  // TPROXY's routes (and ::6) go in before the table whose rules send packets to them.
+  if (applied && (!plan->podRoutes.empty() || plan->passthroughAddress6)) {
+    auto rs = routeSocket();
+    applied = rs ? Status::success() : Status(rs.error());
+    for (const auto& r : plan->podRoutes)
+      if (applied) applied = (*rs)->addPodRoute(r);
+    if (applied && plan->passthroughAddress6) {
+      auto added = (*rs)->addLoAddress(passthroughAddress6());
+      if (!added) applied = Status(added.error());
+    }
+  }
+  bool settled = !applied;
   if (claimed && plan->podTable && !(previous && *previous)) {
     // A first ADD: the table is almost surely absent, so create it without asking. The
     // create refuses an existing table (EEXIST), and then it is replaced as below.
@@ -216,11 +260,22 @@ CommandOutput cmdAdd(const Invocation& inv) {
     // nothing left to do.
     for (const plan::HostMembership* m : {static_cast<const plan::HostMembership*>(&plan->host), &before})
       if (auto s = removeHostMembership(conf.stateDir, userKey, *m); !s) logWarn("rollback: " + s.error().msg);
-    if (auto s = cleanupPodNetns(env.netns, ""); !s) logWarn("rollback: " + s.error().msg);
+    PodExtras extras{plan->podRoutes, rec.loAddress6 == "podsteer"};
+    extras.routes.insert(extras.routes.end(), staleRoutes.begin(), staleRoutes.end());
+    if (auto s = cleanupPodNetns(env.netns, "", extras); !s) logWarn("rollback: " + s.error().msg);
     releaseAddresses(conf.stateDir, rec);
     if (previous && *previous) releaseAddresses(conf.stateDir, **previous);
     (void)store.remove(conf.name, env.containerId, env.ifname);
     return failure(applied.error(), conf.cniVersion);
+  }
+  const bool staleLoAddress = !plan->passthroughAddress6 && rec.loAddress6 == "podsteer";
+  if (!staleRoutes.empty() || staleLoAddress) {
+    // The table no longer sends packets to them.
+    if (auto s = removePodExtras(ns->fd.get(), {staleRoutes, staleLoAddress}); !s)
+      return failure(s.error(), conf.cniVersion);
+    rec.podRoutes = plan->podRoutes.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(plan->podRoutes);
+    if (staleLoAddress) rec.loAddress6.clear();
+    if (auto s = store.write(rec); !s) return failure(s.error(), conf.cniVersion);
   }
   if (previous && *previous) {
     // Addresses the attachment no longer has (or no longer needs to own) are let go.
@@ -256,10 +311,11 @@ CommandOutput cmdDel(const Invocation& inv) {
                    conf.cniVersion);
 
   Status s;
+  const PodExtras extras = rec && *rec ? podExtrasOf(**rec) : PodExtras{};
   if (!env.netns.empty()) {
-    s = cleanupPodNetns(env.netns, "");
+    s = cleanupPodNetns(env.netns, "", extras);
   } else if (rec && *rec) {
-    s = cleanupPodNetns((*rec)->netns, (*rec)->netnsIdentity);
+    s = cleanupPodNetns((*rec)->netns, (*rec)->netnsIdentity, extras);
   }
   if (!s) return failure(s.error(), conf.cniVersion);
   faultPoint("del:pod-cleaned");
@@ -318,6 +374,38 @@ CommandOutput cmdCheck(const Invocation& inv) {
     auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
     if (!exists) return failure(exists.error(), conf.cniVersion);
     if (*exists) diffs.push_back("table inet podsteer: present, but " + plan->reason);
+  }
+  {
+    // TPROXY's ip rule and route in the pod; recorded ones the config no longer has must
+    // be gone.
+    std::vector<plan::PodRoute> stale;
+    if (*rec)
+      for (const auto& r : plan::podRoutesFromJson((*rec)->podRoutes))
+        if (std::find(plan->podRoutes.begin(), plan->podRoutes.end(), r) == plan->podRoutes.end()) stale.push_back(r);
+    // ::6 on lo is checked where ADD added it (not where it found it, nor on pods of an
+    // earlier release, which a reconcile brings it to).
+    const bool ownLo = *rec && (*rec)->loAddress6 == "podsteer";
+    if (!plan->podRoutes.empty() || !stale.empty() || ownLo) {
+      auto rs = openRouteSocketIn(ns->fd.get());
+      if (!rs) return failure(rs.error(), conf.cniVersion);
+      if (ownLo) {
+        auto have = rs->hasLoAddress(passthroughAddress6());
+        if (!have) return failure(have.error(), conf.cniVersion);
+        if (plan->passthroughAddress6 && !*have) diffs.push_back(plan::passthroughAddressText() + ": missing");
+        if (!plan->passthroughAddress6 && *have)
+          diffs.push_back(plan::passthroughAddressText() + ": present, but not in the config");
+      }
+      for (const auto& r : plan->podRoutes) {
+        auto missing = rs->checkPodRoute(r);
+        if (!missing) return failure(missing.error(), conf.cniVersion);
+        diffs.insert(diffs.end(), missing->begin(), missing->end());
+      }
+      for (const auto& r : stale) {
+        auto missing = rs->checkPodRoute(r);
+        if (!missing) return failure(missing.error(), conf.cniVersion);
+        if (missing->size() < 2) diffs.push_back(r.ruleText() + ": present, but not in the config");
+      }
+    }
   }
   {
     // The recorded membership carries what ADD allocated (the port block); the config

@@ -27,6 +27,10 @@ CommandOutput runExplain(const EnvLookup& getenv, const std::string& stdinText) 
   } else {
     out += "# pod netns" + (env->netns.empty() ? std::string() : " " + env->netns) + ":\n";
     out += plan::renderTable(*plan->podTable);
+    // The pod's addresses, rules and routes, in `ip` syntax (comments: the text above is
+    // for `nft -f`).
+    if (plan->passthroughAddress6) out += "# " + plan::passthroughAddressText() + "\n";
+    for (const auto& r : plan->podRoutes) out += "# " + r.ruleText() + "\n# " + r.routeText() + "\n";
   }
   const auto& host = plan->host;
   if (host.empty()) return {0, out};

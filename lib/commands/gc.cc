@@ -26,7 +26,32 @@ std::string netnsIdentity(int fd) {
   return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
 }
 
-Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity) {
+Result<nl::RouteSocket> openRouteSocketIn(int netnsFd) {
+  nl::NetnsGuard guard(netnsFd);
+  if (!guard.status()) return guard.status().error();
+  return nl::RouteSocket::open();
+}
+
+PodExtras podExtrasOf(const state::AttachmentRecord& r) {
+  return {plan::podRoutesFromJson(r.podRoutes), r.loAddress6 == "podsteer"};
+}
+
+const Cidr& passthroughAddress6() {
+  static const Cidr a = *parseCidr(plan::kPassthroughAddress6);
+  return a;
+}
+
+Status removePodExtras(int netnsFd, const PodExtras& extras) {
+  if (extras.empty()) return Status::success();
+  auto rs = openRouteSocketIn(netnsFd);
+  if (!rs) return rs.error();
+  for (const auto& r : extras.routes)
+    if (auto s = rs->deletePodRoute(r); !s) return s;
+  if (extras.loAddress6) return rs->deleteLoAddress(passthroughAddress6());
+  return Status::success();
+}
+
+Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity, const PodExtras& extras) {
   if (netnsPath.empty()) return Status::success();
   auto ns = nl::openNetns(netnsPath);
   if (!ns) return ns.error();
@@ -42,7 +67,9 @@ Status cleanupPodNetns(const std::string& netnsPath, const std::string& expected
   if (!sock) return sock.error();
   nl::NftBatch batch;
   nl::batchDeleteTable(batch, "inet", plan::kTableName);
-  return sock->commit(batch);
+  if (auto s = sock->commit(batch); !s) return s;
+  // The table first: nothing marks packets for the routes once it is gone.
+  return removePodExtras(ns->fd.get(), extras);
 }
 
 bool podAlive(const state::AttachmentRecord& r) {
@@ -69,7 +96,7 @@ void releaseAddresses(const std::string& stateDir, const state::AttachmentRecord
 }
 
 Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
-  if (auto s = cleanupPodNetns(r.netns, r.netnsIdentity); !s) return s;
+  if (auto s = cleanupPodNetns(r.netns, r.netnsIdentity, podExtrasOf(r)); !s) return s;
   const std::string userKey = state::HostUsers::userKey(r.network, r.containerId, r.ifname);
   if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
   if (!r.pendingHost.is_null())

@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "commands/commands.h"
+#include "config/cidr.h"
+#include "nl/route.h"
+#include "plan/capture.h"
 #include "state/owners.h"
 #include "state/record.h"
 
@@ -18,10 +21,28 @@ namespace podsteer {
 // "dev:inode" of an open namespace file (what records keep as netnsIdentity).
 std::string netnsIdentity(int fd);
 
-// Removes what one recorded attachment programmed in its pod netns. `netnsPath` is the
-// runtime's CNI_NETNS when given, else the recorded one (then only if it is still the
-// same namespace). A namespace that is gone has nothing left to remove.
-Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity);
+// A route socket in the pod's namespace (TPROXY's ip rule and route live there).
+Result<nl::RouteSocket> openRouteSocketIn(int netnsFd);
+
+// What an attachment owns in its pod's namespace besides the table: TPROXY's ip rules
+// and routes, and ::6 on lo when ADD added it.
+struct PodExtras {
+  std::vector<plan::PodRoute> routes;
+  bool loAddress6 = false;
+  bool empty() const { return routes.empty() && !loAddress6; }
+};
+PodExtras podExtrasOf(const state::AttachmentRecord& r);
+const Cidr& passthroughAddress6();
+
+// Removes them from the pod's namespace.
+Status removePodExtras(int netnsFd, const PodExtras& extras);
+
+// Removes what one recorded attachment programmed in its pod netns: the table, then its
+// extras. `netnsPath` is the runtime's CNI_NETNS when given, else the recorded one (then
+// only if it is still the same namespace). A namespace that is gone has nothing left to
+// remove.
+Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity,
+                       const PodExtras& extras = {});
 
 // Whether a recorded attachment's pod still exists: its netns, judged by the identity
 // recorded at ADD. A record without identity (written by an older release) whose path

@@ -16,6 +16,7 @@
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
+#include "nl/route.h"
 #include "plan/align.h"
 #include "plan/diff.h"
 #include "plan/render.h"
@@ -226,6 +227,8 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   auto oldPlan = plan::buildPlan(*oldConf, withoutHostChoices(pod));
   if (!oldPlan) return fail(oldPlan.error().msg);
   oldPlan->host = membershipFromJson(rec.host);
+  oldPlan->podRoutes = plan::podRoutesFromJson(rec.podRoutes); // what the pod netns holds
+  oldPlan->passthroughAddress6 = !rec.loAddress6.empty();
   auto newPlan = plan::buildPlan(*newConf, pod);
   if (!newPlan) return fail(newPlan.error().msg);
   const std::string userKey = state::HostUsers::userKey(network, containerId, ifname);
@@ -304,8 +307,50 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   updated.host = membershipToJson(newPlan->host);
   updated.pendingHost = rec.pendingHost.is_null() ? rec.host : rec.pendingHost;
   updated.updatedAt = state::nowUtc();
+  // TPROXY's routes: the record names the old and the new ones until the old are gone.
+  std::vector<plan::PodRoute> addedRoutes, staleRoutes;
+  for (const auto& r : newPlan->podRoutes)
+    if (std::find(oldPlan->podRoutes.begin(), oldPlan->podRoutes.end(), r) == oldPlan->podRoutes.end())
+      addedRoutes.push_back(r);
+  for (const auto& r : oldPlan->podRoutes)
+    if (std::find(newPlan->podRoutes.begin(), newPlan->podRoutes.end(), r) == newPlan->podRoutes.end())
+      staleRoutes.push_back(r);
+  {
+    std::vector<plan::PodRoute> recorded = newPlan->podRoutes;
+    recorded.insert(recorded.end(), staleRoutes.begin(), staleRoutes.end());
+    updated.podRoutes = recorded.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(recorded);
+  }
   if (auto s = store.write(updated); !s) return fail(s.error().msg);
   faultPoint("reconcile:record-written");
+
+  // ::6 on lo (istio-cni's): added where it is missing (pods of an earlier release get it
+  // here), removed when no longer wanted, if it is podsteer's.
+  const bool addLo = newPlan->passthroughAddress6 && (rec.loAddress6.empty() || damaged);
+  const bool dropLo = !newPlan->passthroughAddress6 && rec.loAddress6 == "podsteer";
+  std::optional<nl::RouteSocket> routes;
+  if (!newPlan->podRoutes.empty() || !staleRoutes.empty() || addLo || dropLo) {
+    nl::NetnsGuard guard(ns->fd.get());
+    if (!guard.status()) return fail(guard.status().error().msg);
+    auto rs = nl::RouteSocket::open();
+    if (!rs) return fail(rs.error().msg);
+    routes.emplace(std::move(*rs));
+  }
+  // New routes before the table that marks packets for them (all of them when repairing).
+  for (const auto& r : damaged ? newPlan->podRoutes : addedRoutes)
+    if (auto s = routes->addPodRoute(r); !s) return fail(s.error().msg);
+  const Cidr lo6 = *parseCidr(plan::kPassthroughAddress6);
+  bool addedLo = false;
+  if (addLo && rec.loAddress6.empty()) {
+    auto have = routes->hasLoAddress(lo6);
+    if (!have) return fail(have.error().msg);
+    updated.loAddress6 = *have ? "found" : "podsteer";
+    if (auto s = store.write(updated); !s) return fail(s.error().msg); // before it is added
+    auto a = routes->addLoAddress(lo6);
+    if (!a) return fail(a.error().msg);
+    addedLo = *a;
+  } else if (addLo && rec.loAddress6 == "podsteer") {
+    if (auto a = routes->addLoAddress(lo6); !a) return fail(a.error().msg);
+  }
 
   if (oldPlan->podTable != newPlan->podTable || damaged) {
     auto sock = nl::NftSocket::openIn(ns->fd.get());
@@ -314,10 +359,22 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     if (newPlan->podTable) nl::batchReplaceTable(batch, *newPlan->podTable);
     else nl::batchDeleteTable(batch, "inet", plan::kTableName);
     if (auto s = sock->commit(batch); !s) {
+      // Back to the recorded state: what this reconcile added goes again.
+      for (const auto& r : addedRoutes) (void)routes->deletePodRoute(r);
+      if (addedLo) (void)routes->deleteLoAddress(lo6);
       (void)store.write(rec);
       return fail(s.error().msg);
     }
   }
+  // Old routes after the table that no longer marks packets for them.
+  for (const auto& r : staleRoutes)
+    if (auto s = routes->deletePodRoute(r); !s) return fail(s.error().msg);
+  if (dropLo) {
+    if (auto s = routes->deleteLoAddress(lo6); !s) return fail(s.error().msg);
+    updated.loAddress6.clear();
+  }
+  if (!newPlan->passthroughAddress6) updated.loAddress6.clear();
+  updated.podRoutes = newPlan->podRoutes.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(newPlan->podRoutes);
   if (!(oldPlan->host == newPlan->host) || damaged) {
     if (auto s = applyHostMembership(opts.stateDir, userKey, newPlan->host, oldPlan->host, newConf->routingDomains,
                                      newConf->egressPortPool);

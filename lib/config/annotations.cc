@@ -16,6 +16,7 @@ constexpr const char* kAnnIncludeOutboundPorts = "traffic.sidecar.istio.io/inclu
 constexpr const char* kAnnExcludeInterfaces = "traffic.sidecar.istio.io/excludeInterfaces";
 constexpr const char* kAnnKubevirtInterfaces = "traffic.sidecar.istio.io/kubevirtInterfaces"; // deprecated by Istio
 constexpr const char* kAnnRerouteVirtualInterfaces = "istio.io/reroute-virtual-interfaces";
+constexpr const char* kAnnInterceptionMode = "sidecar.istio.io/interceptionMode";
 
 // ---- what a redirect config captures, as sets of intervals (for allowOptOut) ----------
 // Ports and addresses of one family are numbers; a list (with "*") is a union of
@@ -293,6 +294,18 @@ Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& ba
   const char* virt = annotations.count(kAnnRerouteVirtualInterfaces) ? kAnnRerouteVirtualInterfaces : kAnnKubevirtInterfaces;
   if (auto s = interfacesAnn(virt, [&](const std::vector<std::string>& l) { r.kubevirtInterfaces = l; }); !s)
     return s.error();
+
+  // How inbound TCP reaches the proxy. Either mode captures the same connections (TPROXY
+  // keeps the client's source address), so a pod may choose it whatever allowOptOut says.
+  auto mode = podAnnotation(annotations, kAnnInterceptionMode);
+  if (!mode) return mode.error();
+  if (*mode) {
+    auto m = parseInterceptionMode(**mode);
+    if (!m)
+      return fieldError(annotationPath(kAnnInterceptionMode),
+                        "must be \"REDIRECT\" or \"TPROXY\", got " + quoteForMessage(**mode)).error();
+    r.interceptionMode = *m;
+  }
 
   if (disabled) return Out{};
   return Out{r};

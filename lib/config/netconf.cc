@@ -19,13 +19,14 @@ constexpr std::array<const char*, 21> kKnownTopLevel = {
     "hairpin",    "routingDomains", "egressPortPool", "firewall",  "markMask",       "cni.dev/valid-attachments",
     "cni.dev/attachments", "disableCheck", "disableGC"};
 
-constexpr std::array<const char*, 22> kKnownRedirect = {
+constexpr std::array<const char*, 25> kKnownRedirect = {
     "inboundPort",          "outboundPort",         "proxyUID",           "proxyGID",
     "includeInboundPorts",  "excludeInboundPorts",  "excludeOutboundPorts", "includeOutboundCIDRs",
     "excludeOutboundCIDRs", "dnsPort",              "egressGateway",      "allowOptOut",
     "dnsServers",           "dnsCaptureAll",        "otherFamily",        "includeOutboundPorts",
     "excludeInterfaces",    "kubevirtInterfaces",   "includeOwnerGroups", "excludeOwnerGroups",
-    "dropInvalid",          "hostLoopbackCIDR"};
+    "dropInvalid",          "hostLoopbackCIDR",     "interceptionMode",   "inboundTProxyMark",
+    "inboundTProxyRouteTable"};
 
 // A misspelled selector field fails closed (nobody is selected or granted), but silently:
 // worth the same warning as a misspelled redirect field.
@@ -288,6 +289,27 @@ Status readCaptureOptions(const nlohmann::json& j, RedirectConfig& r) {
   return Status::success();
 }
 
+// redirect.interceptionMode ("REDIRECT" | "TPROXY") and TPROXY's mark and routing table.
+Status readInterception(const nlohmann::json& j, RedirectConfig& r) {
+  const std::string p = "redirect";
+  if (auto it = j.find("interceptionMode"); it != j.end() && !it->is_null()) {
+    auto mode = it->is_string() ? parseInterceptionMode(it->get<std::string>()) : std::nullopt;
+    if (!mode) return fieldError(p + ".interceptionMode", "must be \"REDIRECT\" or \"TPROXY\"");
+    r.interceptionMode = *mode;
+  }
+  if (auto s = readIdField(j, p, "inboundTProxyMark", r.tproxyMark); !s) return s;
+  if (auto s = readIdField(j, p, "inboundTProxyRouteTable", r.tproxyRouteTable); !s) return s;
+  // Mark 0 is "no mark" (every packet would be sent to the table), and 1338 is the fixed
+  // mark of the proxy's calls to its own pod: the two must differ.
+  if (r.tproxyMark == 0 || r.tproxyMark == kTproxyOutboundMark)
+    return fieldError(p + ".inboundTProxyMark", "must not be 0 or " + std::to_string(kTproxyOutboundMark) +
+                                                    " (the mark of the proxy's calls to its own pod)");
+  // 0 (unspec), 253 (default), 254 (main) and 255 (local) are the kernel's own tables.
+  if (r.tproxyRouteTable == 0 || (r.tproxyRouteTable >= 253 && r.tproxyRouteTable <= 255))
+    return fieldError(p + ".inboundTProxyRouteTable", "must not be 0, 253, 254 or 255 (the kernel's own tables)");
+  return Status::success();
+}
+
 Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std::string>& warnings) {
   const std::string p = "redirect";
   if (!j.is_object()) return fieldError(p, "must be an object");
@@ -295,6 +317,7 @@ Status parseRedirect(const nlohmann::json& j, RedirectConfig& r, std::vector<std
   if (auto s = readPortField(j, p, "inboundPort", r.inboundPort); !s) return s;
   if (auto s = readPortField(j, p, "outboundPort", r.outboundPort); !s) return s;
   if (auto s = readCaptureOptions(j, r); !s) return s;
+  if (auto s = readInterception(j, r); !s) return s;
   if (auto it = j.find("allowOptOut"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) return fieldError(p + ".allowOptOut", std::string("must be true or false, got ") + it->type_name());
     r.allowOptOut = it->get<bool>();

@@ -34,11 +34,28 @@ enum class OtherFamily : uint8_t {
   kDrop,   // dropped in both directions (lo excepted): no bypass through that family
 };
 
+// How inbound TCP reaches the proxy (Istio's interceptionMode).
+enum class InterceptionMode : uint8_t {
+  kRedirect, // nat REDIRECT: the proxy sees the connection from the client, to its own port
+  kTproxy,   // mangle TPROXY plus a policy route to lo: the client's source address is kept
+};
+
+// TPROXY's fixed mark for the proxy's calls to its own pod over lo (Istio's OutboundMark):
+// only those are sent through the TPROXY rules again.
+inline constexpr uint32_t kTproxyOutboundMark = 1338;
+
 // A prefix of a loopback address (inside 127.0.0.0/8, or ::1), as Istio tells them apart
 // in its include list.
 inline bool isLoopbackPrefix(const Cidr& c) {
   if (c.family == Family::kIpv4) return c.prefixLen >= 8 && c.addr[0] == 127;
   return c.prefixLen == 128 && c.addr == std::array<uint8_t, 16>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+}
+
+// "REDIRECT" / "TPROXY" (the config's and the annotation's spelling, as Istio's).
+inline std::optional<InterceptionMode> parseInterceptionMode(const std::string& s) {
+  if (s == "REDIRECT") return InterceptionMode::kRedirect;
+  if (s == "TPROXY") return InterceptionMode::kTproxy;
+  return std::nullopt;
 }
 
 // The `redirect` block: Istio-style transparent-proxy capture.
@@ -84,6 +101,12 @@ struct RedirectConfig {
   std::vector<Cidr> dnsServers; // host addresses
   bool dnsCaptureAll = true;
   OtherFamily otherFamily = OtherFamily::kIgnore;
+  // TPROXY interception (Istio's -m TPROXY, --inbound-tproxy-mark, --inbound-tproxy-route-table):
+  // inbound TCP is marked with tproxyMark, which an `ip rule` in the pod sends to
+  // tproxyRouteTable, whose `local default dev lo` route delivers it to the proxy's socket.
+  InterceptionMode interceptionMode = InterceptionMode::kRedirect;
+  uint32_t tproxyMark = 1337;
+  uint32_t tproxyRouteTable = 133;
   // Egress gateways, at most one per address family: outbound TCP that would be captured
   // goes to the gateway of its family instead of the local outbound port (internal CIDRs
   // are excluded via excludeOutboundCIDRs). With any gateway set, captured TCP of a family

@@ -173,6 +173,13 @@ void encodeCtStatusDnat(nftnl_rule* r) {
   cmp(r, NFT_CMP_NEQ, &zero, 4);
 }
 
+void ctLoad(nftnl_rule* r, uint32_t key) {
+  auto* ct = expr("ct");
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, key);
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  add(r, ct);
+}
+
 void encodeMatch(nftnl_rule* r, const Match& m) {
   uint32_t op = m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ;
   switch (m.field) {
@@ -209,6 +216,14 @@ void encodeMatch(nftnl_rule* r, const Match& m) {
   case Field::kDportInSet: encodeSetMatch(r, m); return;
   case Field::kCtStateEstablishedRelated: encodeCtStateEstablishedRelated(r); return;
   case Field::kCtStateInvalid: encodeCtState(r, NF_CT_STATE_INVALID_BIT); return;
+  case Field::kMetaMark:
+  case Field::kCtMark: {
+    if (m.field == Field::kMetaMark) metaLoad(r, NFT_META_MARK);
+    else ctLoad(r, NFT_CT_MARK);
+    uint32_t mark = m.number; // host byte order, as the kernel keeps marks
+    cmp(r, op, &mark, 4);
+    return;
+  }
   case Field::kIcmpv6Type: {
     // As nft encodes `icmpv6 type N-M` in an inet table: its dependencies, then the
     // type byte (the first of the ICMPv6 header) compared as a range.
@@ -240,6 +255,19 @@ void immediate(nftnl_rule* r, uint32_t dreg, const void* data, uint32_t len) {
   nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, dreg);
   nftnl_expr_set(e, NFTNL_EXPR_IMM_DATA, data, len);
   add(r, e);
+}
+
+void metaSetMark(nftnl_rule* r) {
+  auto* set = expr("meta");
+  nftnl_expr_set_u32(set, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+  nftnl_expr_set_u32(set, NFTNL_EXPR_META_SREG, NFT_REG_1);
+  add(r, set);
+}
+
+// meta mark set M (the whole mark).
+void setMark(nftnl_rule* r, uint32_t mark) {
+  immediate(r, NFT_REG_1, &mark, sizeof(mark));
+  metaSetMark(r);
 }
 
 // A nat expression with the address in `addrReg` and, when `protoMin` is set, the port
@@ -329,6 +357,36 @@ void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
     add(r, e);
     return;
   }
+  case plan::StatementKind::kTproxy: {
+    // As nft encodes `tproxy ip to :port meta mark set M accept`: the port (network
+    // order) in reg 1 for the tproxy expression, then the mark through reg 1.
+    uint16_t port = htons(s.port);
+    immediate(r, NFT_REG_1, &port, sizeof(port));
+    auto* tp = expr("tproxy");
+    nftnl_expr_set_u32(tp, NFTNL_EXPR_TPROXY_FAMILY, s.address.family == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    nftnl_expr_set_u32(tp, NFTNL_EXPR_TPROXY_REG_PORT, NFT_REG_1);
+    add(r, tp);
+    setMark(r, s.mark);
+    verdict(r, NF_ACCEPT);
+    return;
+  }
+  case plan::StatementKind::kMarkAccept:
+    setMark(r, s.mark);
+    verdict(r, NF_ACCEPT);
+    return;
+  case plan::StatementKind::kMarkValue: setMark(r, s.mark); return;
+  case plan::StatementKind::kCtMarkSave: {
+    metaLoad(r, NFT_META_MARK);
+    auto* ct = expr("ct");
+    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_SREG, NFT_REG_1);
+    add(r, ct);
+    return;
+  }
+  case plan::StatementKind::kCtMarkRestore:
+    ctLoad(r, NFT_CT_MARK);
+    metaSetMark(r);
+    return;
   case plan::StatementKind::kDnat: {
     uint16_t port = htons(s.port);
     immediate(r, NFT_REG_1, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));

@@ -1,10 +1,12 @@
 #include "nl/route.h"
 
 #include <linux/fib_rules.h>
+#include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netlink/errno.h>
 #include <netlink/netlink.h>
+#include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
 #include <sys/socket.h>
@@ -22,6 +24,7 @@ using RulePtrNl = std::unique_ptr<rtnl_rule, CDeleter<rtnl_rule_put>>;
 using RoutePtrNl = std::unique_ptr<rtnl_route, CDeleter<rtnl_route_put>>;
 using AddrPtr = std::unique_ptr<nl_addr, CDeleter<nl_addr_put>>;
 using CachePtr = std::unique_ptr<nl_cache, CDeleter<nl_cache_free>>;
+using AddrObjPtr = std::unique_ptr<rtnl_addr, CDeleter<rtnl_addr_put>>;
 
 int af(Family f) { return f == Family::kIpv4 ? AF_INET : AF_INET6; }
 
@@ -76,6 +79,28 @@ Result<RoutePtrNl> buildRoute(const plan::IpRoute& r) {
   }
   rtnl_route_add_nexthop(route.get(), nh);
   rtnl_route_set_scope(route.get(), r.gw ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+  return route;
+}
+
+// lo is interface 1 in every network namespace (the kernel creates it first), so the
+// index needs no lookup in the pod's namespace.
+constexpr int kLoopbackIfindex = 1;
+
+Cidr defaultRoute(Family f) { return *parseCidr(f == Family::kIpv4 ? "0.0.0.0/0" : "::/0"); }
+
+// `local default dev lo table T`: every destination is delivered locally.
+RoutePtrNl buildLocalRoute(const plan::PodRoute& r) {
+  RoutePtrNl route(rtnl_route_alloc());
+  rtnl_route_set_family(route.get(), af(r.family));
+  rtnl_route_set_table(route.get(), r.table);
+  rtnl_route_set_protocol(route.get(), plan::kRouteProtocol);
+  rtnl_route_set_type(route.get(), RTN_LOCAL);
+  rtnl_route_set_scope(route.get(), RT_SCOPE_HOST);
+  AddrPtr dst = toNlAddr(defaultRoute(r.family));
+  rtnl_route_set_dst(route.get(), dst.get());
+  rtnl_nexthop* nh = rtnl_route_nh_alloc();
+  rtnl_route_nh_set_ifindex(nh, kLoopbackIfindex);
+  rtnl_route_add_nexthop(route.get(), nh);
   return route;
 }
 
@@ -186,6 +211,106 @@ Result<bool> RouteSocket::hasRoute(const plan::IpRoute& r) {
     return true;
   }
   return false;
+}
+
+Status RouteSocket::addPodRoute(const plan::PodRoute& r) {
+  // The route first: a marked packet must never meet the rule without its table.
+  RoutePtrNl route = buildLocalRoute(r);
+  int err = rtnl_route_add(sock_, route.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (err == -NLE_EXIST) {
+    auto have = checkPodRoute(r);
+    if (!have) return have.error();
+    for (const auto& missing : *have)
+      if (missing.find(" route ") != std::string::npos)
+        return makeError(ErrorCode::kNetlink, "rtnetlink: " + r.routeText() + ": a default route that podsteer did "
+                                                  "not create is already in table " + std::to_string(r.table),
+                         "choose another redirect.inboundTProxyRouteTable");
+  } else if (err < 0) {
+    return rtnlError("add route `" + r.routeText() + "`", err);
+  }
+  return addRule(r.rule());
+}
+
+Status RouteSocket::deletePodRoute(const plan::PodRoute& r) {
+  if (auto s = deleteRule(r.rule()); !s) return s;
+  RoutePtrNl route = buildLocalRoute(r);
+  int err = rtnl_route_delete(sock_, route.get(), 0);
+  if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR)
+    return rtnlError("delete route `" + r.routeText() + "`", err);
+  return Status::success();
+}
+
+namespace {
+
+AddrObjPtr buildLoAddress(const Cidr& a) {
+  AddrObjPtr addr(rtnl_addr_alloc());
+  rtnl_addr_set_ifindex(addr.get(), kLoopbackIfindex);
+  rtnl_addr_set_family(addr.get(), af(a.family));
+  AddrPtr local = toNlAddr(a);
+  rtnl_addr_set_local(addr.get(), local.get());
+  rtnl_addr_set_prefixlen(addr.get(), a.prefixLen);
+  // lo does no duplicate address detection anyway; say so, as `ip addr add ... nodad`.
+  if (a.family == Family::kIpv6) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
+  return addr;
+}
+
+std::string loAddressText(const Cidr& a) {
+  return std::string(a.family == Family::kIpv4 ? "ip" : "ip -6") + " addr add " + a.toString() + " dev lo";
+}
+
+} // namespace
+
+Result<bool> RouteSocket::addLoAddress(const Cidr& a) {
+  AddrObjPtr addr = buildLoAddress(a);
+  int err = rtnl_addr_add(sock_, addr.get(), NLM_F_CREATE | NLM_F_EXCL);
+  if (err == -NLE_EXIST) return false;
+  if (err < 0) return rtnlError("`" + loAddressText(a) + "`", err);
+  return true;
+}
+
+Status RouteSocket::deleteLoAddress(const Cidr& a) {
+  AddrObjPtr addr = buildLoAddress(a);
+  int err = rtnl_addr_delete(sock_, addr.get(), 0);
+  if (err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR && err != -NLE_NODEV)
+    return rtnlError("delete `" + loAddressText(a) + "`", err);
+  return Status::success();
+}
+
+Result<bool> RouteSocket::hasLoAddress(const Cidr& a) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(sock_, &raw); err < 0) return rtnlError("list addresses", err);
+  CachePtr cache(raw);
+  AddrPtr want = toNlAddr(a);
+  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr; o = nl_cache_get_next(o)) {
+    auto* k = reinterpret_cast<rtnl_addr*>(o);
+    if (rtnl_addr_get_ifindex(k) != kLoopbackIfindex || rtnl_addr_get_family(k) != af(a.family)) continue;
+    nl_addr* local = rtnl_addr_get_local(k);
+    if (local != nullptr && nl_addr_cmp_prefix(local, want.get()) == 0 && nl_addr_get_prefixlen(local) == a.prefixLen)
+      return true;
+  }
+  return false;
+}
+
+Result<std::vector<std::string>> RouteSocket::checkPodRoute(const plan::PodRoute& r) {
+  std::vector<std::string> missing;
+  auto rule = hasRule(r.rule());
+  if (!rule) return rule.error();
+  if (!*rule) missing.push_back(r.ruleText() + ": missing");
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(sock_, af(r.family), 0, &raw); err < 0) return rtnlError("list routes", err);
+  CachePtr cache(raw);
+  bool found = false;
+  for (nl_object* o = nl_cache_get_first(cache.get()); o != nullptr && !found; o = nl_cache_get_next(o)) {
+    auto* k = reinterpret_cast<rtnl_route*>(o);
+    if (rtnl_route_get_family(k) != af(r.family) || rtnl_route_get_table(k) != r.table ||
+        rtnl_route_get_protocol(k) != plan::kRouteProtocol || rtnl_route_get_type(k) != RTN_LOCAL)
+      continue;
+    if (!sameAddr(rtnl_route_get_dst(k), std::nullopt)) continue;
+    found = rtnl_route_get_nnexthops(k) == 1 &&
+            rtnl_route_nh_get_ifindex(rtnl_route_nexthop_n(k, 0)) == kLoopbackIfindex;
+  }
+  if (!found) missing.push_back(r.routeText() + ": missing");
+  return missing;
 }
 
 } // namespace podsteer::nl

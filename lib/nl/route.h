@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cni/error.h"
+#include "plan/capture.h"
 #include "plan/host.h"
 
 struct nl_sock;
@@ -27,6 +28,20 @@ public:
   Status addRoute(const plan::IpRoute& route); // ours present already: fine; a foreign one: error
   Status deleteRoute(const plan::IpRoute& route);
   Result<bool> hasRoute(const plan::IpRoute& route);
+
+  // TPROXY's pod routing (a socket opened in the pod netns): its fwmark rule and its
+  // `local default dev lo` route. Present already: fine; absent on delete: fine.
+  Status addPodRoute(const plan::PodRoute& route);
+  Status deletePodRoute(const plan::PodRoute& route);
+  // What of `route` is missing, one line each ("ip rule ...: missing"); empty: all there.
+  Result<std::vector<std::string>> checkPodRoute(const plan::PodRoute& route);
+
+  // An address on lo (::6/128, the source of the proxy's IPv6 inbound passthrough, which
+  // istio-cni puts there). addLoAddress: true when this call added it, false when it was
+  // there already (then it is not podsteer's).
+  Result<bool> addLoAddress(const Cidr& address);
+  Status deleteLoAddress(const Cidr& address); // absent already: fine
+  Result<bool> hasLoAddress(const Cidr& address);
 
 private:
   explicit RouteSocket(nl_sock* s) : sock_(s) {}

@@ -213,9 +213,13 @@ Chain preroutingChain(const RedirectConfig& r, const std::set<Family>& families)
   }
   for (const auto& name : r.kubevirtInterfaces) c.rules.push_back(rule({iifname(name)}, returnStmt()));
   for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({iifname(name)}, returnStmt()));
-  std::vector<Match> jump = gate;
-  jump.push_back(l4proto(kProtoTcp));
-  c.rules.push_back(rule(std::move(jump), jumpStmt("inbound")));
+  // With TPROXY, inbound TCP is caught in the mangle chains instead (Istio then has no
+  // jump from nat PREROUTING to its nat ISTIO_INBOUND either).
+  if (r.interceptionMode == InterceptionMode::kRedirect) {
+    std::vector<Match> jump = gate;
+    jump.push_back(l4proto(kProtoTcp));
+    c.rules.push_back(rule(std::move(jump), jumpStmt("inbound")));
+  }
   return c;
 }
 
@@ -226,11 +230,104 @@ Chain dropInvalidChain() {
                .rules = {rule({ctStateInvalid()}, makeStatement(StatementKind::kDrop))}};
 }
 
+// ---- TPROXY (Istio's mangle rules with -m TPROXY), rule for rule -----------------------
+
+std::vector<Match> with(std::vector<Match> m, std::initializer_list<Match> more) {
+  m.insert(m.end(), more.begin(), more.end());
+  return m;
+}
+
+// Istio's mangle PREROUTING: excluded interfaces, INVALID_DROP, then TCP into
+// tproxy_inbound; what comes back with the TPROXY mark (the proxy's original_src
+// connections) has it saved as the connection's mark.
+Chain tproxyPreroutingChain(const RedirectConfig& r, const std::set<Family>& families) {
+  Chain c{.name = "tproxy_prerouting",
+          .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+          .rules = {}};
+  const std::vector<Match> gate = familyGate(families);
+  for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({iifname(name)}, returnStmt()));
+  if (r.dropInvalid) c.rules.push_back(rule({ctStateInvalid()}, makeStatement(StatementKind::kDrop)));
+  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp)}), jumpStmt("tproxy_inbound")));
+  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), metaMark(r.tproxyMark)}),
+                         makeStatement(StatementKind::kCtMarkSave)));
+  return c;
+}
+
+// Istio's mangle ISTIO_INBOUND: packets already marked, the inbound passthrough's
+// (127.0.0.6/::6 over lo) and the app's own calls over lo (not marked 1338 by the
+// output chain) are left alone; then podsteer's tunnel port and exclusions; then packets
+// of established connections are marked for the lo route (ISTIO_DIVERT) and new ones
+// go to the tproxy chain.
+Chain tproxyInboundChain(const RedirectConfig& r, const std::set<Family>& families) {
+  Chain c{.name = "tproxy_inbound", .base = std::nullopt, .rules = {}};
+  c.rules.push_back(rule({l4proto(kProtoTcp), metaMark(r.tproxyMark)}, returnStmt()));
+  for (Family f : families)
+    c.rules.push_back(rule({l4proto(kProtoTcp), saddr(passthroughSource(f)), iifname("lo")}, returnStmt()));
+  c.rules.push_back(rule({l4proto(kProtoTcp), iifname("lo"), metaMark(kTproxyOutboundMark, true)}, returnStmt()));
+  c.rules.push_back(rule({tcpDport(kInboundTunnelPort)}, returnStmt()));
+  for (const auto& port : r.excludeInboundPorts.ranges)
+    if (port != kInboundTunnelPort) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
+  auto divert = [&](std::vector<Match> m) {
+    c.rules.push_back(rule(with(m, {ctStateEstablishedRelated()}), markStmt(StatementKind::kMarkAccept, r.tproxyMark)));
+    c.rules.push_back(rule(std::move(m), jumpStmt("tproxy_redirect")));
+  };
+  if (r.includeInboundPorts.all) divert({l4proto(kProtoTcp)});
+  else
+    for (const auto& port : r.includeInboundPorts.ranges) divert({tcpDport(port)});
+  return c;
+}
+
+// Istio's ISTIO_TPROXY: a new connection, except to the host loopback, is given to the
+// socket listening on inboundPort, marked for the lo route. iptables' TPROXY drops the
+// packet when no socket listens there; nft's tproxy falls through, so a drop follows.
+// (Not named `tproxy`: that is a keyword of nft's syntax, and explain's text must load.)
+Chain tproxyChain(const RedirectConfig& r, const std::set<Family>& families) {
+  Chain c{.name = "tproxy_redirect", .base = std::nullopt, .rules = {}};
+  for (Family f : families) {
+    std::vector<Match> m = {daddr(hostLoopback(r, f), true), l4proto(kProtoTcp)};
+    c.rules.push_back(rule(m, tproxyStmt(f, r.inboundPort, r.tproxyMark)));
+    c.rules.push_back(rule(std::move(m), makeStatement(StatementKind::kDrop)));
+  }
+  return c;
+}
+
+// Istio's mangle OUTPUT (a route chain, so a changed mark is routed again): the proxy's
+// TCP over lo to its own pod is marked 1338 (tproxy_inbound lets only that through again),
+// and packets of a connection with the TPROXY mark get it back, so the replies of a
+// tproxied connection (whose source is the client's address) are routed to lo.
+Chain tproxyOutputChain(const RedirectConfig& r, const std::set<Family>& families) {
+  Chain c{.name = "tproxy_output",
+          .base = BaseChain{.type = "route", .hook = "output", .priority = kManglePriority, .policyAccept = true},
+          .rules = {}};
+  const std::vector<Match> gate = familyGate(families);
+  for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({oifname(name)}, returnStmt()));
+  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), oifname("lo"), metaMark(r.tproxyMark)}), returnStmt()));
+  auto markOwner = [&](const Match& owner) {
+    for (Family f : families)
+      c.rules.push_back(rule({daddr(hostLoopback(r, f), true), l4proto(kProtoTcp), oifname("lo"), owner},
+                             markStmt(StatementKind::kMarkValue, kTproxyOutboundMark)));
+  };
+  for (uint32_t uid : r.proxyUids) markOwner(skuid(uid));
+  for (uint32_t gid : r.proxyGids) markOwner(skgid(gid));
+  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), ctMark(r.tproxyMark)}),
+                         makeStatement(StatementKind::kCtMarkRestore)));
+  return c;
+}
+
 Table buildCaptureTable(const RedirectConfig& r, const std::set<Family>& families) {
   Table t;
-  if (r.dropInvalid) t.chains.push_back(dropInvalidChain());
+  const bool tproxy = r.interceptionMode == InterceptionMode::kTproxy;
+  // With TPROXY the INVALID drop is part of the mangle prerouting chain (after the
+  // excluded interfaces, as in Istio).
+  if (r.dropInvalid && !tproxy) t.chains.push_back(dropInvalidChain());
+  if (tproxy) {
+    t.chains.push_back(tproxyPreroutingChain(r, families));
+    t.chains.push_back(tproxyInboundChain(r, families));
+    t.chains.push_back(tproxyChain(r, families));
+    t.chains.push_back(tproxyOutputChain(r, families));
+  }
   t.chains.push_back(preroutingChain(r, families));
-  t.chains.push_back(inboundChain(r));
+  if (!tproxy) t.chains.push_back(inboundChain(r));
   t.chains.push_back(outputChain(r, families));
   t.chains.push_back(outboundChain(r, families));
   if (r.otherFamily == OtherFamily::kDrop) {
@@ -240,6 +337,59 @@ Table buildCaptureTable(const RedirectConfig& r, const std::set<Family>& familie
     addOtherFamilyDrop(t, others);
   }
   return t;
+}
+
+IpRule PodRoute::rule() const {
+  return IpRule{.family = family, .priority = kTproxyRulePriority, .table = table, .mark = mark, .mask = 0xffffffff,
+                .src = std::nullopt};
+}
+
+std::string PodRoute::ruleText() const { return rule().text(); }
+
+std::string PodRoute::routeText() const {
+  return std::string(family == Family::kIpv4 ? "ip" : "ip -6") + " route add local default dev lo table " +
+         std::to_string(table) + " proto " + std::to_string(kRouteProtocol);
+}
+
+nlohmann::json PodRoute::toJson() const {
+  return {{"family", family == Family::kIpv4 ? 4 : 6}, {"mark", mark}, {"table", table}};
+}
+
+std::optional<PodRoute> PodRoute::fromJson(const nlohmann::json& j) {
+  if (!j.is_object()) return std::nullopt;
+  auto f = j.find("family"), m = j.find("mark"), t = j.find("table");
+  // Integers, whether they come from a parsed record (unsigned) or from toJson (signed).
+  auto u32 = [](const nlohmann::json& v) -> std::optional<uint32_t> {
+    if (!v.is_number_integer()) return std::nullopt;
+    const int64_t x = v.get<int64_t>();
+    if (x < 0 || x > int64_t(UINT32_MAX)) return std::nullopt;
+    return uint32_t(x);
+  };
+  if (f == j.end() || m == j.end() || t == j.end()) return std::nullopt;
+  auto family = u32(*f), mark = u32(*m), table = u32(*t);
+  if (!family || !mark || !table || (*family != 4 && *family != 6)) return std::nullopt;
+  return PodRoute{.family = *family == 4 ? Family::kIpv4 : Family::kIpv6, .mark = *mark, .table = *table};
+}
+
+std::vector<PodRoute> buildPodRoutes(const RedirectConfig& r, const std::set<Family>& families) {
+  std::vector<PodRoute> out;
+  if (r.interceptionMode != InterceptionMode::kTproxy) return out;
+  for (Family f : families) out.push_back(PodRoute{.family = f, .mark = r.tproxyMark, .table = r.tproxyRouteTable});
+  return out;
+}
+
+nlohmann::json podRoutesToJson(const std::vector<PodRoute>& routes) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : routes) out.push_back(r.toJson());
+  return out;
+}
+
+std::vector<PodRoute> podRoutesFromJson(const nlohmann::json& j) {
+  std::vector<PodRoute> out;
+  if (!j.is_array()) return out;
+  for (const auto& e : j)
+    if (auto r = PodRoute::fromJson(e)) out.push_back(*r);
+  return out;
 }
 
 } // namespace podsteer::plan

@@ -60,6 +60,15 @@ void diffTables(const std::optional<Table>& a, const std::optional<Table>& b, st
 std::vector<Change> diffPlans(const Plan& before, const Plan& after) {
   std::vector<Change> out;
   diffTables(before.podTable, after.podTable, out);
+  if (before.passthroughAddress6 != after.passthroughAddress6)
+    out.push_back({after.passthroughAddress6 ? '+' : '-', "pod", passthroughAddressText()});
+  // TPROXY's ip rule and route in the pod netns.
+  for (const auto& r : before.podRoutes)
+    if (std::find(after.podRoutes.begin(), after.podRoutes.end(), r) == after.podRoutes.end())
+      for (const auto& text : {r.ruleText(), r.routeText()}) out.push_back({'-', "pod", text});
+  for (const auto& r : after.podRoutes)
+    if (std::find(before.podRoutes.begin(), before.podRoutes.end(), r) == before.podRoutes.end())
+      for (const auto& text : {r.ruleText(), r.routeText()}) out.push_back({'+', "pod", text});
   const auto& hb = before.host;
   const auto& ha = after.host;
   if (hb.domain != ha.domain)

@@ -33,6 +33,8 @@ enum class Field : uint8_t {
   kCtStateEstablishedRelated, // ct state established,related
   kIcmpv6Type,      // icmpv6 type N / N-M (range in `ports`; implies meta nfproto ipv6)
   kCtStateInvalid,  // ct state invalid
+  kMetaMark,        // meta mark N / != N (whole mark, value in `number`)
+  kCtMark,          // ct mark N
 };
 
 inline constexpr uint8_t kProtoTcp = 6;
@@ -53,6 +55,12 @@ struct Match {
 enum class StatementKind : uint8_t {
   kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat, kPortMapNat,
   kRejectTcpReset, // reject with tcp reset (rules that match TCP only)
+  // TPROXY interception (whole-mark values in `mark`):
+  kTproxy,         // tproxy ip|ip6 to :port meta mark set M accept (family from address.family)
+  kMarkAccept,     // meta mark set M accept
+  kMarkValue,      // meta mark set M
+  kCtMarkSave,     // ct mark set meta mark
+  kCtMarkRestore,  // meta mark set ct mark
 };
 
 struct Statement {
@@ -242,6 +250,27 @@ inline Statement portMapNatStmt(const std::string& map, Family f, const std::opt
     s.address = *address;
     s.hasAddress = true;
   }
+  return s;
+}
+inline Match metaMark(uint32_t mark, bool negate = false) {
+  Match m = makeMatch(Field::kMetaMark, negate);
+  m.number = mark;
+  return m;
+}
+inline Match ctMark(uint32_t mark) {
+  Match m = makeMatch(Field::kCtMark, false);
+  m.number = mark;
+  return m;
+}
+inline Statement tproxyStmt(Family f, uint16_t port, uint32_t mark) {
+  Statement s = makeStatement(StatementKind::kTproxy, {}, port);
+  s.address.family = f;
+  s.mark = mark;
+  return s;
+}
+inline Statement markStmt(StatementKind kind, uint32_t mark) {
+  Statement s = makeStatement(kind);
+  s.mark = mark;
   return s;
 }
 inline Statement masqueradeStmt() { return makeStatement(StatementKind::kMasquerade); }

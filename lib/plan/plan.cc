@@ -30,7 +30,11 @@ Result<Plan> buildPlan(const NetConf& conf, const PodInfo& pod) {
   } else {
     plan.reason = "no redirect block in the config";
   }
-  if (redirect) plan.podTable = buildCaptureTable(*redirect, families);
+  if (redirect) {
+    plan.podTable = buildCaptureTable(*redirect, families);
+    plan.podRoutes = buildPodRoutes(*redirect, families);
+    plan.passthroughAddress6 = families.count(Family::kIpv6) > 0;
+  }
   if (conf.firewall) {
     if (!plan.podTable) plan.podTable = Table{};
     addFirewall(*plan.podTable, *conf.firewall, families);

@@ -17,6 +17,13 @@ std::string protoName(uint32_t p) {
 
 std::string addrKeyword(const Cidr& c) { return c.family == Family::kIpv4 ? "ip" : "ip6"; }
 
+// A whole mark as `nft list` prints it.
+std::string markHex(uint32_t mark) {
+  char buf[16];
+  std::snprintf(buf, sizeof(buf), "0x%08x", mark);
+  return buf;
+}
+
 } // namespace
 
 std::string setKeyType(SetKey k) {
@@ -37,7 +44,7 @@ std::string priorityName(const BaseChain& b) {
   if (b.type == "nat" && b.hook == "prerouting" && b.priority == -100) return "dstnat";
   if (b.type == "nat" && b.hook == "postrouting" && b.priority == 100) return "srcnat";
   if (b.type == "filter" && b.priority == 0) return "filter";
-  if (b.type == "filter" && b.priority == -150) return "mangle";
+  if ((b.type == "filter" || b.type == "route") && b.priority == -150) return "mangle";
   return std::to_string(b.priority);
 }
 
@@ -66,6 +73,8 @@ std::string renderMatch(const Match& m) {
   case Field::kCtStateInvalid: return "ct state invalid";
   case Field::kNfProto: return std::string("meta nfproto ") + (m.cidr.family == Family::kIpv4 ? "ipv4" : "ipv6");
   case Field::kIcmpv6Type: return "icmpv6 type " + m.ports.toString();
+  case Field::kMetaMark: return "meta mark " + op(m.negate) + markHex(m.number);
+  case Field::kCtMark: return "ct mark " + op(m.negate) + markHex(m.number);
   }
   return "?";
 }
@@ -93,6 +102,13 @@ std::string renderStatement(const Statement& s) {
     return "snat " + k + " to " + addr + ":" + ports;
   }
   case StatementKind::kRejectTcpReset: return "reject with tcp reset";
+  case StatementKind::kTproxy:
+    return "tproxy " + addrKeyword(s.address) + " to :" + std::to_string(s.port) + " meta mark set " + markHex(s.mark) +
+           " accept";
+  case StatementKind::kMarkAccept: return "meta mark set " + markHex(s.mark) + " accept";
+  case StatementKind::kMarkValue: return "meta mark set " + markHex(s.mark);
+  case StatementKind::kCtMarkSave: return "ct mark set meta mark";
+  case StatementKind::kCtMarkRestore: return "meta mark set ct mark";
   case StatementKind::kDnat:
     if (s.address.family == Family::kIpv4) return "dnat ip to " + s.address.addressString() + ":" + std::to_string(s.port);
     return "dnat ip6 to [" + s.address.addressString() + "]:" + std::to_string(s.port);

@@ -42,11 +42,15 @@ std::string nowUtc() {
 }
 
 nlohmann::json AttachmentRecord::toJson() const {
-  return {{"version", 1},           {"network", network},       {"containerId", containerId},
+  nlohmann::json j = {{"version", 1},           {"network", network},       {"containerId", containerId},
           {"ifname", ifname},       {"netns", netns}, {"netnsIdentity", netnsIdentity},           {"podNamespace", podNamespace},
           {"podName", podName},     {"cniVersion", cniVersion}, {"annotations", annotations},
           {"ips", ips},             {"config", config},         {"configDigest", configDigest},
           {"podTable", podTable},   {"planDigest", planDigest}, {"host", host}, {"pendingHost", pendingHost}, {"updatedAt", updatedAt}};
+  // Only written when there are some: other records stay as the previous release wrote them.
+  if (podRoutes.is_array() && !podRoutes.empty()) j["podRoutes"] = podRoutes;
+  if (!loAddress6.empty()) j["loAddress6"] = loAddress6;
+  return j;
 }
 
 std::optional<AttachmentRecord> AttachmentRecord::fromJson(const nlohmann::json& j) {
@@ -70,6 +74,8 @@ std::optional<AttachmentRecord> AttachmentRecord::fromJson(const nlohmann::json&
     r.host = j.value("host", nlohmann::json::object());
     r.pendingHost = j.contains("pendingHost") ? j["pendingHost"] : nlohmann::json(nullptr);
     r.updatedAt = j.value("updatedAt", "");
+    r.podRoutes = j.contains("podRoutes") ? j["podRoutes"] : nlohmann::json(nullptr);
+    r.loAddress6 = j.value("loAddress6", "");
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
   }

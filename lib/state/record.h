@@ -32,6 +32,12 @@ struct AttachmentRecord {
   // Set while a reconcile moves the attachment from this membership to `host`: if it dies
   // half-way, DEL removes both and the next reconcile re-applies.
   nlohmann::json pendingHost = nullptr;
+  // ip rules and routes in the pod netns (TPROXY), as plan::podRoutesToJson writes them.
+  // Absent (null) in records of earlier releases and of pods without them.
+  nlohmann::json podRoutes = nullptr;
+  // ::6/128 on the pod's lo: "podsteer" (ADD added it: CHECK wants it, DEL removes it),
+  // "found" (it was there: left alone), "" (not wanted, or a record of an earlier release).
+  std::string loAddress6;
   std::string updatedAt;
 
   nlohmann::json toJson() const;

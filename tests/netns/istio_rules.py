@@ -1,7 +1,8 @@
 """The rules istio-iptables would program for a configuration, in iptables-restore form.
 
 Written for podsteer's parity test from Istio's documented chains (ISTIO_INBOUND,
-ISTIO_REDIRECT, ISTIO_IN_REDIRECT, ISTIO_OUTPUT, ISTIO_OUTPUT_DNS, ISTIO_DROP; REDIRECT mode), following the order in which istio/istio's
+ISTIO_REDIRECT, ISTIO_IN_REDIRECT, ISTIO_OUTPUT, ISTIO_OUTPUT_DNS, ISTIO_DROP; in TPROXY
+mode also the mangle ISTIO_INBOUND, ISTIO_DIVERT and ISTIO_TPROXY), following the order in which istio/istio's
 tools/istio-iptables/pkg/capture/run.go builds them (IptablesConfigurator.Run,
 SetupDNSRedir, addDNSConntrackZones). Nothing here is copied from Istio; where this
 generator has to decide something, the comment says what Istio does and why it matters.
@@ -13,7 +14,10 @@ generator has to decide something, the comment says what Istio does and why it m
 Istio programs IPv4 (iptables) always and IPv6 (ip6tables) only when the pod has an IPv6
 address (config.EnableIPv6, from the pod's first non-loopback, non-link-local address);
 then it also puts ::6/128 on lo (tproxy.configureIPv6Addresses) for the inbound
-passthrough. The test loads the files accordingly.
+passthrough. In TPROXY mode istio-iptables also adds (configureTProxyRoutes, over
+netlink) `ip rule add fwmark <mark> lookup <table>` and `ip route add local default dev
+lo table <table>`, for IPv4 and, with IPv6, for IPv6: route_commands(cfg, ipv6) gives
+them as `ip` arguments. The test loads the files accordingly.
 """
 
 import ipaddress
@@ -43,6 +47,9 @@ class IstioConfig:
         self.owner_groups_exclude = []       # ISTIO_OUTBOUND_OWNER_GROUPS_EXCLUDE
         self.drop_invalid = False            # INVALID_DROP
         self.host_loopback_cidr = "127.0.0.1/32"  # ISTIO_OUTBOUND_IPV4_LOOPBACK_CIDR
+        self.interception_mode = "REDIRECT"  # -m / ISTIO_INBOUND_INTERCEPTION_MODE
+        self.tproxy_mark = "1337"            # -t / --inbound-tproxy-mark
+        self.tproxy_table = "133"            # -r / --inbound-tproxy-route-table
         for k, v in kw.items():
             if not hasattr(self, k):
                 raise TypeError("IstioConfig: unknown knob %r" % k)
@@ -97,6 +104,9 @@ class _Builder:
     def insert1(self, chain, table, *args):
         self._add(table, chain, "-I %s 1" % chain, list(args))
 
+    def insert(self, chain, table, pos, *args):
+        self._add(table, chain, "-I %s %d" % (chain, pos), list(args))
+
     def append_v4(self, chain, table, *args):
         if not self.ipv6:
             self.append(chain, table, *args)
@@ -150,6 +160,11 @@ def restore_text(c, ipv6):
     for i in c.exclude_interfaces:
         b.append("PREROUTING", "nat", "-i", i, "-j", "RETURN")
         b.append("OUTPUT", "nat", "-o", i, "-j", "RETURN")
+    tproxy = c.interception_mode == "TPROXY"
+    if tproxy:
+        for i in c.exclude_interfaces:
+            b.append("PREROUTING", "mangle", "-i", i, "-j", "RETURN")
+            b.append("OUTPUT", "mangle", "-o", i, "-j", "RETURN")
     for i in c.reroute_interfaces:
         b.insert1("PREROUTING", "nat", "-i", i, "-j", "RETURN")
     if c.drop_invalid:
@@ -160,17 +175,34 @@ def restore_text(c, ipv6):
     b.append("ISTIO_REDIRECT", "nat", "-p", "tcp", "-j", "REDIRECT", "--to-ports", c.proxy_port)
     b.append("ISTIO_IN_REDIRECT", "nat", "-p", "tcp", "-j", "REDIRECT", "--to-ports", c.inbound_port)
 
-    # handleInboundPortsInclude
-    # (REDIRECT mode; Istio's TPROXY mode is not generated here.)
+    # handleInboundPortsInclude: in TPROXY mode the inbound chain is in mangle; packets of
+    # established connections are marked for the lo route (ISTIO_DIVERT), new ones go to
+    # ISTIO_TPROXY (the host loopback excepted).
     if c.inbound_include != "" and c.inbound_include != []:
-        b.append("PREROUTING", "nat", "-p", "tcp", "-j", "ISTIO_INBOUND")
+        table = "mangle" if tproxy else "nat"
+        if tproxy:
+            b.append("ISTIO_DIVERT", "mangle", "-j", "MARK", "--set-mark", c.tproxy_mark)
+            b.append("ISTIO_DIVERT", "mangle", "-j", "ACCEPT")
+            b.versioned(c.host_loopback_cidr, "::1/128", "ISTIO_TPROXY", "mangle", "!", "-d", "{V}", "-p", "tcp",
+                        "-j", "TPROXY", "--tproxy-mark", c.tproxy_mark + "/0xffffffff", "--on-port", c.inbound_port)
+        b.append("PREROUTING", table, "-p", "tcp", "-j", "ISTIO_INBOUND")
         if c.inbound_include == "*":
             for p in _ports(c.inbound_exclude):
-                b.append("ISTIO_INBOUND", "nat", "-p", "tcp", "--dport", p, "-j", "RETURN")
-            b.append("ISTIO_INBOUND", "nat", "-p", "tcp", "-j", "ISTIO_IN_REDIRECT")
+                b.append("ISTIO_INBOUND", table, "-p", "tcp", "--dport", p, "-j", "RETURN")
+            if tproxy:
+                b.append("ISTIO_INBOUND", "mangle", "-p", "tcp", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED",
+                         "-j", "ISTIO_DIVERT")
+                b.append("ISTIO_INBOUND", "mangle", "-p", "tcp", "-j", "ISTIO_TPROXY")
+            else:
+                b.append("ISTIO_INBOUND", "nat", "-p", "tcp", "-j", "ISTIO_IN_REDIRECT")
         else:
             for p in _ports(c.inbound_include):
-                b.append("ISTIO_INBOUND", "nat", "-p", "tcp", "--dport", p, "-j", "ISTIO_IN_REDIRECT")
+                if tproxy:
+                    b.append("ISTIO_INBOUND", "mangle", "-p", "tcp", "--dport", p, "-m", "conntrack", "--ctstate",
+                             "RELATED,ESTABLISHED", "-j", "ISTIO_DIVERT")
+                    b.append("ISTIO_INBOUND", "mangle", "-p", "tcp", "--dport", p, "-j", "ISTIO_TPROXY")
+                else:
+                    b.append("ISTIO_INBOUND", "nat", "-p", "tcp", "--dport", p, "-j", "ISTIO_IN_REDIRECT")
 
     # Every protocol enters ISTIO_OUTPUT (UDP only ever matches the DNS rules).
     b.append("OUTPUT", "nat", "-j", "ISTIO_OUTPUT")
@@ -240,7 +272,34 @@ def restore_text(c, ipv6):
                 b.insert1("PREROUTING", "nat", "-i", i, "-d", cidr, "-j", "ISTIO_REDIRECT")
             b.append("ISTIO_OUTPUT", "nat", "-d", cidr, "-j", "ISTIO_REDIRECT")
 
+    if tproxy:
+        # The mark of the proxy's original_src connections is saved in the connection;
+        # the proxy's calls to its own pod over lo get 1338 (only those may pass
+        # ISTIO_INBOUND's lo rule), and packets of a marked connection get the mark back.
+        mark = c.tproxy_mark
+        b.append("PREROUTING", "mangle", "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "CONNMARK", "--save-mark")
+        b.append("OUTPUT", "mangle", "-p", "tcp", "-o", "lo", "-m", "mark", "--mark", mark, "-j", "RETURN")
+        for flag, ids in (("--uid-owner", c.proxy_uids), ("--gid-owner", c.proxy_gids)):
+            for i in ids:
+                b.versioned(c.host_loopback_cidr, "::1/128", "OUTPUT", "mangle", "!", "-d", "{V}", "-p", "tcp",
+                            "-o", "lo", "-m", "owner", flag, i, "-j", "MARK", "--set-mark", "1338")
+        b.append("OUTPUT", "mangle", "-p", "tcp", "-m", "connmark", "--mark", mark, "-j", "CONNMARK", "--restore-mark")
+        b.insert("ISTIO_INBOUND", "mangle", 1, "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "RETURN")
+        b.insert("ISTIO_INBOUND", "mangle", 2, "-p", "tcp", "-s", "::6/128" if ipv6 else "127.0.0.6/32", "-i", "lo",
+                 "-j", "RETURN")
+        b.insert("ISTIO_INBOUND", "mangle", 3, "-p", "tcp", "-i", "lo", "-m", "mark", "!", "--mark", "1338",
+                 "-j", "RETURN")
+
     return b.text()
+
+
+def route_commands(c, ipv6):
+    """configureTProxyRoutes for one family, as `ip` argument lists (none in REDIRECT mode)."""
+    if c.interception_mode != "TPROXY" or c.inbound_include in ("", []):
+        return []
+    fam = ["-6"] if ipv6 else ["-4"]
+    return [fam + ["rule", "add", "fwmark", c.tproxy_mark, "lookup", c.tproxy_table],
+            fam + ["route", "add", "local", "default", "dev", "lo", "table", c.tproxy_table]]
 
 
 def _dns(b, c, dns4, dns6):
@@ -305,8 +364,13 @@ def from_podsteer(redirect):
     c.proxy_gids = ids(take("proxyGID", 1337))
     inc = take("includeInboundPorts", ["*"])
     c.inbound_include = "*" if inc == ["*"] else _port_list(inc)
+    c.interception_mode = take("interceptionMode", "REDIRECT")
+    c.tproxy_mark = str(take("inboundTProxyMark", 1337))
+    c.tproxy_table = str(take("inboundTProxyRouteTable", 133))
+    # In REDIRECT mode Istio's nat ISTIO_INBOUND leaves the tunnel port alone first anyway;
+    # in TPROXY mode nothing jumps there, so the tunnel port stays in the exclusions.
     c.inbound_exclude = [p for p in _port_list(take("excludeInboundPorts", ["15008", "22", "15090", "15021", "15020"]))
-                         if p != TUNNEL_PORT]
+                         if p != TUNNEL_PORT or c.interception_mode == "TPROXY"]
     c.outbound_ports_exclude = _port_list(take("excludeOutboundPorts", []))
     c.outbound_ports_include = _port_list(take("includeOutboundPorts", []))
     inc = take("includeOutboundCIDRs", ["*"])

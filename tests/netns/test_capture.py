@@ -195,9 +195,8 @@ def test_ipv6(env):
     env.expect_udpproxy(pod.ns, pod.gw6, 53, peer=pod.ip6)
     env.expect_origdst(pod.ns, pod.gw6, 53, peer=pod.ip6)
     env.expect_server(pod.ns, pod.gw6, 53, "REALDNS", udp=True, uid=1337, gid=1337, peer=pod.ip6)
-    # The lo rules over v6: passthrough from ::6, proxy -> own IP goes to inboundPort,
-    # the app's own traffic is left alone.
-    sh(["ip", "-n", pod.ns, "addr", "add", "::6/128", "dev", "lo", "nodad"])
+    # The lo rules over v6: passthrough from ::6 (ADD put ::6/128 on lo, as istio-cni
+    # does), proxy -> own IP goes to inboundPort, the app's own traffic is left alone.
     env.expect_server(pod.ns, pod.ip6, 8080, "APP", uid=1337, gid=1337, bind="::6", peer="::6")
     env.expect_origdst(pod.ns, pod.ip6, 8080, uid=1337, gid=1337)
     env.expect_server(pod.ns, pod.ip6, 8080, "APP", uid=1000, gid=1000)
@@ -441,3 +440,191 @@ def test_capture_istio_options_reconcile(env):
             env.expect_origdst(pod.ns, "127.1.2.3", 8080, uid=1337, gid=1337)
     env.ok("DEL", pod, env.conf(pod))
     env.expect_no_table(pod.ns, "after DEL")
+
+
+# ---- TPROXY interception (issue 14) ---------------------------------------------------------
+
+def _tproxy_conn(env, pod, host, want):
+    """A connection from the node to host:8080 must give the pod's agent line `want`."""
+    r = env.client(env.node, host, 8080)
+    if r.rc != 0 or r.out.strip() != want:
+        fail("node -> %s:8080: got %r (%s), want %r" % (host, r.out.strip(), r.err.strip(), want))
+
+
+def _pod_routing(pod):
+    """The pod's ip rules and routes of table 133, both families, as `ip` prints them."""
+    out = []
+    for fam in ("-4", "-6"):
+        out += ["%s rule: %s" % (fam, l.strip()) for l in sh(["ip", "-n", pod.ns, fam, "rule", "show"]).stdout.splitlines()
+                if "lookup 133" in l]
+        # The route's first words (IPv6 adds its metric and preference).
+        out += ["%s route: %s" % (fam, " ".join(l.split()[:6]))
+                for l in sh(["ip", "-n", pod.ns, fam, "route", "show", "table", "133"]).stdout.splitlines()]
+    return out
+
+
+def _record(env, pod):
+    with open(env.record_for(pod)) as f:
+        return json.load(f)
+
+
+def _expect_check_fails(env, pod, conf, why, msg_has):
+    r = env.cni("CHECK", pod, conf)
+    env.error(r, "CHECK after " + why, code=103, msg_has=msg_has)
+
+
+def test_tproxy_add_check_del(env):
+    """TPROXY: inbound connections reach the transparent listener unNATed with the
+    client's own source; the pod's ip rule and lo route (both families) are ADD's, CHECK
+    fails when either is removed behind its back, a repeated ADD restores them, DEL
+    removes them."""
+    pod = env.pod(v4=True, v6=True)
+    env.spawn(pod.ns, "parity_agent.py", "serve", "--tcp", "IN:15006,APP:8080", "--transparent", "IN",
+              "--uid", 1337, "--gid", 1337)
+    tp = {"interceptionMode": "TPROXY"}
+    conf = env.conf(pod, redirect=tp)
+    env.add(pod, conf)
+    _tproxy_conn(env, pod, pod.ip4, "CAUGHT IN ORIG %s 8080 PEER %s VIA local" % (pod.ip4, pod.gw4))
+    _tproxy_conn(env, pod, pod.ip6, "CAUGHT IN ORIG %s 8080 PEER %s VIA local" % (pod.ip6, pod.gw6))
+    want = ["-4 rule: 32765:\tfrom all fwmark 0x539 lookup 133 proto 112",
+            "-4 route: local default dev lo proto 112",
+            "-6 rule: 32765:\tfrom all fwmark 0x539 lookup 133 proto 112",
+            "-6 route: local default dev lo proto 112"]
+    got = _pod_routing(pod)
+    if [g.replace("\t", " ") for g in got] != [w.replace("\t", " ") for w in want]:
+        fail("pod ip rules/routes after ADD:\n  %s\nwant:\n  %s" % ("\n  ".join(got), "\n  ".join(want)))
+    env.ok("CHECK", pod, conf)
+    # The table as nft lists it loads again (chain names are not nft keywords).
+    sh(["ip", "netns", "exec", pod.ns, "nft", "-c", "-f", "-"], input=env.table(pod.ns))
+
+    sh(["ip", "-n", pod.ns, "-4", "rule", "del", "fwmark", "1337", "lookup", "133", "pref", "32765"])
+    _expect_check_fails(env, pod, conf, "the IPv4 ip rule was removed",
+                        "ip rule add fwmark 0x539/0xffffffff lookup 133 priority 32765 proto 112: missing")
+    env.add(pod, conf)
+    env.ok("CHECK", pod, conf)
+    sh(["ip", "-n", pod.ns, "-6", "route", "del", "local", "default", "dev", "lo", "table", "133"])
+    _expect_check_fails(env, pod, conf, "the IPv6 lo route was removed",
+                        "ip -6 route add local default dev lo table 133 proto 112: missing")
+    env.add(pod, conf)
+    env.ok("CHECK", pod, conf)
+    _tproxy_conn(env, pod, pod.ip6, "CAUGHT IN ORIG %s 8080 PEER %s VIA local" % (pod.ip6, pod.gw6))
+
+    # The record names them (an optional field: records without TPROXY have none).
+    rec = _record(env, pod)
+    if rec.get("podRoutes") != [{"family": 4, "mark": 1337, "table": 133}, {"family": 6, "mark": 1337, "table": 133}]:
+        fail("record podRoutes %r" % rec.get("podRoutes"))
+
+    env.ok("DEL", pod, conf)
+    env.expect_no_table(pod.ns, "after DEL")
+    if _pod_routing(pod):
+        fail("DEL left the pod's ip rules/routes:\n  %s" % "\n  ".join(_pod_routing(pod)))
+    # REDIRECT ADDs write no podRoutes at all.
+    env.add(pod, env.conf(pod))
+    if "podRoutes" in _record(env, pod):
+        fail("a REDIRECT record has podRoutes: %r" % _record(env, pod))
+
+
+def test_tproxy_reconcile_both_ways(env):
+    """reconcile REDIRECT -> TPROXY -> REDIRECT on a running pod, CHECK after each: the
+    ip rule and lo route come with TPROXY and go with it, and the traffic follows."""
+    pod = env.pod(v4=True, v6=True)
+    env.spawn(pod.ns, "parity_agent.py", "serve", "--tcp", "IN:15006,APP:8080", "--transparent", "IN",
+              "--uid", 1337, "--gid", 1337)
+    redirect_conf = env.conf(pod)
+    env.add(pod, redirect_conf)
+    _tproxy_conn(env, pod, pod.ip4, "CAUGHT IN ORIG %s 8080 PEER %s VIA nat" % (pod.ip4, pod.gw4))
+
+    def reconcile(redirect, label):
+        entry = env.conf(None, redirect=redirect)
+        path = os.path.join(env.tmp, "conf-%s.json" % label)
+        with open(path, "w") as f:
+            json.dump(entry, f)
+        r = env.exec_cni(env.plugin, None, argv=["reconcile", "--conf", path])
+        if r.rc != 0 or "changed 1" not in r.out:
+            fail("reconcile to %s: rc %s\n%s%s" % (label, r.rc, r.out, r.err[-1500:]))
+        return r.out
+
+    out = reconcile({"interceptionMode": "TPROXY"}, "tproxy")
+    for line in ("+ pod: ip rule add fwmark 0x539/0xffffffff lookup 133 priority 32765 proto 112",
+                 "+ pod: ip -6 route add local default dev lo table 133 proto 112"):
+        if line not in out:
+            fail("reconcile to TPROXY does not report %r:\n%s" % (line, out))
+    env.ok("CHECK", pod, env.conf(pod, redirect={"interceptionMode": "TPROXY"}))
+    if len(_pod_routing(pod)) != 4:
+        fail("after reconcile to TPROXY: %r" % _pod_routing(pod))
+    _tproxy_conn(env, pod, pod.ip4, "CAUGHT IN ORIG %s 8080 PEER %s VIA local" % (pod.ip4, pod.gw4))
+    _tproxy_conn(env, pod, pod.ip6, "CAUGHT IN ORIG %s 8080 PEER %s VIA local" % (pod.ip6, pod.gw6))
+    # CHECK under the old config now fails: the routes are there but REDIRECT has none.
+    env.error(env.cni("CHECK", pod, redirect_conf), "CHECK with the REDIRECT config after TPROXY", code=103)
+
+    out = reconcile({}, "redirect")
+    if "- pod: ip rule add fwmark 0x539/0xffffffff lookup 133 priority 32765 proto 112" not in out:
+        fail("reconcile back to REDIRECT does not report the rule's removal:\n%s" % out)
+    env.ok("CHECK", pod, redirect_conf)
+    if _pod_routing(pod):
+        fail("after reconcile back to REDIRECT the pod still has: %r" % _pod_routing(pod))
+    if "podRoutes" in _record(env, pod):
+        fail("record still names podRoutes after reconcile to REDIRECT")
+    _tproxy_conn(env, pod, pod.ip4, "CAUGHT IN ORIG %s 8080 PEER %s VIA nat" % (pod.ip4, pod.gw4))
+
+
+def _lo6(pod):
+    out = json.loads(sh(["ip", "-n", pod.ns, "-j", "-6", "addr", "show", "dev", "lo"]).stdout)
+    return sorted("%s/%s" % (a["local"], a["prefixlen"]) for a in out[0].get("addr_info", []))
+
+
+def test_passthrough_address6(env):
+    """::6/128 on the pod's lo, as istio-cni puts it there (Envoy's IPv6 inbound
+    passthrough binds it): ADD adds it in IPv6 pods and records that it did; CHECK fails
+    when it is removed behind its back; DEL removes it. One that was there before ADD is
+    left alone, and a pod of an earlier release (no record of it) gets it from reconcile."""
+    v4 = env.pod()
+    env.add(v4)
+    if "::6/128" in _lo6(v4):
+        fail("a v4-only pod got ::6 on lo: %r" % _lo6(v4))
+
+    pod = env.pod(v4=True, v6=True)
+    conf = env.conf(pod)
+    env.add(pod, conf)
+    if _lo6(pod) != ["::1/128", "::6/128"] or _record(env, pod).get("loAddress6") != "podsteer":
+        fail("after ADD: lo %r, record loAddress6 %r" % (_lo6(pod), _record(env, pod).get("loAddress6")))
+    env.ok("CHECK", pod, conf)
+    sh(["ip", "-n", pod.ns, "addr", "del", "::6/128", "dev", "lo"])
+    _expect_check_fails(env, pod, conf, "::6 was removed from lo", "ip -6 addr add ::6/128 dev lo: missing")
+    env.add(pod, conf)
+    env.ok("CHECK", pod, conf)
+    env.ok("DEL", pod, conf)
+    if "::6/128" in _lo6(pod):
+        fail("DEL left ::6 on lo")
+
+    # Somebody else's ::6 (the proxy's init, say) is neither claimed nor removed.
+    other = env.pod(v4=True, v6=True)
+    sh(["ip", "-n", other.ns, "addr", "add", "::6/128", "dev", "lo", "nodad"])
+    oconf = env.conf(other)
+    env.add(other, oconf)
+    if _record(env, other).get("loAddress6") != "found":
+        fail("ADD claimed a ::6 it found: %r" % _record(env, other).get("loAddress6"))
+    env.ok("CHECK", other, oconf)
+    env.ok("DEL", other, oconf)
+    if "::6/128" not in _lo6(other):
+        fail("DEL removed a ::6 that ADD had found there")
+
+    # A pod programmed by the previous release: no record of ::6, none on lo. CHECK is
+    # content; reconcile adds it.
+    old = env.pod(v4=True, v6=True)
+    env.add(old, env.conf(old))
+    rec = _record(env, old)
+    del rec["loAddress6"]
+    with open(env.record_for(old), "w") as f:
+        json.dump(rec, f)
+    sh(["ip", "-n", old.ns, "addr", "del", "::6/128", "dev", "lo"])
+    env.ok("CHECK", old, env.conf(old))
+    path = os.path.join(env.tmp, "conf-lo6.json")
+    with open(path, "w") as f:
+        json.dump(env.conf(None), f)
+    r = env.exec_cni(env.plugin, None, argv=["reconcile", "--conf", path])
+    if r.rc != 0 or "+ pod: ip -6 addr add ::6/128 dev lo" not in r.out:
+        fail("reconcile did not add ::6 to the earlier release's pod (rc %s):\n%s%s" % (r.rc, r.out, r.err[-1000:]))
+    if "::6/128" not in _lo6(old) or _record(env, old).get("loAddress6") != "podsteer":
+        fail("after reconcile: lo %r, record %r" % (_lo6(old), _record(env, old).get("loAddress6")))
+    env.ok("CHECK", old, env.conf(old))

@@ -63,6 +63,17 @@ SCENARIOS = [
     ("kubevirt-interfaces-all", {"kubevirtInterfaces": ["vm0"]}, "v4", {"vm"}),
     ("host-loopback-cidr", {"hostLoopbackCIDR": "127.0.0.0/8"}, "dual", set()),
     ("drop-invalid", {"dropInvalid": True}, "v4", {"ack", "loose0"}),
+    # TPROXY interception: the pod's inbound listener is transparent, as Envoy's is.
+    ("tproxy", {"interceptionMode": "TPROXY"}, "dual", set()),
+    ("tproxy-ipv4-only", {"interceptionMode": "TPROXY"}, "v4", set()),
+    ("tproxy-ipv6-only", {"interceptionMode": "TPROXY"}, "v6", set()),
+    ("tproxy-dns-exclusions", {"interceptionMode": "TPROXY", "dnsPort": 15053,
+                               "excludeInboundPorts": DEFAULT_EXCLUDED_INBOUND + ["8081"],
+                               "excludeOutboundPorts": ["9001"], "excludeOutboundCIDRs": LIST_A}, "dual", set()),
+    ("tproxy-inbound-ports-include", {"interceptionMode": "TPROXY", "includeInboundPorts": ["8080"],
+                                      "inboundTProxyMark": 1400, "inboundTProxyRouteTable": 140}, "dual", set()),
+    ("tproxy-interfaces-drop-invalid", {"interceptionMode": "TPROXY", "excludeInterfaces": ["eth1"],
+                                        "dropInvalid": True}, "v4", {"eth1", "ack", "loose0"}),
 ]
 
 # Deliberate differences: (scenario regex, probe regex, why). Each must occur. The
@@ -71,12 +82,9 @@ DELIBERATE = [
     ("inbound-ports-include-and-exclude", r"peer tcp POD(4|6|_LL):8081",
      "excludeInboundPorts also hold when includeInboundPorts is a list (Istio then ignores "
      "its exclusions): an operator's exclusion holds whatever include annotation a pod has"),
-    ("ipv6-only", r"(proxy|gid-only) tcp 127\.(1\.2\.3:8080|0\.0\.53:53)",
+    ("(tproxy-)?ipv6-only", r"(proxy|gid-only) tcp 127\.(1\.2\.3:8080|0\.0\.53:53)",
      "a family the pod has no address of is left alone, IPv4 too (Istio programs IPv4 "
      "always, so in an IPv6-only pod the proxy's calls to 127.x go to its inbound port)"),
-    (".*", r".* tcp from ::6 POD6:8080",
-     "podsteer does not put ::6/128 on the pod's lo (istio-cni does); the proxy's init "
-     "must add it for Envoy's IPv6 inbound passthrough"),
 ]
 
 # What Istio's rules must do in the Istio twin, whatever else happens: a harness that
@@ -100,6 +108,19 @@ ANCHORS = {
         "vm tcp 10.250.201.1:9000": "CAUGHT N9000 ORIG 10.250.201.1 9000 PEER VM4",
     },
     "exclude-interfaces": {"app tcp GWX:9000": "CAUGHT N9000 ORIG GWX 9000 PEER PODX"},
+    # TPROXY: the peer's connection reaches the transparent listener unNATed, from the
+    # peer's own address; the proxy's call to its own pod is still nat-redirected.
+    "tproxy": {
+        "peer tcp POD4:8080": "CAUGHT IN ORIG POD4 8080 PEER GW4 VIA local",
+        "peer tcp POD6:8080": "CAUGHT IN ORIG POD6 8080 PEER GW6 VIA local",
+        "peer tcp POD4:15008": "CAUGHT HBONE ORIG POD4 15008 PEER GW4",
+        "proxy tcp POD4:8080": "CAUGHT IN ORIG POD4 8080 PEER POD4 VIA nat",
+        "app tcp GW4:9000": "CAUGHT OUT ORIG GW4 9000 PEER POD4",
+    },
+    "tproxy-inbound-ports-include": {
+        "peer tcp POD6:8080": "CAUGHT IN ORIG POD6 8080 PEER GW6 VIA local",
+        "peer tcp POD6:8081": "CAUGHT APP8081 ORIG POD6 8081 PEER GW6",
+    },
     "dns-capture-all": {
         "app udp GW4:53": "CAUGHT DNS PEER POD4",
         "app tcp GW6:53": "CAUGHT DNS ORIG GW6 53 PEER POD6",
@@ -175,8 +196,9 @@ class Twin:
 
     def program(self):
         env, pod = self.env, self.pod
+        transparent = ["--transparent", "IN"] if self.redirect.get("interceptionMode") == "TPROXY" else []
         env.spawn(pod.ns, "parity_agent.py", "serve", "--tcp", POD_TCP, "--udp", POD_UDP,
-                  "--uid", self.uid, "--gid", self.gid, label="pod agent of %s" % self.label())
+                  "--uid", self.uid, "--gid", self.gid, *transparent, label="pod agent of %s" % self.label())
         if self.flavour == "istio":
             cfg = istio_rules.from_podsteer(self.redirect)
             load_istio(pod.ns, cfg, ipv6=pod.ip6 is not None)
@@ -277,11 +299,14 @@ def _norm_ip(text):
 
 def load_istio(ns, cfg, ipv6):
     """Istio's rules into ns: iptables always, ip6tables and ::6 on lo when the pod has
-    an IPv6 address (as istio-cni does)."""
+    an IPv6 address (as istio-cni does); in TPROXY mode the fwmark rule and the lo route
+    of the same families."""
     for binary, v6 in (("/usr/sbin/iptables-restore", False), ("/usr/sbin/ip6tables-restore", True)):
         if v6 and not ipv6:
             continue
         sh(["ip", "netns", "exec", ns, binary, "--noflush"], input=istio_rules.restore_text(cfg, v6))
+        for args in istio_rules.route_commands(cfg, v6):
+            sh(["ip", "-n", ns] + args)
     if ipv6:
         sh(["ip", "-n", ns, "addr", "add", "::6/128", "dev", "lo", "nodad"])
 

@@ -2,6 +2,7 @@
 """Listeners and a prober for the Istio parity test (tests/netns/test_istio_parity.py).
 
   parity_agent.py serve --tcp NAME:PORT[,NAME:PORT...] [--udp NAME:PORT,...] [--uid N] [--gid N]
+                        [--transparent NAME[,NAME...]]
   parity_agent.py probe [--parallel N] [--timeout S] < probes.json
 
 serve: binds every listener on [::] dual-stack (ports below 1024 as root, the others
@@ -13,6 +14,12 @@ READY and answers each TCP connection with one line
 address when nothing redirected it) and each UDP datagram with
   CAUGHT <NAME> PEER <ip>
 from the address it arrived at. So a verdict says which listener caught a connection.
+The --transparent TCP listeners are IP_TRANSPARENT (as Envoy's are in TPROXY mode: the
+kernel's tproxy hands a connection only to such a socket; made as root, which the option
+needs); their lines end in "VIA nat" when a nat redirect brought the connection (its
+SO_ORIGINAL_DST is not the socket's own address) or "VIA local" when it came unNATed,
+as TPROXY delivers it (the socket's address is the original destination and PEER the
+client's own address).
 
 probe: reads a JSON list of probes {"id", "host", "port", "udp", "uid", "gid", "bind"}
 (or {"id", "kind": "ack", "host", "port"}: a lone TCP ACK, answered "RST" or not at all)
@@ -49,20 +56,43 @@ def listener_specs(text):
     return out
 
 
+IP_TRANSPARENT, IPV6_TRANSPARENT = 19, 75
+
+
+def transparent_listener(port):
+    """[::]:port, dual-stack and transparent for both families."""
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+    s.setsockopt(socket.IPPROTO_IP, IP_TRANSPARENT, 1)
+    s.bind(("::", port))
+    s.listen(128)
+    return s
+
+
 def serve(args):
     # Ports below 1024 are bound as root; every other socket is made after dropping to
     # --uid/--gid, so it is owned by the proxy as a real sidecar's are (owner matches and
     # Istio's conntrack zones for DNS replies look at the socket's uid, fixed at creation).
     tcp, udp = [], []
+    transparent = set(filter(None, (args.transparent or "").split(",")))
+    tcp += [(name, transparent_listener(port)) for name, port in listener_specs(args.tcp) if name in transparent]
     for late in (False, True):
         if late:
             pstnet.drop_privileges(args.uid, args.gid)
-        tcp += [(name, pstnet.tcp_listener(port)) for name, port in listener_specs(args.tcp) if (port >= 1024) == late]
+        tcp += [(name, pstnet.tcp_listener(port)) for name, port in listener_specs(args.tcp)
+                if (port >= 1024) == late and name not in transparent]
         udp += [(name, pstnet.udp_socket(port)) for name, port in listener_specs(args.udp) if (port >= 1024) == late]
     for name, s in tcp:
         def handle(conn, peer, name=name):
             ip, port = original_dst(conn, peer[0])
-            conn.sendall(("CAUGHT %s ORIG %s %d PEER %s\n" % (name, ip, port, pstnet.plain(peer[0]))).encode())
+            line = "CAUGHT %s ORIG %s %d PEER %s" % (name, ip, port, pstnet.plain(peer[0]))
+            if name in transparent:
+                local = conn.getsockname()
+                natted = (ip, port) != (pstnet.plain(local[0]), local[1])
+                line += " VIA nat" if natted else " VIA local"
+            conn.sendall((line + "\n").encode())
         pstnet.serve_tcp(s, handle)
     for name, s in udp:
         pstnet.serve_udp(s, lambda data, peer, name=name: (
@@ -195,6 +225,7 @@ def main():
     s.add_argument("--udp", default="")
     s.add_argument("--uid", type=int)
     s.add_argument("--gid", type=int)
+    s.add_argument("--transparent", default="")
     s.add_argument("--lifetime", type=float, default=0)
     p = sub.add_parser("probe")
     p.add_argument("--parallel", type=int, default=32)

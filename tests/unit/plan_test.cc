@@ -14,6 +14,7 @@
 #include "cni/env.h"
 #include "config/netconf.h"
 #include "config/pod.h"
+#include "plan/diff.h"
 #include "plan/plan.h"
 #include "plan/render.h"
 #include "test_util.h"
@@ -690,4 +691,144 @@ TEST_CASE("annotations: Istio's includeOutboundPorts, excludeInterfaces, kubevir
   refused(*strict.redirect, "istio.io/reroute-virtual-interfaces", "vm1", "redirect.allowOptOut is false");
   CHECK(effectiveRedirect(*strict.redirect, {{"traffic.sidecar.istio.io/includeOutboundPorts", "9001,9002"}}).ok());
   CHECK(effectiveRedirect(*strict.redirect, {{"istio.io/reroute-virtual-interfaces", "vm0,vm1"}}).ok());
+}
+
+// ---- TPROXY interception (issue 14) ------------------------------------------------------
+
+namespace {
+
+// The table and, as explain prints them, the pod's ip rules and routes.
+std::string renderWithRoutes(const plan::Plan& p) {
+  std::string out = renderPlan(p);
+  for (const auto& r : p.podRoutes) out += "# " + r.ruleText() + "\n# " + r.routeText() + "\n";
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("golden: TPROXY interception on a dual-stack pod (Istio's mangle rules, ip rule and lo route)") {
+  NetConf c = conf({{"redirect", {{"interceptionMode", "TPROXY"}}}, {"prevResult", kDualStack}});
+  auto p = mustPlan(c, pod(c));
+  checkGolden("tproxy_dualstack", renderWithRoutes(p));
+  // Istio's mangle ISTIO_INBOUND order: marked, passthrough source, lo without 1338, then
+  // the exclusions, then established -> divert, new -> tproxy.
+  CHECK(chainText(p, "tproxy_inbound") ==
+        "meta l4proto tcp meta mark 0x00000539 return\n"
+        "meta l4proto tcp ip saddr 127.0.0.6 iifname \"lo\" return\n"
+        "meta l4proto tcp ip6 saddr ::6 iifname \"lo\" return\n"
+        "meta l4proto tcp iifname \"lo\" meta mark != 0x0000053a return\n"
+        "tcp dport 15008 return\ntcp dport 22 return\ntcp dport 15090 return\ntcp dport 15021 return\n"
+        "tcp dport 15020 return\n"
+        "meta l4proto tcp ct state established,related meta mark set 0x00000539 accept\n"
+        "meta l4proto tcp jump tproxy_redirect\n");
+  CHECK(chainText(p, "tproxy_redirect") ==
+        "ip daddr != 127.0.0.1 meta l4proto tcp tproxy ip to :15006 meta mark set 0x00000539 accept\n"
+        "ip daddr != 127.0.0.1 meta l4proto tcp drop\n"
+        "ip6 daddr != ::1 meta l4proto tcp tproxy ip6 to :15006 meta mark set 0x00000539 accept\n"
+        "ip6 daddr != ::1 meta l4proto tcp drop\n");
+  CHECK(chainText(p, "tproxy_output") ==
+        "meta l4proto tcp oifname \"lo\" meta mark 0x00000539 return\n"
+        "ip daddr != 127.0.0.1 meta l4proto tcp oifname \"lo\" meta skuid 1337 meta mark set 0x0000053a\n"
+        "ip6 daddr != ::1 meta l4proto tcp oifname \"lo\" meta skuid 1337 meta mark set 0x0000053a\n"
+        "ip daddr != 127.0.0.1 meta l4proto tcp oifname \"lo\" meta skgid 1337 meta mark set 0x0000053a\n"
+        "ip6 daddr != ::1 meta l4proto tcp oifname \"lo\" meta skgid 1337 meta mark set 0x0000053a\n"
+        "meta l4proto tcp ct mark 0x00000539 meta mark set ct mark\n");
+  // No nat inbound: TPROXY catches it (Istio has no nat PREROUTING jump in TPROXY mode).
+  CHECK(p.podTable->findChain("inbound") == nullptr);
+  CHECK(chainText(p, "prerouting") == "");
+  // The outbound side is REDIRECT's, rule for rule.
+  NetConf r = conf({{"redirect", json::object()}, {"prevResult", kDualStack}});
+  auto rp = mustPlan(r, pod(r));
+  CHECK(chainText(p, "outbound") == chainText(rp, "outbound"));
+  CHECK(rp.podRoutes.empty());
+  REQUIRE(p.podRoutes.size() == 2);
+  CHECK(p.podRoutes[0].ruleText() == "ip rule add fwmark 0x539/0xffffffff lookup 133 priority 32765 proto 112");
+  CHECK(p.podRoutes[1].routeText() == "ip -6 route add local default dev lo table 133 proto 112");
+}
+
+TEST_CASE("golden: TPROXY on a v4-only pod with an include list, interfaces, INVALID drop, own mark and table") {
+  NetConf c = conf({{"redirect",
+                     {{"interceptionMode", "TPROXY"},
+                      {"inboundTProxyMark", 1400},
+                      {"inboundTProxyRouteTable", "140"},
+                      {"includeInboundPorts", {"8080", "9000-9100"}},
+                      {"excludeInterfaces", {"eth1"}},
+                      {"dropInvalid", true},
+                      {"proxyUID", {1337, 1500}}}},
+                    {"prevResult", kV4Only}});
+  auto p = mustPlan(c, pod(c));
+  checkGolden("tproxy_v4_options", renderWithRoutes(p));
+  // As in Istio's mangle PREROUTING: excluded interfaces, then the INVALID drop.
+  CHECK(chainText(p, "tproxy_prerouting") ==
+        "iifname \"eth1\" return\nct state invalid drop\n"
+        "meta nfproto ipv4 meta l4proto tcp jump tproxy_inbound\n"
+        "meta nfproto ipv4 meta l4proto tcp meta mark 0x00000578 ct mark set meta mark\n");
+  CHECK(p.podTable->findChain("drop_invalid") == nullptr);
+  CHECK(contains(chainText(p, "tproxy_inbound"),
+                 "tcp dport 8080 ct state established,related meta mark set 0x00000578 accept\n"
+                 "tcp dport 8080 jump tproxy_redirect\n"
+                 "tcp dport 9000-9100 ct state established,related meta mark set 0x00000578 accept\n"
+                 "tcp dport 9000-9100 jump tproxy_redirect\n"));
+  CHECK(contains(chainText(p, "tproxy_output"), "meta skuid 1500 meta mark set 0x0000053a\n"));
+  REQUIRE(p.podRoutes.size() == 1);
+  CHECK(p.podRoutes[0] == plan::PodRoute{.family = Family::kIpv4, .mark = 1400, .table = 140});
+}
+
+TEST_CASE("config: interceptionMode, inboundTProxyMark and inboundTProxyRouteTable are checked") {
+  auto err = [](const json& redirect) {
+    auto r = tryConf({{"redirect", redirect}});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().codeValue() == 7);
+    return r.error().msg;
+  };
+  CHECK(startsWith(err({{"interceptionMode", "tproxy"}}), "redirect.interceptionMode: must be \"REDIRECT\" or \"TPROXY\""));
+  CHECK(startsWith(err({{"interceptionMode", 1}}), "redirect.interceptionMode: must be"));
+  CHECK(startsWith(err({{"inboundTProxyMark", 0}}), "redirect.inboundTProxyMark: must not be 0 or 1338"));
+  CHECK(startsWith(err({{"inboundTProxyMark", 1338}}), "redirect.inboundTProxyMark: must not be 0 or 1338"));
+  CHECK(startsWith(err({{"inboundTProxyMark", -1}}), "redirect.inboundTProxyMark: out of range"));
+  for (int table : {0, 253, 254, 255})
+    CHECK(startsWith(err({{"inboundTProxyRouteTable", table}}), "redirect.inboundTProxyRouteTable: must not be 0, 253"));
+  auto d = tryConf({{"redirect", json::object()}});
+  REQUIRE(d.ok());
+  CHECK(d->redirect->interceptionMode == InterceptionMode::kRedirect);
+  CHECK(d->redirect->tproxyMark == 1337);
+  CHECK(d->redirect->tproxyRouteTable == 133);
+}
+
+TEST_CASE("annotations: sidecar.istio.io/interceptionMode chooses the mode, also without allowOptOut") {
+  NetConf strict = conf({{"redirect", {{"allowOptOut", false}}}, {"prevResult", kV4Only}});
+  auto t = effectiveRedirect(*strict.redirect, {{"sidecar.istio.io/interceptionMode", "TPROXY"}});
+  REQUIRE_MESSAGE(t.ok(), t.error().msg);
+  CHECK((*t)->interceptionMode == InterceptionMode::kTproxy);
+  NetConf tp = conf({{"redirect", {{"interceptionMode", "TPROXY"}}}, {"prevResult", kV4Only}});
+  auto back = effectiveRedirect(*tp.redirect, {{"sidecar.istio.io/interceptionMode", "REDIRECT"}});
+  REQUIRE(back.ok());
+  CHECK((*back)->interceptionMode == InterceptionMode::kRedirect);
+  auto bad = effectiveRedirect(*tp.redirect, {{"sidecar.istio.io/interceptionMode", "NONE"}});
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().codeValue() == 7);
+  CHECK(startsWith(bad.error().msg,
+                   "runtimeConfig.io.kubernetes.cri.pod-annotations[\"sidecar.istio.io/interceptionMode\"]: must be"));
+  // Through buildPlan: the annotation brings the routes with it.
+  PodInfo p = pod(strict);
+  p.annotations = {{"sidecar.istio.io/interceptionMode", "TPROXY"}};
+  CHECK(mustPlan(strict, p).podRoutes.size() == 1);
+}
+
+TEST_CASE("pod routes: JSON round trip, unreadable entries skipped, and the reconcile diff names them") {
+  plan::PodRoute r{.family = Family::kIpv6, .mark = 1337, .table = 133};
+  CHECK(plan::PodRoute::fromJson(r.toJson()) == r);
+  auto back = plan::podRoutesFromJson(json::parse(R"([{"family":4,"mark":1337,"table":133},{"family":5},"x",
+                                                       {"family":6,"mark":-1,"table":1}])"));
+  REQUIRE(back.size() == 1);
+  CHECK(back[0].family == Family::kIpv4);
+  CHECK(plan::podRoutesFromJson(json(nullptr)).empty()); // a record of the previous release
+  NetConf redir = conf({{"redirect", json::object()}, {"prevResult", kV4Only}});
+  NetConf tp = conf({{"redirect", {{"interceptionMode", "TPROXY"}}}, {"prevResult", kV4Only}});
+  std::string changes = plan::renderChanges(plan::diffPlans(mustPlan(redir, pod(redir)), mustPlan(tp, pod(tp))), "");
+  CHECK(contains(changes, "+ pod: ip rule add fwmark 0x539/0xffffffff lookup 133 priority 32765 proto 112\n"));
+  CHECK(contains(changes, "+ pod: ip route add local default dev lo table 133 proto 112\n"));
+  CHECK(contains(changes, "- pod: rule inet podsteer prerouting meta nfproto ipv4 meta l4proto tcp jump inbound\n"));
+  std::string undo = plan::renderChanges(plan::diffPlans(mustPlan(tp, pod(tp)), mustPlan(redir, pod(redir))), "");
+  CHECK(contains(undo, "- pod: ip rule add fwmark 0x539/0xffffffff lookup 133 priority 32765 proto 112\n"));
 }
