@@ -6,19 +6,12 @@ the ones it keeps, no privilege escalation) and its volume mounts mapped onto a 
 
 import json
 import os
-import time
 
-from test_k8s import entry_from, load_k8s
+from test_k8s import FakeNode, entry_from, load_k8s
 from test_podman import setup_podman
 from world import REPO, cut, fail, sh, test
 
 IMAGE_BUILD = "image: scripts/image.sh builds the DaemonSet's image offline (FROM scratch, no shell)"
-
-PRIMARY = "10-bridge.conflist"
-ORIGINAL = json.dumps({"cniVersion": "1.0.0", "name": "k8s-pod-network", "plugins": [
-    {"type": "bridge", "bridge": "cni0", "isGateway": True,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.7.0/24"}]]}},
-    {"type": "portmap", "capabilities": {"portMappings": True}}]}, indent=2) + "\n"
 
 
 def podman_env(w):
@@ -69,8 +62,9 @@ def t_image_build(w):
     w.image_tag = tag
 
 
-class ImageNode:
-    """The DaemonSet's volumes as temp dirs; podman flags from its securityContext."""
+class ImageNode(FakeNode):
+    """The DaemonSet's volumes as temp dirs; podman flags from its securityContext. The
+    primary conflist and how it is read, rewritten and waited for are FakeNode's."""
 
     def __init__(self, w, name):
         docs, pod, c = daemonset_container()
@@ -97,8 +91,9 @@ class ImageNode:
             self.mounts += ["-v", "%s:%s%s" % (src, m["mountPath"], ":ro" if m.get("readOnly") else "")]
         self.conf_dir = self.host["/host/etc/cni/net.d"]
         self.bin_dir = self.host["/host/opt/cni/bin"]
-        self.primary = os.path.join(self.conf_dir, PRIMARY)
-        self.write_primary(ORIGINAL)
+        self.primary = os.path.join(self.conf_dir, self.PRIMARY)
+        self.write_primary(self.ORIGINAL)
+        self.watcher = None  # FakeNode.wait: no watcher process of ours
         sc = c.get("securityContext", {})
         flags = ["--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                  "--user", "%d:%d" % (sc.get("runAsUser", 0), sc.get("runAsGroup", 0))]
@@ -120,34 +115,12 @@ class ImageNode:
         self.command = c["command"] + c.get("args", [])
         self.ready_cmd = c["readinessProbe"]["exec"]["command"]
 
-    def write_primary(self, text):
-        with open(self.primary + ".tmp", "w") as f:
-            f.write(text)
-        os.rename(self.primary + ".tmp", self.primary)
-
-    def read_primary(self):
-        with open(self.primary) as f:
-            return f.read()
-
     def chained(self):
-        try:
-            plugins = json.loads(self.read_primary()).get("plugins", [])
-        except ValueError:
+        """FakeNode's check, and the bin dir holds exactly the image's binary."""
+        if not super().chained():
             return False
-        binary = os.path.join(self.bin_dir, "podsteer")
-        if not os.access(binary, os.X_OK):
-            return False
-        with open(binary, "rb") as a, open(self.w.plugin, "rb") as b:
-            same = a.read() == b.read()
-        return same and [p.get("type") for p in plugins] == ["bridge", "portmap", "podsteer"]
-
-    def wait(self, cond, seconds):
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if cond():
-                return True
-            time.sleep(0.05)
-        return cond()
+        with open(os.path.join(self.bin_dir, "podsteer"), "rb") as a, open(self.w.plugin, "rb") as b:
+            return a.read() == b.read()
 
     def run(self, name):
         self.w.podman("run", "-d", "--name", name, *self.flags, *self.mounts,
@@ -181,7 +154,7 @@ def t_image_daemonset(w):
         fail("the readiness probe failed in the container (rc %d): %s %s"
              % (p.returncode, cut(p.stdout), cut(p.stderr)))
     chained = node.read_primary()
-    node.write_primary(ORIGINAL)  # the primary CNI rewrites its file
+    node.write_primary(node.ORIGINAL)  # the primary CNI rewrites its file
     if not node.wait(node.chained, 5):
         fail("the containerised watcher did not re-insert the entry: %s" % cut(node.read_primary()))
     # A rolling update stops this container (SIGTERM to the watcher, PID 1 of the
