@@ -1002,7 +1002,9 @@ TEST_CASE("install --watch --reconcile: installs first, reconciles from the conf
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  CHECK(runInstallCommand(static_cast<int>(args.size()), argv.data(), reconcile) == 0);
+  InstallHooks hooks;
+  hooks.reconcile = reconcile;
+  CHECK(runInstallCommand(static_cast<int>(args.size()), argv.data(), hooks) == 0);
   done = true;
   watchdog.join();
   REQUIRE(calls.size() == 3);
