@@ -7,7 +7,7 @@ import os
 
 from harness import fail
 
-COMMANDS = ("version", "explain", "list", "install", "uninstall", "reconcile")
+COMMANDS = ("version", "explain", "list", "install", "uninstall", "reconcile", "doctor", "gc")
 
 
 def _expect_help(env, argv, want):
@@ -39,6 +39,8 @@ def test_cli_help(env):
     _expect_help(env, ["install", "--cni-bin-dir", bindir, "--cni-conf-dir", confdir, "--help"],
                  "usage: podsteer install")
     _expect_help(env, ["list", "--state-dir", env.state_dir, "--help"], "usage: podsteer list")
+    _expect_help(env, ["gc", "--state-dir", env.state_dir, "--help"], "usage: podsteer gc")
+    _expect_help(env, ["doctor", "--state-dir", env.state_dir, "--help"], "usage: podsteer doctor")
     if os.listdir(bindir) or os.listdir(confdir):
         fail("install --help installed something: %s %s" % (os.listdir(bindir), os.listdir(confdir)))
     # Bad invocations are still errors: usage on stderr, exit 2, nothing on stdout.
