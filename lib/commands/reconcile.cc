@@ -168,6 +168,13 @@ bool alreadyCurrent(const ReconcileOptions& opts, const nlohmann::json& entry, c
   if (!(newPlan->host == recorded)) return false;
   const std::string recordedDigest = rec.planDigest.empty() ? digestHex(rec.podTable) : rec.planDigest;
   if (digestHex(tableText(*newPlan)) != recordedDigest) return false;
+  // The pod-side extras the table does not show: TPROXY's ip rules and routes, and ::6 on
+  // lo (a pod of an earlier release has no record of it and gets it from reconcile).
+  const nlohmann::json routes =
+      newPlan->podRoutes.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(newPlan->podRoutes);
+  if (routes != (rec.podRoutes.is_null() || rec.podRoutes.empty() ? nlohmann::json(nullptr) : rec.podRoutes))
+    return false;
+  if (newPlan->passthroughAddress6 ? rec.loAddress6.empty() : rec.loAddress6 == "podsteer") return false;
   return sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host).empty();
 }
 
