@@ -83,7 +83,9 @@ def t_k8s_shape(w):
         fail("the ConfigMap podsteer-config is not mounted at /etc/podsteer")
     cmd = c.get("command", []) + c.get("args", [])
     want = ["install", "--watch", "--conf", "/etc/podsteer/entry.json",
-            "--cni-bin-dir", "/host/opt/cni/bin", "--cni-conf-dir", "/host/etc/cni/net.d"]
+            "--cni-bin-dir", "/host/opt/cni/bin", "--cni-conf-dir", "/host/etc/cni/net.d",
+            # The unprivileged container cannot collect stale attachments (README).
+            "--gc-interval", "0"]
     if not cmd or os.path.basename(cmd[0]) != "podsteer" or cmd[1:] != want:
         fail("install command is %r, want podsteer %s" % (cmd, " ".join(want)))
     # A rolling update replaces the pod: nothing may remove podsteer then (issue 13.5).
