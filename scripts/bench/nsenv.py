@@ -19,6 +19,7 @@ import ipaddress
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,10 +85,24 @@ def delete_namespaces(names):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
 
 
+# podsteer keeps node-wide state in /run/podsteer-node/c<netns cookie> of the namespace
+# it runs in (a bench "node"); a bench that ends with attachments (the scale phase's
+# fillers) would leave it behind once the namespace is gone.
+NODE_STATE_ROOT = "/run/podsteer-node"
+_COOKIE = ("import socket, struct; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+           "print(struct.unpack('Q', s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])")  # SO_NETNS_COOKIE
+_node_state_dirs = []
+
+
 def new_netns(role):
+    """One namespace (a node, an uplink, ...; pod pools use add_namespaces)."""
     name = new_names(role, 1)[0]
     add_namespaces([name])
     sh([IP, "-n", name, "link", "set", "lo", "up"])
+    cookie = subprocess.run([IP, "netns", "exec", name, sys.executable, "-c", _COOKIE],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30).stdout.strip()
+    if cookie.isdigit():
+        _node_state_dirs.append(os.path.join(NODE_STATE_ROOT, "c" + cookie.decode()))
     return name
 
 
@@ -142,6 +157,13 @@ def make_pods(node, n, jobs=4):
 def cleanup():
     delete_namespaces(list(reversed(_namespaces)))
     _namespaces.clear()
+    for d in _node_state_dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    _node_state_dirs.clear()
+    try:
+        os.rmdir(NODE_STATE_ROOT)  # only when nothing else is there
+    except OSError:
+        pass
     # Belt and braces: anything else carrying our prefix.
     try:
         left = [n for n in os.listdir(NETNS_DIR) if n.startswith(PREFIX + "-")]
