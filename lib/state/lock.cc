@@ -23,9 +23,14 @@ Status ensureDirectory(const std::string& dir) {
   if (::mkdir(dir.c_str(), 0700) == 0) return Status::success(); // ours, just made: a directory
   if (errno == ENOENT) {
     const size_t slash = dir.rfind('/');
-    if (slash != std::string::npos && slash > 0)
+    // A parent that another process removes once it is empty (the node-wide root, which
+    // the last command of another node's podsteer state takes away) can vanish between
+    // our mkdir of it and ours of `dir`: make it again, a bounded number of times.
+    for (int attempt = 0; attempt < 100 && slash != std::string::npos && slash > 0; ++attempt) {
       if (auto s = ensureDirectory(dir.substr(0, slash)); !s) return s;
-    if (::mkdir(dir.c_str(), 0700) == 0) return Status::success();
+      if (::mkdir(dir.c_str(), 0700) == 0) return Status::success();
+      if (errno != ENOENT) break;
+    }
   }
   if (errno != EEXIST)
     return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
