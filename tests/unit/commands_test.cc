@@ -3,12 +3,17 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "commands/inspect.h"
 #include "commands/reconcile.h"
+#include "state/lock.h"
 #include "state/record.h"
 #include "util/file_io.h"
 
@@ -96,4 +101,40 @@ TEST_CASE("reconcile --conf with the ConfigMap's bare entry: name and cniVersion
   out = runReconcile(opts);
   CHECK(out.out.find("invalid config") == std::string::npos);
   CHECK(out.out.find("1 attachments") != std::string::npos);
+}
+
+// Two "nodes" on one host: another node's last command removes the empty node-wide root
+// while this one creates its own directory under it. ensureDirectory must make the root
+// again rather than fail with ENOENT (seen once as a failed ADD with two netns suites at
+// once). A thread keeps creating and removing the root; creating a subdirectory must
+// succeed every time.
+TEST_CASE("ensureDirectory survives its parent being removed concurrently") {
+  char tmpl[] = "/tmp/podsteer-ensure-XXXXXX";
+  REQUIRE(::mkdtemp(tmpl) != nullptr);
+  const std::string root = std::string(tmpl) + "/root";
+  std::atomic<bool> stop{false};
+  std::thread remover([&] {
+    while (!stop) {
+      ::mkdir(root.c_str(), 0700);
+      ::rmdir(root.c_str()); // only while empty, as NodeLock's destructor does
+      std::this_thread::sleep_for(std::chrono::microseconds(20)); // many removals, not a livelock
+    }
+  });
+  int failures = 0;
+  std::string firstError;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string sub = root + "/c" + std::to_string(i);
+    auto s = podsteer::state::ensureDirectory(sub);
+    if (!s) {
+      if (failures++ == 0) firstError = s.error().msg;
+      continue;
+    }
+    ::rmdir(sub.c_str());
+  }
+  stop = true;
+  remover.join();
+  ::rmdir(root.c_str());
+  ::rmdir(tmpl);
+  INFO(firstError);
+  CHECK(failures == 0);
 }
