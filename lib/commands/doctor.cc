@@ -303,28 +303,6 @@ void checkBridgePorts(const NetConf& c, const doctor::NodeView& node, bool brNet
   }
 }
 
-constexpr int kCapNetAdmin = 12;
-constexpr int kCapSysAdmin = 21;
-
-bool hasCapability(int cap) {
-  auto status = readFile("/proc/self/status");
-  const size_t at = status ? status->find("\nCapEff:") : std::string::npos;
-  if (at == std::string::npos) return true; // cannot tell: assume so, and let the kernel answer
-  return (std::strtoull(status->c_str() + at + 8, nullptr, 16) & (1ULL << cap)) != 0;
-}
-
-// Why the pods' namespaces cannot be judged from here (as `podsteer list` says
-// "unverified"): in the installer's container every pod would look stale otherwise.
-std::optional<std::string> cannotVerifyHere(const state::AttachmentRecord& rec) {
-  if (!hasCapability(kCapNetAdmin) || !hasCapability(kCapSysAdmin))
-    return std::string("no CAP_NET_ADMIN/CAP_SYS_ADMIN here to enter pod namespaces");
-  const size_t slash = rec.netns.rfind('/');
-  struct stat st {};
-  if (slash != std::string::npos && slash > 0 && ::stat(rec.netns.substr(0, slash).c_str(), &st) != 0)
-    return "netns directory " + rec.netns.substr(0, slash) + " is not visible here";
-  return std::nullopt;
-}
-
 void checkAttachments(const std::string& stateDir, std::vector<Finding>& out) {
   std::vector<std::string> problems;
   auto records = state::RecordStore(stateDir).list("", &problems);
@@ -335,7 +313,7 @@ void checkAttachments(const std::string& stateDir, std::vector<Finding>& out) {
   for (const auto& rec : records) {
     const std::string who = rec.network + "/" + rec.containerId + "/" + rec.ifname +
                             (rec.podName.empty() ? "" : " (pod " + rec.podNamespace + "/" + rec.podName + ")");
-    if (auto why = cannotVerifyHere(rec)) {
+    if (auto why = cannotVerify(rec)) {
       out.push_back({Severity::kInfo, "attachment-unverified", who, *why, "doctor cannot tell whether it is intact",
                      "run podsteer doctor on the node as root"});
       continue;

@@ -72,6 +72,13 @@ Status cleanupPodNetns(const std::string& netnsPath, const std::string& expected
   return removePodExtras(ns->fd.get(), extras);
 }
 
+bool netnsDirectoryVisible(const std::string& netnsPath) {
+  const size_t slash = netnsPath.rfind('/');
+  if (slash == std::string::npos || slash == 0) return true;
+  struct stat st {};
+  return ::stat(netnsPath.substr(0, slash).c_str(), &st) == 0;
+}
+
 bool podAlive(const state::AttachmentRecord& r) {
   if (r.netns.empty()) return false;
   auto ns = nl::openNetns(r.netns);
@@ -79,9 +86,7 @@ bool podAlive(const state::AttachmentRecord& r) {
   if (ns->state == nl::NetnsState::kGone) {
     // Gone only if its directory is visible here: in a container without the node's
     // /var/run/netns (or /proc) every pod would look gone.
-    const size_t slash = r.netns.rfind('/');
-    struct stat st {};
-    return slash != std::string::npos && slash > 0 && ::stat(r.netns.substr(0, slash).c_str(), &st) != 0;
+    return !netnsDirectoryVisible(r.netns);
   }
   return r.netnsIdentity.empty() || netnsIdentity(ns->fd.get()) == r.netnsIdentity;
 }

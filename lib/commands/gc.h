@@ -44,6 +44,10 @@ Status removePodExtras(int netnsFd, const PodExtras& extras);
 Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity,
                        const PodExtras& extras = {});
 
+// Whether the directory holding `netnsPath` (e.g. /var/run/netns) is visible to this
+// process: in a container without the node's netns dir every pod would look gone.
+bool netnsDirectoryVisible(const std::string& netnsPath);
+
 // Whether a recorded attachment's pod still exists: its netns, judged by the identity
 // recorded at ADD. A record without identity (written by an older release) whose path
 // still resolves counts as alive, and so does one this process cannot check (its netns

@@ -56,10 +56,8 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   if (!plan) return plan.error();
   auto ns = nl::openNetns(rec.netns);
   if (!ns) return ns.error();
-  struct stat st {};
-  bool same = ns->state == nl::NetnsState::kOpen && ::fstat(ns->fd.get(), &st) == 0 &&
-              (rec.netnsIdentity.empty() ||
-               rec.netnsIdentity == std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+  const bool same = ns->state == nl::NetnsState::kOpen &&
+                    (rec.netnsIdentity.empty() || rec.netnsIdentity == netnsIdentity(ns->fd.get()));
   if (!same) {
     diffs.push_back("pod netns " + rec.netns + " is gone");
   } else {
@@ -81,33 +79,24 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   return diffs;
 }
 
-namespace {
+bool hasCapability(int cap) {
+  auto status = readFile("/proc/self/status");
+  const size_t at = status ? status->find("\nCapEff:") : std::string::npos;
+  if (at == std::string::npos) return true; // cannot tell: assume so, and let the kernel answer
+  return (std::strtoull(status->c_str() + at + 8, nullptr, 16) & (1ULL << cap)) != 0;
+}
 
-// Why this process cannot check the kernel for `rec`, if it cannot. `kubectl exec
-// ds/podsteer -- podsteer list` runs in the installer's container: no CAP_NET_ADMIN /
-// CAP_SYS_ADMIN (to enter a pod netns and read its tables) and no /var/run/netns. There,
-// every pod would look "damaged" ("netns gone"); it is "unverified" instead, saying why.
 std::optional<std::string> cannotVerify(const state::AttachmentRecord& rec) {
-  constexpr int kCapNetAdmin = 12;
-  constexpr int kCapSysAdmin = 21;
-  if (auto status = readFile("/proc/self/status")) {
-    const size_t at = status->find("\nCapEff:");
-    if (at != std::string::npos) {
-      const unsigned long long caps = std::strtoull(status->c_str() + at + 8, nullptr, 16);
-      if ((caps & (1ULL << kCapNetAdmin)) == 0) return "no CAP_NET_ADMIN here (run podsteer list on the node)";
-      if ((caps & (1ULL << kCapSysAdmin)) == 0)
-        return "no CAP_SYS_ADMIN here, needed to enter pod netns (run podsteer list on the node)";
-    }
-  }
-  const size_t slash = rec.netns.rfind('/');
-  if (slash != std::string::npos && slash > 0) {
-    const std::string dir = rec.netns.substr(0, slash);
-    struct stat st {};
-    if (::stat(dir.c_str(), &st) != 0)
-      return "netns directory " + dir + " is not visible here (run podsteer list on the node)";
-  }
+  if (!hasCapability(kCapNetAdmin)) return "no CAP_NET_ADMIN here (run podsteer list on the node)";
+  if (!hasCapability(kCapSysAdmin))
+    return "no CAP_SYS_ADMIN here, needed to enter pod netns (run podsteer list on the node)";
+  if (!netnsDirectoryVisible(rec.netns))
+    return "netns directory " + rec.netns.substr(0, rec.netns.rfind('/')) +
+           " is not visible here (run podsteer list on the node)";
   return std::nullopt;
 }
+
+namespace {
 
 // One row of `podsteer list`: each column padded to its width (a longer value widens its
 // row rather than being cut or running into the next column), the last one as it is.

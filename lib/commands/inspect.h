@@ -4,6 +4,7 @@
 // reconcile and repair share (a record's config and plan, and whether the kernel still
 // holds what it says).
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,19 @@ PodInfo podFromRecord(const state::AttachmentRecord& rec);
 Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir);
 
 // `podsteer list [--json] [--state-dir DIR]`.
+// Whether this process has `cap` in its effective set (true when it cannot tell: the
+// kernel then answers).
+inline constexpr int kCapNetAdmin = 12;
+inline constexpr int kCapSysAdmin = 21;
+bool hasCapability(int cap);
+
+// Why this process cannot check the kernel for `rec`, if it cannot. `kubectl exec
+// ds/podsteer -- podsteer list` (and install's doctor findings) run in the installer's
+// container: no CAP_NET_ADMIN / CAP_SYS_ADMIN (to enter a pod netns and read its tables)
+// and no /var/run/netns. There, every pod would look "damaged" ("netns gone"); it is
+// "unverified" instead, saying why.
+std::optional<std::string> cannotVerify(const state::AttachmentRecord& rec);
+
 CommandOutput runList(const std::string& stateDir, bool json);
 
 } // namespace podsteer

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "commands/gc.h"
 #include "commands/host.h"
 #include "commands/inspect.h"
 #include "nl/netns.h"
@@ -91,12 +92,6 @@ struct PodOutcome {
   std::vector<plan::Change> changes;
   std::string error;
 };
-
-std::string netnsIdentityOf(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return {};
-  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-}
 
 // Whether the node holds another definition of the pod's domain or port pool than the
 // new config ("" when not).
@@ -302,7 +297,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   auto ns = nl::openNetns(rec.netns);
   if (!ns) return fail(ns.error().msg);
   if (ns->state != nl::NetnsState::kOpen ||
-      (!rec.netnsIdentity.empty() && netnsIdentityOf(ns->fd.get()) != rec.netnsIdentity))
+      (!rec.netnsIdentity.empty() && netnsIdentity(ns->fd.get()) != rec.netnsIdentity))
     return fail("pod netns " + rec.netns + " is gone; record left for DEL/GC");
 
   // Record first (as ADD does): a reconcile killed half-way is finished by the next one.

@@ -43,7 +43,6 @@ Status removeNodeState(const std::string& stateDir, std::string& report) {
                                                      "then run uninstall again");
     }
     state::removeTempsUnder(stateDir);
-    for (const char* dir : {"/portblocks", "/owners", "/host"}) ::rmdir((stateDir + dir).c_str()); // if empty
   }
   if (firstError) return *firstError;
   // Records took their container and network dirs with them: the stateDir goes too when
