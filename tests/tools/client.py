@@ -40,11 +40,7 @@ def main():
         if args.bind:
             s.bind((args.bind, 0))
         s.connect((args.host, args.port))
-        if args.udp:
-            s.send(b"QUERY\n")
-            buf = s.recv(4096)
-        else:
-            buf = pstnet.read_line(s)
+        buf = pstnet.ask(s, args.udp)
         s.close()
     except socket.timeout:
         print("client: %s %s:%d: timed out after %gs" % (proto, args.host, args.port, args.timeout),

@@ -160,11 +160,7 @@ def one_probe(p, timeout):
                 return "ERR bind %s" % errno.errorcode.get(e.errno, e.errno)
         target = socket.getaddrinfo(host, p["port"], s.family, s.type)[0][4]
         s.connect(target)
-        if udp:
-            s.send(b"QUERY\n")
-            buf = s.recv(4096)
-        else:
-            buf = pstnet.read_line(s)
+        buf = pstnet.ask(s, udp)
         s.close()
     except socket.timeout:
         return "ERR timeout"

@@ -87,6 +87,15 @@ def read_line(s, limit=4096):
     return buf
 
 
+def ask(s, udp):
+    """One exchange with a test server on a connected socket: a datagram query and its
+    answer for UDP, the server's line for TCP."""
+    if udp:
+        s.send(b"QUERY\n")
+        return s.recv(4096)
+    return read_line(s)
+
+
 def udp_socket(port):
     """[::]:port UDP, dual-stack, with IPV6_RECVPKTINFO so replies can leave from the
     address the datagram arrived at. That matters after a nat redirect: the datagram
