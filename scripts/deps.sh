@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential clang libclang-rt-14-dev meson ninja-build pkg-config
   libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev doctest-dev
-  nftables iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux
+  nftables iptables iproute2 containernetworking-plugins python3 python3-yaml procps util-linux strace
 )
 
 exec bash "$(dirname "$0")/apt-ensure.sh" deps "${packages[@]}"

@@ -4,8 +4,11 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
+#include <linux/membarrier.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -87,6 +90,18 @@ std::vector<mnl_socket*>& parked() {
   return sockets;
 }
 bool gPark = false;
+// A commit of this process deleted objects, and no parked socket was closed since.
+bool gDeletedSinceClose = false;
+
+bool isDeletion(uint16_t type) {
+  switch (type) {
+  case NFT_MSG_DELTABLE: case NFT_MSG_DELCHAIN: case NFT_MSG_DELRULE: case NFT_MSG_DELSET:
+  case NFT_MSG_DELSETELEM: case NFT_MSG_DELOBJ: case NFT_MSG_DELFLOWTABLE:
+    return true;
+  default:
+    return false;
+  }
+}
 
 // Test builds only (-Dfault_points=true): PODSTEER_FAULT=nft-no-answer-room shrinks the
 // receive queue to the kernel's minimum before a commit, so a failed batch's answers
@@ -112,6 +127,15 @@ void parkNftSocketCloses(bool park) { gPark = park; }
 size_t parkedNftSocketCount() { return parked().size(); }
 
 void closeParkedSockets() {
+  // Closing an nfnetlink socket makes the kernel finish the namespace's pending destroy
+  // work (the objects a deleting commit removed, freed after an RCU grace period) while
+  // it holds that namespace's nf_tables commit mutex: every other process's commit in
+  // the namespace (the node's: other pods' ADD and DEL) waits that grace period too.
+  // After a deleting commit, wait the grace period out here instead, holding nothing
+  // (membarrier's global barrier is one synchronize_rcu), so the close finds the work
+  // done. Best effort: where the call is refused (nohz_full, seccomp), close at once.
+  if (gDeletedSinceClose && !parked().empty()) (void)::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
+  gDeletedSinceClose = false;
   for (auto* s : parked()) mnl_socket_close(s);
   parked().clear();
 }
@@ -163,6 +187,7 @@ void NftBatch::add(uint16_t type, uint16_t family, uint16_t flags, size_t payloa
   // the buffer, and the check below reports it.
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch(2 * bound), type, family, flags, 0);
   build(nlh);
+  deletes_ = deletes_ || isDeletion(type);
   const char* payload = static_cast<const char*>(mnl_nlmsg_get_payload(nlh)) + NLMSG_ALIGN(sizeof(nfgenmsg));
   const char* end = reinterpret_cast<const char*>(nlh) + nlh->nlmsg_len;
   std::string problem;
@@ -325,6 +350,7 @@ Status NftSocket::commit(const NftBatch& batch) {
     return makeError(ErrorCode::kNetlink, "nftables: the answers to a batch of " + std::to_string(batch.size()) +
                                               " messages overflowed the receive buffer (ENOBUFS) before any "
                                               "could be read: the outcome is unknown");
+  if (batch.deletes()) gDeletedSinceClose = true;
   return Status::success();
 }
 

@@ -40,6 +40,9 @@ public:
   void add(uint16_t type, uint16_t family, uint16_t flags, size_t payloadBound, const PayloadBuilder& build,
            std::string what, OpDetail detail = OpDetail());
   bool empty() const { return ops_.empty(); }
+  // Whether committing it deletes kernel objects (the kernel then frees them after an RCU
+  // grace period; see closeParkedSockets).
+  bool deletes() const { return deletes_; }
   size_t size() const { return ops_.size(); }
   // The first message that could not be built within its bound (nullopt: none).
   const std::optional<Error>& error() const { return error_; }
@@ -59,6 +62,7 @@ private:
   std::unique_ptr<char[]> scratch_;
   size_t scratchSize_ = 0;
   std::optional<Error> error_;
+  bool deletes_ = false;
 };
 
 // An nfnetlink socket bound in the namespace it was created in.

@@ -174,3 +174,19 @@ TEST_CASE("NftBatch: attributes that do not tile their message are refused") {
   CHECK(batch.error()->msg.find("do not tile") != std::string::npos);
   CHECK(batch.empty());
 }
+
+// closeParkedSockets waits out a grace period only after a commit that deleted objects
+// (issue 17): creating a pod's table must not pay it, deleting or replacing one must.
+TEST_CASE("NftBatch: deletes() is true exactly for batches that remove kernel objects") {
+  const plan::Table table = podTable({{"redirect", json::object()}});
+  nl::NftBatch create;
+  nl::batchCreateTable(create, table);
+  CHECK_FALSE(create.deletes());
+  nl::NftBatch replace;
+  nl::batchReplaceTable(replace, table);
+  CHECK(replace.deletes());
+  nl::NftBatch remove;
+  nl::batchDeleteTable(remove, "inet", "podsteer");
+  CHECK(remove.deletes());
+  CHECK_FALSE(nl::NftBatch().deletes());
+}

@@ -1,0 +1,98 @@
+"""Issue 17: where a command waits for the kernel's RCU grace period.
+
+A commit that deletes nftables objects (DEL's pod table and node elements) leaves the
+netns's nf_tables destroy work pending until a grace period has passed (~10 ms). Closing
+an nfnetlink socket then finishes that work while holding the netns's commit mutex, so
+every other process's commit in the node's netns (the next pod's ADD, holding the node
+lock) waited the grace period out too. podsteer waits for it itself, holding nothing
+(membarrier's global barrier, one synchronize_rcu), after releasing the node lock and
+before closing its sockets; a command that deleted nothing does not wait at all.
+
+Checked by the order of the syscalls (strace), not by timing: the lock directories are
+closed (unlocked) before the barrier, and the nfnetlink sockets after it.
+"""
+
+import os
+import re
+
+from harness import fail
+
+LOCK_OPEN = re.compile(r"^\d+\s+openat\(AT_FDCWD, \"([^\"]+)\", O_RDONLY\|[^)]*O_DIRECTORY[^)]*\)\s+= (\d+)")
+NFT_SOCKET = re.compile(r"^\d+\s+socket\(AF_NETLINK, [^)]*NETLINK_NETFILTER\)\s+= (\d+)")
+FLOCK = re.compile(r"^\d+\s+flock\((\d+), LOCK_EX[^)]*\)\s+= 0")
+CLOSE = re.compile(r"^\d+\s+close\((\d+)\)\s+= 0")
+BARRIER = re.compile(r"^\d+\s+membarrier\(MEMBARRIER_CMD_GLOBAL")
+
+
+def _traced(env, command, pod, conf):
+    trace = os.path.join(env.tmp, "%s.strace" % command.lower())
+    if os.path.exists(trace):
+        os.unlink(trace)
+    r = env.exec_cni("/usr/bin/strace", command, pod, conf,
+                     argv=["-f", "-o", trace, "-e", "trace=openat,socket,flock,close,membarrier",
+                           env.plugin],
+                     # LeakSanitizer cannot run under ptrace (sanitizer builds).
+                     env={"ASAN_OPTIONS": "detect_leaks=0"},
+                     label="strace podsteer %s" % command)
+    if r.rc != 0:
+        fail("%s under strace: exit %s\n%s" % (command, r.rc, r.show(4000)))
+    events = []  # ("unlock" | "barrier" | "nft-close", line number)
+    dirs, locked, nft = {}, set(), set()
+    with open(trace) as f:
+        for n, line in enumerate(f):
+            m = LOCK_OPEN.search(line)
+            if m:
+                dirs[int(m.group(2))] = m.group(1)
+                continue
+            m = NFT_SOCKET.search(line)
+            if m:
+                nft.add(int(m.group(1)))
+                continue
+            m = FLOCK.search(line)
+            if m and int(m.group(1)) in dirs:
+                locked.add(int(m.group(1)))
+                continue
+            if BARRIER.search(line):
+                events.append(("barrier", n))
+                continue
+            m = CLOSE.search(line)
+            if m:
+                fd = int(m.group(1))
+                if fd in locked:
+                    locked.discard(fd)
+                    events.append(("unlock", n))
+                elif fd in nft:
+                    nft.discard(fd)
+                    events.append(("nft-close", n))
+                dirs.pop(fd, None)
+    return events
+
+
+def test_grace_period_waited_holding_nothing(env):
+    # The node's first ADD builds the node table (replacing whatever an earlier holder
+    # left: a deleting commit); the pods after it only add their elements.
+    first = env.pod()
+    env.add(first, env.conf(first, hairpin=True))
+    pod = env.pod()
+    conf = env.conf(pod, hairpin=True)
+    add = _traced(env, "ADD", pod, conf)
+    kinds = [k for k, _ in add]
+    if "barrier" in kinds:
+        fail("a pod's first ADD deletes nothing, yet it waited for a grace period: %s" % kinds)
+    if "unlock" not in kinds or "nft-close" not in kinds:
+        fail("strace did not see the ADD take the node lock and use nftables: %s" % kinds)
+
+    dele = _traced(env, "DEL", pod, conf)
+    kinds = [k for k, _ in dele]
+    barriers = [n for k, n in dele if k == "barrier"]
+    unlocks = [n for k, n in dele if k == "unlock"]
+    closes = [n for k, n in dele if k == "nft-close"]
+    if len(barriers) != 1:
+        fail("DEL deleted the pod's table and node elements: want one grace-period wait, "
+             "saw %d: %s" % (len(barriers), kinds))
+    if not unlocks or max(unlocks) > barriers[0]:
+        fail("DEL waited for the grace period while holding the node lock: %s" % kinds)
+    if len(closes) < 2 or min(closes) < barriers[0]:
+        fail("DEL closed an nftables socket before the grace period had passed (the close "
+             "would finish the destroy work holding the netns's commit mutex): %s" % kinds)
+    env.ok("DEL", first, env.conf(first, hairpin=True))
