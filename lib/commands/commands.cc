@@ -98,6 +98,84 @@ struct Invocation {
   NetConf conf;
 };
 
+// The node lock of one ADD, DEL or GC, with how long the command waited for it and held
+// it in the debug log: under churn these two numbers tell lock contention from kernel
+// waits (an nfnetlink close waits for the namespace's pending destroy work).
+class CommandLock {
+public:
+  static Result<CommandLock> acquire(const std::string& stateDir) {
+    const auto asked = std::chrono::steady_clock::now();
+    auto lock = state::NodeLock::acquire(stateDir);
+    if (!lock) return lock.error();
+    return CommandLock(std::move(*lock), asked);
+  }
+  CommandLock(CommandLock&& o) noexcept : lock_(std::move(o.lock_)), asked_(o.asked_), taken_(o.taken_) {
+    o.lock_.reset();
+  }
+  CommandLock& operator=(CommandLock&&) = delete;
+  ~CommandLock() {
+    if (!lock_) return;
+    lock_.reset();
+    const auto now = std::chrono::steady_clock::now();
+    logDebug("node lock: waited " + micros(taken_ - asked_) + " us, held " + micros(now - taken_) + " us");
+  }
+
+private:
+  CommandLock(state::NodeLock lock, std::chrono::steady_clock::time_point asked)
+      : lock_(std::move(lock)), asked_(asked), taken_(std::chrono::steady_clock::now()) {}
+  static std::string micros(std::chrono::steady_clock::duration d) {
+    return std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+  }
+  std::optional<state::NodeLock> lock_;
+  std::chrono::steady_clock::time_point asked_;
+  std::chrono::steady_clock::time_point taken_;
+};
+
+// What an ADD records that does not depend on the node's state (built before the lock).
+AttachmentRecord newRecord(const CniEnv& env, const NetConf& conf, const PodInfo& pod, const plan::Plan& plan,
+                           std::string netnsIdentity) {
+  AttachmentRecord rec;
+  rec.network = conf.name;
+  rec.containerId = env.containerId;
+  rec.ifname = env.ifname;
+  rec.netns = env.netns;
+  rec.netnsIdentity = std::move(netnsIdentity);
+  rec.podNamespace = pod.podNamespace;
+  rec.podName = pod.podName;
+  rec.cniVersion = conf.cniVersion;
+  rec.annotations = pod.annotations;
+  for (const auto& ip : pod.ips) rec.ips.push_back(ip.addressString() + "/" + std::to_string(ip.prefixLen));
+  rec.config = conf.stableJson;
+  rec.configDigest = digestHex(conf.stableJson.dump());
+  rec.podTable = planText(plan);
+  rec.planDigest = digestHex(rec.podTable);
+  return rec;
+}
+
+// The pod's table on a first ADD (no record yet), created without the node lock: only
+// this ADD knows the attachment, so nothing else (reconcile, GC, uninstall) touches its
+// table before the record exists. Tables with TPROXY routes or ::6 stay under the lock
+// (their routes go in first, and a DEL finds them through the record). Returns whether
+// the table was created; false leaves it to the locked path (a repeated ADD, a table
+// that exists: EEXIST). A kernel refusal is the ADD's error (nothing was applied).
+Result<bool> programFreshPodTable(nl::NftSocket& sock, const plan::Plan& plan, const RecordStore& store,
+                                  const CniEnv& env, const NetConf& conf, nl::NftBatch& batch) {
+  if (!plan.podTable || !plan.podRoutes.empty() || plan.passthroughAddress6) return false;
+  // Read without the lock (records are replaced by rename, never seen half-written); the
+  // locked path checks again.
+  auto existing = store.read(conf.name, env.containerId, env.ifname);
+  if (!existing || *existing) return false;
+  nl::batchCreateTable(batch, *plan.podTable);
+  if (auto s = sock.commit(batch); !s) {
+    if (sock.lastCommitErrno() == EEXIST) {
+      batch = nl::NftBatch();
+      return false;
+    }
+    return s.error();
+  }
+  return true;
+}
+
 CommandOutput cmdAdd(const Invocation& inv) {
   const auto& [env, conf] = inv;
   if (!conf.prevResult)
@@ -134,27 +212,29 @@ CommandOutput cmdAdd(const Invocation& inv) {
   if (auto s = checkPodAddresses(*rtnl, env.ifname, pod.ips); !s) return failure(s.error(), conf.cniVersion);
   rtnl.reset();
 
-  auto lock = state::NodeLock::acquire(conf.stateDir);
-  if (!lock) return failure(lock.error(), conf.cniVersion);
-  faultPoint("add:locked");
+  AttachmentRecord rec = newRecord(env, conf, pod, *plan, netnsIdentity(ns->fd.get()));
   RecordStore store(conf.stateDir);
-  auto previous = store.read(conf.name, env.containerId, env.ifname);
+  // A first ADD programs the pod's own table before it takes the node lock: the table is
+  // the pod's alone, and while the lock is held every other pod's ADD and DEL waits.
+  nl::NftBatch batch;
+  auto early = programFreshPodTable(*sock, *plan, store, env, conf, batch);
+  if (!early) return failure(early.error(), conf.cniVersion);
+  if (*early) faultPoint("add:pod-programmed");
 
-  AttachmentRecord rec;
-  rec.network = conf.name;
-  rec.containerId = env.containerId;
-  rec.ifname = env.ifname;
-  rec.netns = env.netns;
-  rec.netnsIdentity = netnsIdentity(ns->fd.get());
-  rec.podNamespace = pod.podNamespace;
-  rec.podName = pod.podName;
-  rec.cniVersion = conf.cniVersion;
-  rec.annotations = pod.annotations;
-  for (const auto& ip : pod.ips) rec.ips.push_back(ip.addressString() + "/" + std::to_string(ip.prefixLen));
-  rec.config = conf.stableJson;
-  rec.configDigest = digestHex(conf.stableJson.dump());
-  rec.podTable = planText(*plan);
-  rec.planDigest = digestHex(rec.podTable);
+  // Until the record is written, a failed ADD takes its early table away again.
+  auto failBeforeRecord = [&, &netnsPath = env.netns, &version = conf.cniVersion](const Error& e) {
+    if (*early)
+      if (auto s = cleanupPodNetns(netnsPath, "", {}); !s) logWarn("rollback: " + s.error().msg);
+    return failure(e, version);
+  };
+  auto lock = CommandLock::acquire(conf.stateDir);
+  if (!lock) return failBeforeRecord(lock.error());
+  faultPoint("add:locked");
+  auto previous = store.read(conf.name, env.containerId, env.ifname);
+  // A record that appeared meanwhile (a concurrent ADD of this attachment) makes this a
+  // repeated ADD: the table is replaced under the lock below.
+  const bool podTableDone = *early && !(previous && *previous);
+
   // A repeated ADD may leave routes of the previous one to remove: the record names both
   // until they are gone.
   const std::vector<plan::PodRoute> previousRoutes =
@@ -181,9 +261,9 @@ CommandOutput cmdAdd(const Invocation& inv) {
   };
   if (plan->passthroughAddress6) {
     auto rs = routeSocket();
-    if (!rs) return failure(rs.error(), conf.cniVersion);
+    if (!rs) return failBeforeRecord(rs.error());
     auto have = (*rs)->hasLoAddress(passthroughAddress6());
-    if (!have) return failure(have.error(), conf.cniVersion);
+    if (!have) return failBeforeRecord(have.error());
     rec.loAddress6 = *have && !ownedLoAddress ? "found" : "podsteer";
   } else if (ownedLoAddress) {
     rec.loAddress6 = "podsteer"; // removed below, once the table no longer needs it
@@ -192,13 +272,13 @@ CommandOutput cmdAdd(const Invocation& inv) {
 
   const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
   const state::AttachmentKey me{conf.name, env.containerId, env.ifname, conf.stateDir};
-  if (auto s = takeOverAddresses(conf.stateDir, me, pod); !s) return failure(s.error(), conf.cniVersion);
+  if (auto s = takeOverAddresses(conf.stateDir, me, pod); !s) return failBeforeRecord(s.error());
   const plan::HostMembership before =
       previous && *previous ? membershipFromJson((*previous)->host) : plan::HostMembership{};
   if (plan->host.portPool) {
     // Claimed before anything is programmed: an exhausted pool fails the ADD cleanly.
     auto block = claimPortBlock(conf.stateDir, userKey, *conf.egressPortPool, before.portBlock);
-    if (!block) return failure(block.error(), conf.cniVersion);
+    if (!block) return failBeforeRecord(block.error());
     plan::addPortBlockElements(plan->host, pod.ips, *conf.egressPortPool, *block);
     faultPoint("add:block-claimed");
   }
@@ -208,7 +288,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
   if (auto s = store.write(rec); !s) {
     if (plan->host.portBlock && plan->host.portBlock != before.portBlock)
       (void)removeHostMembership(conf.stateDir, userKey, plan->host);
-    return failure(s.error(), conf.cniVersion);
+    return failBeforeRecord(s.error());
   }
   faultPoint("add:record-written");
   // Claimed after the record (DEL finds them through it), before the node objects.
@@ -220,7 +300,6 @@ CommandOutput cmdAdd(const Invocation& inv) {
     faultPoint("add:owners-claimed");
   }
 
-  nl::NftBatch batch;
   Status applied = claimed;
   // TPROXY's routes (and ::6) go in before the table whose rules send packets to them.
   if (applied && (!plan->podRoutes.empty() || plan->passthroughAddress6)) {
@@ -233,8 +312,8 @@ CommandOutput cmdAdd(const Invocation& inv) {
       if (!added) applied = Status(added.error());
     }
   }
-  bool settled = !applied;
-  if (claimed && plan->podTable && !(previous && *previous)) {
+  bool settled = !applied || podTableDone;
+  if (!settled && plan->podTable && !(previous && *previous)) {
     // A first ADD: the table is almost surely absent, so create it without asking. The
     // create refuses an existing table (EEXIST), and then it is replaced as below.
     nl::batchCreateTable(batch, *plan->podTable);
@@ -298,7 +377,7 @@ CommandOutput cmdAdd(const Invocation& inv) {
 
 CommandOutput cmdDel(const Invocation& inv) {
   const auto& [env, conf] = inv;
-  auto lock = state::NodeLock::acquire(conf.stateDir);
+  auto lock = CommandLock::acquire(conf.stateDir);
   if (!lock) return failure(lock.error(), conf.cniVersion);
   RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
@@ -439,7 +518,7 @@ CommandOutput cmdCheck(const Invocation& inv) {
 
 CommandOutput cmdGc(const Invocation& inv) {
   const auto& conf = inv.conf;
-  auto lock = state::NodeLock::acquire(conf.stateDir);
+  auto lock = CommandLock::acquire(conf.stateDir);
   if (!lock) return failure(lock.error(), conf.cniVersion);
   RecordStore store(conf.stateDir);
   std::vector<std::string> problems;

@@ -55,14 +55,15 @@ def test_gc_collects_only_stale(env):
     confs = {p.idx: env.conf(p, hairpin=True) for p in (live, gone, reused)}
     for p in (live, gone, reused):
         env.add(p, confs[p.idx])
-    # A pod mid-ADD: the plugin is killed after its record was written and its pod table
-    # programmed, before the node side: the pod is alive and its DEL will come.
+    # A pod mid-ADD: the plugin is killed after its pod table was programmed (a first ADD
+    # does that before the node lock) and its record and address claims written, before
+    # the node side: the pod is alive and its DEL will come.
     mid = env.pod()
     confs[mid.idx] = env.conf(mid, hairpin=True)
     r = env.exec_cni(_fault_plugin(env), "ADD", mid, confs[mid.idx],
-                     env={"PODSTEER_FAULT": "add:pod-programmed"})
+                     env={"PODSTEER_FAULT": "add:owners-claimed"})
     if r.rc not in (-9, 137):
-        fail("the ADD of the mid-ADD pod was not killed at add:pod-programmed (rc %s); "
+        fail("the ADD of the mid-ADD pod was not killed at add:owners-claimed (rc %s); "
              "PODSTEER_FAULT_PLUGIN must be a -Dfault_points=true build" % r.rc)
     if not os.path.exists(env.record_for(mid)):
         fail("the killed ADD left no record")

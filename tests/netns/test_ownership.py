@@ -5,7 +5,7 @@ address. Real packets where routing decides (host_topology's VRF uplinks)."""
 import json
 import os
 
-from harness import NETWORK, fail
+from harness import NETWORK, fail, sh
 from host_topology import HostTopo, domain, podsteer_rules, set_elements, state_files
 from node_state import expect_node_state_gone, node_state_dir
 
@@ -140,5 +140,26 @@ def test_ownership_live_owner_refused(env):
     env.ok("CHECK", c1, conf1)
     env.ok("DEL", c2, conf2)
     env.ok("CHECK", c1, conf1)
+    env.ok("DEL", c1, conf1)
+    _expect_clean(env, "after both DELs")
+
+
+def test_ownership_refused_add_leaves_no_pod_table(env):
+    """A first ADD creates the pod's table before it takes the node lock (issue 17); when
+    the locked part then refuses the ADD (another live pod holds the address: 7), that
+    table is taken away again: nothing is half-applied."""
+    c1 = env.pod()
+    conf1 = env.conf(c1, redirect=False, hairpin=True)
+    env.add(c1, conf1)
+    c2 = env.bare_pod()
+    c2.ip4, c2.gw4 = c1.ip4, c1.gw4
+    conf2 = env.conf(c2, hairpin=True)
+    before = sh(["ip", "netns", "exec", c2.ns, "nft", "list", "ruleset"]).stdout
+    r = env.cni("ADD", c2, conf2)
+    env.error(r, "ADD of a second live pod with c1's address", code=7, msg_has=[c1.ip4])
+    after = sh(["ip", "netns", "exec", c2.ns, "nft", "list", "ruleset"]).stdout
+    if after != before:
+        fail("the refused ADD left nftables state in the pod:\n%s" % after)
+    env.ok("DEL", c2, conf2)
     env.ok("DEL", c1, conf1)
     _expect_clean(env, "after both DELs")
