@@ -8,14 +8,21 @@ lock) waited the grace period out too. podsteer waits for it itself, holding not
 (membarrier's global barrier, one synchronize_rcu), after releasing the node lock and
 before closing its sockets; a command that deleted nothing does not wait at all.
 
+Another process's deletion is pending for a grace period after its commit: an ADD
+whose node lock was last held by a deleting command (a DEL marks the node-state
+directory's mtime when it commits; the mark counts for 200 ms) waits the same way
+before it closes, so its close does not stall the next commit either.
+
 Checked by the order of the syscalls (strace), not by timing: the lock directories are
 closed (unlocked) before the barrier, and the nfnetlink sockets after it.
 """
 
 import os
 import re
+import time
 
 from harness import fail
+from node_state import node_state_dir
 
 LOCK_OPEN = re.compile(r"^\d+\s+openat\(AT_FDCWD, \"([^\"]+)\", O_RDONLY\|[^)]*O_DIRECTORY[^)]*\)\s+= (\d+)")
 NFT_SOCKET = re.compile(r"^\d+\s+socket\(AF_NETLINK, [^)]*NETLINK_NETFILTER\)\s+= (\d+)")
@@ -73,6 +80,9 @@ def test_grace_period_waited_holding_nothing(env):
     # left: a deleting commit); the pods after it only add their elements.
     first = env.pod()
     env.add(first, env.conf(first, hairpin=True))
+    # No deletion on this node lately (the first ADD's new directories moved the mark).
+    old = time.time() - 3600
+    os.utime(node_state_dir(env), (old, old))
     pod = env.pod()
     conf = env.conf(pod, hairpin=True)
     add = _traced(env, "ADD", pod, conf)
@@ -95,4 +105,41 @@ def test_grace_period_waited_holding_nothing(env):
     if len(closes) < 2 or min(closes) < barriers[0]:
         fail("DEL closed an nftables socket before the grace period had passed (the close "
              "would finish the destroy work holding the netns's commit mutex): %s" % kinds)
+    env.ok("DEL", first, env.conf(first, hairpin=True))
+
+
+def _expect_waits_holding_nothing(events, what):
+    kinds = [k for k, _ in events]
+    barriers = [n for k, n in events if k == "barrier"]
+    unlocks = [n for k, n in events if k == "unlock"]
+    closes = [n for k, n in events if k == "nft-close"]
+    if len(barriers) != 1:
+        fail("%s: want one grace-period wait, saw %d: %s" % (what, len(barriers), kinds))
+    if not unlocks or max(unlocks) > barriers[0]:
+        fail("%s: waited for the grace period while holding the node lock: %s" % (what, kinds))
+    if not closes or min(closes) < barriers[0]:
+        fail("%s: closed an nftables socket before the grace period had passed: %s"
+             % (what, kinds))
+
+
+def test_grace_period_add_after_a_deletion(env):
+    first = env.pod()
+    env.add(first, env.conf(first, hairpin=True))
+    marked = node_state_dir(env)
+    # A DEL committed just now (its mark), then this pod's ADD.
+    now = time.time()
+    os.utime(marked, (now, now))
+    pod = env.pod()
+    conf = env.conf(pod, hairpin=True)
+    _expect_waits_holding_nothing(_traced(env, "ADD", pod, conf),
+                                  "ADD right after another pod's DEL on the node")
+    env.ok("DEL", pod, conf)
+    # The last deletion long ago: nothing is pending, the ADD closes at once.
+    old = time.time() - 3600
+    os.utime(marked, (old, old))
+    kinds = [k for k, _ in _traced(env, "ADD", pod, conf)]
+    if "barrier" in kinds:
+        fail("ADD with no deletion on the node for an hour waited for a grace period: %s"
+             % kinds)
+    env.ok("DEL", pod, conf)
     env.ok("DEL", first, env.conf(first, hairpin=True))
