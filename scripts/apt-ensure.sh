@@ -17,5 +17,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "$label: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# .ci/run updates the lists once and says so (PODSTEER_APT_UPDATED=1): no second update.
+[ "${PODSTEER_APT_UPDATED:-}" = 1 ] || apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,4 +1,4 @@
-"""Node-side topology for the host tests (test_host.py, bench_host.py).
+"""Node-side topology for the host tests (test_host.py, scripts/bench/bench_host.py).
 
 Built on harness.Env (its node namespace, stateDir and tools); every namespace made here
 is registered with the Env, so Env.cleanup() / harness.cleanup_all() remove it.

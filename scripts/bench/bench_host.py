@@ -2,7 +2,7 @@
 """ADD wall time on the host side with 0 and with N members already in a routing domain,
 for match "mark" and match "source", measured side by side in one run (not a test).
 
-  sudo python3 tests/netns/bench_host.py --plugin build/plugin/podsteer [--members 2000]
+  sudo python3 scripts/bench/bench_host.py --plugin build/plugin/podsteer [--members 2000]
       [--rounds 21] [--jobs 4]
 
 Two throwaway node namespaces (host_topology.HostTopo, uplinks A and B): one whose
@@ -28,9 +28,11 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The netns harness and topologies the tests use (tests/netns), so the benchmark sets up
+# exactly what the tests check.
+NETNS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "netns")
 sys.dont_write_bytecode = True
-sys.path.insert(0, HERE)
+sys.path.insert(0, NETNS_DIR)
 import harness  # noqa: E402
 from host_topology import HostTopo, domain  # noqa: E402
 
