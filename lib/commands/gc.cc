@@ -9,10 +9,8 @@
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
 #include "plan/plan.h"
-#include "state/host_users.h"
 #include "state/lock.h"
 #include "state/node_state.h"
-#include "state/port_blocks.h"
 #include "util/file_io.h"
 #include "util/json_text.h"
 #include "util/log.h"
@@ -96,18 +94,18 @@ state::AttachmentKey keyOf(const std::string& stateDir, const state::AttachmentR
 }
 
 void releaseAddresses(const std::string& stateDir, const state::AttachmentRecord& r) {
-  state::AddressOwners owners(state::nodeStateDir());
+  const state::AddressOwners owners = state::NodeState::node().owners();
   for (const auto& ip : r.ips) owners.release(ip.substr(0, ip.find('/')), keyOf(stateDir, r));
 }
 
 Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
   if (auto s = cleanupPodNetns(r.netns, r.netnsIdentity, podExtrasOf(r)); !s) return s;
-  const std::string userKey = state::HostUsers::userKey(r.network, r.containerId, r.ifname);
+  const std::string userKey = keyOf(stateDir, r).userKey();
   if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
   if (!r.pendingHost.is_null())
     if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.pendingHost)); !s) return s;
   releaseAddresses(stateDir, r);
-  state::PortBlocks(state::nodeStateDir()).releaseOwnedBy(userKey);
+  state::NodeState::node().portBlocks().releaseOwnedBy(userKey);
   return state::RecordStore(stateDir).remove(r.network, r.containerId, r.ifname);
 }
 
