@@ -114,10 +114,9 @@ bool hasLegacyLayout(const std::string& stateDir) {
   return false;
 }
 
-void adoptLegacyState(const std::string& stateDir) {
+void adoptLegacyState(const std::string& stateDir, const NodeState& node) {
   if (!hasLegacyLayout(stateDir)) return;
   const NodeLayout legacy(stateDir);
-  const NodeState& node = NodeState::node();
   logInfo("moving the node-wide state of " + stateDir + " (previous release's layout) to " + node.dir());
   for (const auto& sub : legacy.subdirectories()) removeTempsUnder(sub);
   const HostUsers users = node.users();

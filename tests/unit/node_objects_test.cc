@@ -17,10 +17,12 @@
 #include "config/pod.h"
 #include "fake_node_kernel.h"
 #include "plan/plan.h"
+#include "state/legacy_state.h"
 #include "state/node_layout.h"
 #include "state/node_state.h"
 #include "state/record.h"
 #include "test_util.h"
+#include "util/file_io.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -461,4 +463,45 @@ TEST_CASE("port blocks: claims keep main's files; an exhausted pool is error 11 
   std::stringstream text;
   text << in.rdbuf();
   CHECK(text.str() == "podnet:c2:eth0");
+}
+
+TEST_CASE("legacy layout: a stateDir of the release before node-wide state is moved into the node directory") {
+  Node node;
+  const fs::path s = node.stateDir;
+  const auto& d = node.conf.routingDomains[0];
+  fs::create_directories(s / "host/domain-sbi");
+  fs::create_directories(s / "host/hairpin");
+  fs::create_directories(s / "owners");
+  fs::create_directories(s / "portblocks");
+  std::ofstream(s / "host/domain-sbi/podnet:c1:eth0");
+  std::ofstream(s / "host/hairpin/podnet:c1:eth0");
+  std::ofstream(s / "host/domain-sbi.json") << json{{"source", d.source}, {"markMask", d.markMask}}.dump() << "\n";
+  std::ofstream(s / "host/base.json") << "0123\n";
+  std::ofstream(s / ("host/domain-sbi.json" + std::string(kTempInfix) + "77")) << "{";
+  std::ofstream(s / "owners/10.244.1.5") << R"({"network":"podnet","containerId":"c1","ifname":"eth0"})" << "\n";
+  std::ofstream(s / "portblocks/0") << "podnet:c1:eth0";
+  std::ofstream(s / "portblocks/1"); // an empty claim of a killed ADD: nobody's
+  // A record of the release before owner markers: its address gets one.
+  plan::HostMembership b = planFor(node, kB, 3);
+  writeRecord(node, kB, b);
+
+  REQUIRE(state::hasLegacyLayout(s.string()));
+  state::adoptLegacyState(s.string(), node.state);
+  CHECK_FALSE(state::hasLegacyLayout(s.string()));
+  CHECK(filesUnder(node.nodeDir) == std::set<std::string>{"host/domain-sbi.json", "host/domain-sbi/podnet:c1:eth0",
+                                                          "host/hairpin/podnet:c1:eth0", "owners/10.244.1.5",
+                                                          "owners/10.244.1.6", "portblocks/0"});
+  CHECK(filesUnder(s) == std::set<std::string>{"podnet/c2/eth0.json"});
+  auto a = node.state.owners().ownerOf("10.244.1.5");
+  REQUIRE(a.has_value());
+  CHECK(a->stateDir == s.string()); // the marker named no stateDir: it was this one's
+  CHECK(node.state.owners().ownerOf("10.244.1.6") ==
+        state::AttachmentKey{"podnet", "c2", "eth0", s.string()});
+  CHECK(node.state.portBlocks().ownerOf(0) == "podnet:c1:eth0");
+  CHECK(node.state.users().domainDefinition("sbi") == d);
+}
+
+TEST_CASE("the node's own state directory is /run/podsteer-node/c<netns cookie>") {
+  CHECK(test::startsWith(state::NodeState::node().dir(), std::string(state::kNodeStateRoot) + "/c"));
+  CHECK(state::nodeStateDir() == state::NodeState::node().dir());
 }
