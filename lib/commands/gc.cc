@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include "commands/host.h"
+#include "commands/node_objects.h"
+#include "nl/node_kernel.h"
 #include "config/netconf.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
@@ -94,18 +96,13 @@ state::AttachmentKey keyOf(const std::string& stateDir, const state::AttachmentR
 }
 
 void releaseAddresses(const std::string& stateDir, const state::AttachmentRecord& r) {
-  const state::AddressOwners owners = state::NodeState::node().owners();
-  for (const auto& ip : r.ips) owners.release(ip.substr(0, ip.find('/')), keyOf(stateDir, r));
+  state::NodeState::node().releaseAddresses(keyOf(stateDir, r), r.ips);
 }
 
 Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
   if (auto s = cleanupPodNetns(r.netns, r.netnsIdentity, podExtrasOf(r)); !s) return s;
-  const std::string userKey = keyOf(stateDir, r).userKey();
-  if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
-  if (!r.pendingHost.is_null())
-    if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.pendingHost)); !s) return s;
-  releaseAddresses(stateDir, r);
-  state::NodeState::node().portBlocks().releaseOwnedBy(userKey);
+  nl::NetlinkNodeKernel kernel;
+  if (auto s = NodeObjects(state::NodeState::node(), kernel).removeAttachment(stateDir, r); !s) return s;
   return state::RecordStore(stateDir).remove(r.network, r.containerId, r.ifname);
 }
 

@@ -278,6 +278,17 @@ Status NodeObjects::remove(const std::string& stateDir, const std::string& userK
   return errors.status();
 }
 
+Status NodeObjects::removeAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
+  const state::AttachmentKey me{r.network, r.containerId, r.ifname, stateDir};
+  const std::string userKey = me.userKey();
+  if (auto s = remove(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
+  if (!r.pendingHost.is_null())
+    if (auto s = remove(stateDir, userKey, membershipFromJson(r.pendingHost)); !s) return s;
+  node_.releaseAddresses(me, r.ips);
+  node_.portBlocks().releaseOwnedBy(userKey);
+  return Status::success();
+}
+
 Result<uint32_t> NodeObjects::claimPortBlock(const std::string& userKey, const EgressPortPool& pool,
                                              std::optional<uint32_t> preferred) {
   std::string text = "pool " + pool.ports.toString() + " (" +

@@ -17,6 +17,7 @@
 #include "nl/node_kernel.h"
 #include "plan/host.h"
 #include "state/node_state.h"
+#include "state/record.h"
 
 namespace podsteer {
 
@@ -36,6 +37,12 @@ public:
   // `stateDir`: where this attachment's record lives (an owner marker without a stateDir
   // is of that one).
   Status remove(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had);
+
+  // Everything a recorded attachment holds on the node: its node objects (also those of
+  // a reconcile that did not finish, `pendingHost`), its address claims and its port
+  // blocks (also one claimed by an ADD killed before it wrote the record). Stops at the
+  // first error: the record stays, and a retry finishes the job.
+  Status removeAttachment(const std::string& stateDir, const state::AttachmentRecord& r);
 
   // Differences between the node and what this attachment should have there.
   Result<std::vector<std::string>> check(const plan::HostMembership& m);

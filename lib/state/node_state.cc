@@ -63,6 +63,11 @@ void NodeState::retire(const HostUsers& users, const NodeResource& resource) con
   ::rmdir(layout_.hostDir().c_str()); // only succeeds when nothing else is left
 }
 
+void NodeState::releaseAddresses(const AttachmentKey& owner, const std::vector<std::string>& cidrs) const {
+  const AddressOwners o = owners();
+  for (const auto& ip : cidrs) o.release(ip.substr(0, ip.find('/')), owner);
+}
+
 void NodeState::removeTempsAndEmptyDirectories() const {
   removeTempsUnder(dir());
   for (const auto& sub : layout_.subdirectories()) ::rmdir(sub.c_str()); // if empty

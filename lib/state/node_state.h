@@ -12,6 +12,7 @@
 // goes with the last node object: a clean node has none.
 
 #include <string>
+#include <vector>
 
 #include "cni/error.h"
 #include "state/host_users.h"
@@ -49,6 +50,10 @@ public:
   // Drops an unused resource (its users directory and definition); once no resource is
   // left, the base digest and the host directory go too.
   void retire(const HostUsers& users, const NodeResource& resource) const;
+
+  // Drops `owner`'s claims on the addresses of `cidrs` ("10.0.0.5/24"); a claim another
+  // attachment holds now stays.
+  void releaseAddresses(const AttachmentKey& owner, const std::vector<std::string>& cidrs) const;
 
   // GC: temporaries of killed writers, then the subdirectories that are empty.
   void removeTempsAndEmptyDirectories() const;

@@ -505,3 +505,32 @@ TEST_CASE("the node's own state directory is /run/podsteer-node/c<netns cookie>"
   CHECK(test::startsWith(state::NodeState::node().dir(), std::string(state::kNodeStateRoot) + "/c"));
   CHECK(state::nodeStateDir() == state::NodeState::node().dir());
 }
+
+TEST_CASE("removeAttachment (GC, takeover, uninstall): node objects of the record and of an unfinished reconcile, "
+          "its address claims and its blocks go; another attachment's claim stays") {
+  Node node;
+  plan::HostMembership a = planFor(node, kA);
+  REQUIRE(applyPod(node, kA, a).ok());
+  // A reconcile moved A toward domain oam and died between its record and the kernel.
+  plan::HostMembership pending = planFor(node, Pod{"c1", "default", "oam-9", kA.ip}, 0);
+  REQUIRE(pending.domain == "oam");
+  REQUIRE(applyPod(node, kA, pending, a).ok());
+  // A block claimed by an ADD of A that was killed before its record named it.
+  REQUIRE(node.state.portBlocks().adopt(3, kA.key()).ok());
+  const state::AttachmentKey me{"podnet", kA.containerId, "eth0", node.stateDir.string()};
+  const state::AttachmentKey other{"podnet", "c7", "eth0", node.stateDir.string()};
+  REQUIRE(node.state.owners().claim(kA.ip, me).ok());
+  REQUIRE(node.state.owners().claim("10.244.1.99", other).ok());
+  state::AttachmentRecord rec;
+  rec.network = "podnet";
+  rec.containerId = kA.containerId;
+  rec.ifname = "eth0";
+  rec.ips = {kA.ip + "/24", "10.244.1.99/24"};
+  rec.host = membershipToJson(a);
+  rec.pendingHost = membershipToJson(pending);
+
+  REQUIRE(node.objects().removeAttachment(node.stateDir.string(), rec).ok());
+  CHECK(node.kernel.clean());
+  CHECK(filesUnder(node.nodeDir) == std::set<std::string>{"owners/10.244.1.99"});
+  CHECK(node.state.owners().ownerOf("10.244.1.99") == other);
+}
