@@ -579,8 +579,7 @@ CommandOutput cmdGc(const Invocation& inv) {
   // Temporaries of writers killed before their rename or link, anywhere under stateDir
   // (every writer holds the node lock, so none is mid-write now).
   state::removeTempsUnder(conf.stateDir);
-  state::removeTempsUnder(state::nodeStateDir());
-  for (const char* dir : {"/portblocks", "/owners", "/host"}) ::rmdir((state::nodeStateDir() + dir).c_str()); // if empty
+  state::NodeState::node().removeTempsAndEmptyDirectories();
   store.removeStaleTemps(conf.name);
   // Blocks claimed by ADDs that died before their record: GC frees those of this network
   // whose owner has no record.

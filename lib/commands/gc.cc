@@ -4,15 +4,15 @@
 #include <unistd.h>
 
 #include "commands/host.h"
+#include "commands/node_objects.h"
+#include "nl/node_kernel.h"
 #include "config/netconf.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
 #include "plan/plan.h"
-#include "state/host_users.h"
 #include "state/lock.h"
 #include "state/node_state.h"
-#include "state/port_blocks.h"
 #include "util/file_io.h"
 #include "util/json_text.h"
 #include "util/log.h"
@@ -96,18 +96,13 @@ state::AttachmentKey keyOf(const std::string& stateDir, const state::AttachmentR
 }
 
 void releaseAddresses(const std::string& stateDir, const state::AttachmentRecord& r) {
-  state::AddressOwners owners(state::nodeStateDir());
-  for (const auto& ip : r.ips) owners.release(ip.substr(0, ip.find('/')), keyOf(stateDir, r));
+  state::NodeState::node().releaseAddresses(keyOf(stateDir, r), r.ips);
 }
 
 Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
   if (auto s = cleanupPodNetns(r.netns, r.netnsIdentity, podExtrasOf(r)); !s) return s;
-  const std::string userKey = state::HostUsers::userKey(r.network, r.containerId, r.ifname);
-  if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.host)); !s) return s;
-  if (!r.pendingHost.is_null())
-    if (auto s = removeHostMembership(stateDir, userKey, membershipFromJson(r.pendingHost)); !s) return s;
-  releaseAddresses(stateDir, r);
-  state::PortBlocks(state::nodeStateDir()).releaseOwnedBy(userKey);
+  nl::NetlinkNodeKernel kernel;
+  if (auto s = NodeObjects(state::NodeState::node(), kernel).removeAttachment(stateDir, r); !s) return s;
   return state::RecordStore(stateDir).remove(r.network, r.containerId, r.ifname);
 }
 

@@ -1,10 +1,10 @@
 #pragma once
 
-// The host side of ADD, DEL, CHECK and GC: shared objects reference-counted through
-// state::HostUsers, per-pod objects from the attachment's membership. All of it runs
-// under the node lock, in the namespace the plugin was started in (the node's). The
-// bookkeeping is node-wide (state::nodeStateDir()): every network and stateDir on the
-// node shares the host table, so each sees the others' users. `stateDir` is the
+// The host side of ADD, DEL, CHECK and GC, as the commands call it: NodeObjects
+// (commands/node_objects.h) over the node's own state (state::NodeState::node()) and its
+// kernel through netlink. All of it runs under the node lock, in the namespace the plugin
+// was started in (the node's). The bookkeeping is node-wide: every network and stateDir
+// on the node shares the host table, so each sees the others' users. `stateDir` is the
 // attachment's own (where its record lives).
 
 #include <string>

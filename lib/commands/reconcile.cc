@@ -21,7 +21,6 @@
 #include "plan/align.h"
 #include "plan/diff.h"
 #include "plan/render.h"
-#include "state/host_users.h"
 #include "state/lock.h"
 #include "state/node_state.h"
 #include "util/digest.h"
@@ -96,19 +95,13 @@ struct PodOutcome {
 // Whether the node holds another definition of the pod's domain or port pool than the
 // new config ("" when not).
 std::string sharedDefinitionChange(const std::string& /*stateDir: definitions are node-wide*/, const NetConf& conf, const plan::HostMembership& m) {
-  state::HostUsers users(state::nodeStateDir());
+  const state::HostUsers users = state::NodeState::node().users();
   if (!m.domain.empty()) {
-    for (const auto& d : conf.routingDomains) {
-      if (d.name != m.domain) continue;
-      auto held = users.readConfig("domain-" + d.name);
-      if (held && ((*held).value("source", nlohmann::json()) != d.source || (*held).value("markMask", 0u) != d.markMask))
-        return "routing domain " + d.name + " definition changed";
-    }
+    for (const auto& d : conf.routingDomains)
+      if (d.name == m.domain && users.holdsOtherDefinition(d)) return "routing domain " + d.name + " definition changed";
   }
-  if (m.portPool && conf.egressPortPool) {
-    auto held = users.readConfig("portpool");
-    if (held && *held != conf.egressPortPool->source) return "egress port pool definition changed";
-  }
+  if (m.portPool && conf.egressPortPool && users.holdsOtherDefinition(*conf.egressPortPool))
+    return "egress port pool definition changed";
   return {};
 }
 
@@ -233,7 +226,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   oldPlan->passthroughAddress6 = !rec.loAddress6.empty();
   auto newPlan = plan::buildPlan(*newConf, pod);
   if (!newPlan) return fail(newPlan.error().msg);
-  const std::string userKey = state::HostUsers::userKey(network, containerId, ifname);
+  const std::string userKey = state::attachmentUserKey(network, containerId, ifname);
   if (newPlan->host.portPool) {
     if (oldPlan->host.portBlock && (opts.dryRun || *oldPlan->host.portBlock < newConf->egressPortPool->blockCount())) {
       plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *oldPlan->host.portBlock);

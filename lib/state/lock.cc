@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "state/legacy_state.h"
 #include "state/node_state.h"
 
 namespace podsteer::state {

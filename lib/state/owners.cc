@@ -85,17 +85,17 @@ std::optional<AttachmentKey> parseMarker(const std::string& text) {
 } // namespace
 
 std::optional<AttachmentKey> AddressOwners::ownerOf(const std::string& address) const {
-  auto text = readFile(dir_ + "/" + address);
+  auto text = readFile(layout_.ownerFile(address));
   if (!text) return std::nullopt;
   return parseMarker(*text);
 }
 
 Status AddressOwners::claim(const std::string& address, const AttachmentKey& owner) const {
-  const std::string path = dir_ + "/" + address;
+  const std::string path = layout_.ownerFile(address);
   const std::string text = markerText(owner);
   auto created = createComplete(path, text, "claim:owner-temp");
   if (!created) { // most likely the first owner of all: no directory yet
-    if (auto s = ensureDirectory(dir_); !s) return s;
+    if (auto s = ensureDirectory(layout_.ownersDir()); !s) return s;
     created = createComplete(path, text, "claim:owner-temp");
   }
   if (!created) return created.error();
@@ -106,13 +106,13 @@ Status AddressOwners::claim(const std::string& address, const AttachmentKey& own
 
 void AddressOwners::release(const std::string& address, const AttachmentKey& owner) const {
   if (ownerOf(address) != owner) return; // never drop someone else's claim
-  ::unlink((dir_ + "/" + address).c_str());
-  ::rmdir(dir_.c_str()); // only succeeds when empty
+  ::unlink(layout_.ownerFile(address).c_str());
+  ::rmdir(layout_.ownersDir().c_str()); // only succeeds when empty
 }
 
 std::vector<std::pair<std::string, AttachmentKey>> AddressOwners::all() const {
   std::vector<std::pair<std::string, AttachmentKey>> out;
-  DIR* d = ::opendir(dir_.c_str());
+  DIR* d = ::opendir(layout_.ownersDir().c_str());
   if (d == nullptr) return out;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cni/error.h"
+#include "state/node_layout.h"
 
 namespace podsteer::state {
 
@@ -42,18 +43,19 @@ void removeTempsUnder(const std::string& dir);
 struct AttachmentKey {
   std::string network, containerId, ifname;
   std::string stateDir;
-  std::string userKey() const { return network + ":" + containerId + ":" + ifname; }
+  std::string userKey() const { return attachmentUserKey(network, containerId, ifname); }
   bool operator==(const AttachmentKey&) const = default;
 };
 
-// One owner per pod address on the node: <nodeStateDir>/owners/<address> names the
+// One owner per pod address on the node: NodeLayout::ownerFile(address) names the
 // attachment whose node objects (domain set elements, hairpin and port-pool elements,
 // source-mode rules) are keyed by that address, whatever its network or stateDir.
 // Finding the owner is one file read, whatever the number of attachments. The marker
 // names its owner by stateDir, network, container and interface.
 class AddressOwners {
 public:
-  explicit AddressOwners(const std::string& nodeDir) : dir_(nodeDir + "/owners") {}
+  explicit AddressOwners(const NodeLayout& layout) : layout_(layout) {}
+  explicit AddressOwners(const std::string& nodeDir) : layout_(nodeDir) {}
 
   std::optional<AttachmentKey> ownerOf(const std::string& address) const;
   // Makes `owner` the owner: created complete when there is none; an existing marker of
@@ -65,7 +67,7 @@ public:
   std::vector<std::pair<std::string, AttachmentKey>> all() const;
 
 private:
-  std::string dir_;
+  NodeLayout layout_;
 };
 
 } // namespace podsteer::state

@@ -15,29 +15,29 @@
 namespace podsteer::state {
 
 std::optional<std::string> PortBlocks::ownerOf(uint32_t index) const {
-  return readFile(dir_ + "/" + std::to_string(index));
+  return readFile(layout_.portBlockFile(index));
 }
 
 Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount, std::optional<uint32_t> preferred,
                                    const std::string& poolText) const {
   if (preferred && *preferred < blockCount && ownerOf(*preferred) == owner) return *preferred;
-  if (auto s = ensureDirectory(dir_); !s) return s.error();
+  if (auto s = ensureDirectory(layout_.portBlocksDir()); !s) return s.error();
   // The claim appears complete, owner inside: the owner goes to a temporary once, which
   // is then link()ed to the first free index (link refuses an existing name, as O_EXCL
   // did). Killed before the link, only the temporary is left, and GC collects it.
-  auto temp = TempText::write(dir_ + "/claim", owner);
+  auto temp = TempText::write(layout_.portBlockClaimBase(), owner);
   if (!temp) return makeError(ErrorCode::kState, "claim port block: " + temp.error().msg);
   faultPoint("claim:port-block-temp");
   uint32_t inUse = 0;
   for (uint32_t i = 0; i < blockCount; ++i) {
-    const std::string path = dir_ + "/" + std::to_string(i);
+    const std::string path = layout_.portBlockFile(i);
     auto linked = temp->linkTo(path);
     if (!linked) return makeError(ErrorCode::kState, "claim port block: " + linked.error().msg);
     if (*linked) return i;
     if (ownerOf(i) == owner) return i; // a repeated ADD that lost its record
     ++inUse;
   }
-  ::rmdir(dir_.c_str());
+  ::rmdir(layout_.portBlocksDir().c_str());
   return makeError(ErrorCode::kTryAgain,
                    "egressPortPool: pool exhausted: " + poolText + ", " + std::to_string(inUse) + " of " +
                        std::to_string(blockCount) + " blocks in use",
@@ -46,7 +46,7 @@ Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount
 
 std::vector<std::pair<uint32_t, std::string>> PortBlocks::claims() const {
   std::vector<std::pair<uint32_t, std::string>> out;
-  DIR* d = ::opendir(dir_.c_str());
+  DIR* d = ::opendir(layout_.portBlocksDir().c_str());
   if (d == nullptr) return out;
   while (dirent* e = ::readdir(d)) {
     std::string n = e->d_name;
@@ -64,16 +64,16 @@ void PortBlocks::releaseOwnedBy(const std::string& owner) const {
 }
 
 Status PortBlocks::adopt(uint32_t index, const std::string& owner) const {
-  if (auto s = ensureDirectory(dir_); !s) return s;
-  auto created = createComplete(dir_ + "/" + std::to_string(index), owner, "claim:port-block-temp");
+  if (auto s = ensureDirectory(layout_.portBlocksDir()); !s) return s;
+  auto created = createComplete(layout_.portBlockFile(index), owner, "claim:port-block-temp");
   if (!created) return created.error();
   return Status::success();
 }
 
 void PortBlocks::release(const std::string& owner, uint32_t index) const {
   if (ownerOf(index) != owner) return; // never free someone else's block
-  ::unlink((dir_ + "/" + std::to_string(index)).c_str());
-  ::rmdir(dir_.c_str()); // only succeeds when empty
+  ::unlink(layout_.portBlockFile(index).c_str());
+  ::rmdir(layout_.portBlocksDir().c_str()); // only succeeds when empty
 }
 
 } // namespace podsteer::state

@@ -6,17 +6,19 @@
 #include <vector>
 
 #include "cni/error.h"
+#include "state/node_layout.h"
 
 namespace podsteer::state {
 
-// Ownership of egress port blocks: <nodeStateDir>/portblocks/<index> holds the owner's key
+// Ownership of egress port blocks: NodeLayout::portBlockFile(index) holds the owner's key
 // (one pool per node, whatever the network or stateDir).
 // Claiming links a complete file into place (exclusive, like an O_EXCL create), so two
 // pods can never own one block and no claim exists without its owner; a killed ADD
 // leaves a claim that its DEL (which knows the owner key) or GC releases.
 class PortBlocks {
 public:
-  explicit PortBlocks(const std::string& nodeDir) : dir_(nodeDir + "/portblocks") {}
+  explicit PortBlocks(const NodeLayout& layout) : layout_(layout) {}
+  explicit PortBlocks(const std::string& nodeDir) : layout_(nodeDir) {}
 
   // Keeps `preferred` when the owner already holds it; else claims the lowest free block.
   // All blocks taken: error 11 with the pool's numbers (`poolText` describes it).
@@ -33,7 +35,7 @@ public:
   std::optional<std::string> ownerOf(uint32_t index) const;
 
 private:
-  std::string dir_;
+  NodeLayout layout_;
 };
 
 template <typename Keep> void PortBlocks::releaseUnless(const std::string& ownerPrefix, Keep keep) const {
