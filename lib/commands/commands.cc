@@ -403,29 +403,53 @@ CommandOutput cmdAdd(const Invocation& inv) {
   return {0, jsonText(passThroughResult(*conf.prevResult, conf.cniVersion)) + "\n"};
 }
 
+// The DEL's error for a record it cannot read: it still names node objects we cannot see,
+// and removing it would leak them for good (and feed an IP reuse), so DEL fails, removes
+// nothing, and the runtime retries.
+Error unreadableRecordError(const Error& e) {
+  return makeError(ErrorCode::kState, e.msg + "; the attachment's node state cannot be removed",
+                   "restore the record (or remove its node objects and then the record by hand); "
+                   "`podsteer list` shows the attachment");
+}
+
+// Whether two reads of an attachment's record would clean its pod netns the same way: no
+// reconcile or repeated ADD rewrote it in between (each writes a new updatedAt).
+bool samePodSide(const std::optional<AttachmentRecord>& a, const std::optional<AttachmentRecord>& b) {
+  if (!a || !b) return !a && !b;
+  return a->updatedAt == b->updatedAt && a->podRoutes == b->podRoutes && a->loAddress6 == b->loAddress6;
+}
+
 CommandOutput cmdDel(const Invocation& inv) {
   const auto& [env, conf] = inv;
+  RecordStore store(conf.stateDir);
+  // The pod's own netns is cleaned before the node lock is taken (while it is held, every
+  // other pod's ADD and DEL waits), from the record as read now. Under the lock the
+  // record is read again; if something rewrote it meanwhile, the pod side is cleaned
+  // again there. Without CNI_NETNS the record's netns is checked under the lock.
+  if (auto s = state::checkStateDir(conf.stateDir); !s) return failure(s.error(), conf.cniVersion);
+  auto seen = store.read(conf.name, env.containerId, env.ifname);
+  if (!seen) return failure(unreadableRecordError(seen.error()), conf.cniVersion);
+  const bool podCleanedEarly = !env.netns.empty();
+  if (podCleanedEarly) {
+    if (auto s = cleanupPodNetns(env.netns, "", *seen ? podExtrasOf(**seen) : PodExtras{}); !s)
+      return failure(s.error(), conf.cniVersion);
+    faultPoint("del:pod-cleaned");
+  }
+
   auto lock = CommandLock::acquire(conf.stateDir);
   if (!lock) return failure(lock.error(), conf.cniVersion);
-  RecordStore store(conf.stateDir);
   auto rec = store.read(conf.name, env.containerId, env.ifname);
-  // An unreadable record still names node objects we cannot see: removing it would leak
-  // them for good (and feed an IP reuse), so DEL fails and the runtime retries.
-  if (!rec)
-    return failure(makeError(ErrorCode::kState, rec.error().msg + "; the attachment's node state cannot be removed",
-                             "restore the record (or remove its node objects and then the record by hand); "
-                             "`podsteer list` shows the attachment"),
-                   conf.cniVersion);
+  if (!rec) return failure(unreadableRecordError(rec.error()), conf.cniVersion);
 
   Status s;
   const PodExtras extras = rec && *rec ? podExtrasOf(**rec) : PodExtras{};
-  if (!env.netns.empty()) {
-    s = cleanupPodNetns(env.netns, "", extras);
+  if (podCleanedEarly) {
+    if (!samePodSide(*seen, *rec)) s = cleanupPodNetns(env.netns, "", extras);
   } else if (rec && *rec) {
     s = cleanupPodNetns((*rec)->netns, (*rec)->netnsIdentity, extras);
   }
   if (!s) return failure(s.error(), conf.cniVersion);
-  faultPoint("del:pod-cleaned");
+  if (!podCleanedEarly) faultPoint("del:pod-cleaned");
   if (rec && *rec) {
     const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
     const plan::HostMembership had = membershipFromJson((*rec)->host);

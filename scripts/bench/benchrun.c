@@ -78,6 +78,7 @@ int main(int argc, char **argv) {
   struct timespec t0, t1;
   int status = 0;
   long maxrss = 0;
+  long long cpu_us = 0; /* user + system time of the programs run */
   int seq = 0;
   for (int i = optind; i < argc; ++i)
     if (strcmp(argv[i], "---") == 0) seq = 1;
@@ -112,12 +113,13 @@ int main(int argc, char **argv) {
     }
     if (cin != fin) close(cin);
     if (ru.ru_maxrss > maxrss) maxrss = ru.ru_maxrss;
+    cpu_us += (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000LL + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) break;
     start = end + 1;
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   long long ns = (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec);
   int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  printf("%lld %d %ld\n", ns, rc, maxrss);
+  printf("%lld %d %ld %lld\n", ns, rc, maxrss, cpu_us);
   return 0;
 }

@@ -113,7 +113,8 @@ def run(ctx, resident, m, parallel, reps):
         nodes.append(Node(ctx, plugin, label, resident, first))
         first += resident + 2 * m * reps
     res = {nd.label: {"alone ADD": [], "alone DEL": [], "mixed ADD": [], "mixed DEL": [],
-                      "walls": [], "failed": 0, "timeouts": 0} for nd in nodes}
+                      "cpu ADD": [], "cpu DEL": [], "walls": [], "failed": 0, "timeouts": 0}
+           for nd in nodes}
     for r in range(reps):
         for kind in ("alone", "mixed"):
             order = list(nodes)
@@ -130,11 +131,19 @@ def run(ctx, resident, m, parallel, reps):
                     x["failed"] += f
                     x["timeouts"] += t
                     x["%s %s" % (kind, what)] += [s.sec for s in samples if s.rc == 0]
+                    x["cpu " + what] += [s.cpu for s in samples if s.rc == 0]
         nsenv.log("  rep %d done" % (r + 1))
     out = {}
     for label, x in res.items():
-        out[label] = {k: stats.summary(v) for k, v in x.items() if k.startswith(("alone", "mixed"))}
+        out[label] = {k: stats.summary(v) for k, v in x.items()
+                      if k.startswith(("alone", "mixed", "cpu"))}
         out[label].update(walls=x["walls"], failed=x["failed"], timeouts=x["timeouts"])
+        # What the CPUs allow: the mixed runs' own ADDs and DELs need this much CPU each
+        # (user + system; waits for locks and grace periods are not CPU).
+        out[label]["cpu mean ms"] = {w: 1e3 * sum(x["cpu " + w]) / max(1, len(x["cpu " + w]))
+                                     for w in ("ADD", "DEL")}
+        out[label]["mixed ADD mean ms"] = 1e3 * sum(x["mixed ADD"]) / max(1, len(x["mixed ADD"]))
+    out["cpus"] = len(os.sched_getaffinity(0))
     for nd in nodes:
         tables = nsenv.sh([nsenv.IP, "netns", "exec", nd.node, tools.NFT, "list", "tables"])
         out[nd.label]["node tables"] = tables.strip()

@@ -199,10 +199,11 @@ def stdin_file(data, name=None):
 
 
 class Sample:
-    __slots__ = ("sec", "rc", "rss_kib", "out", "err")
+    __slots__ = ("sec", "rc", "rss_kib", "out", "err", "cpu")
 
-    def __init__(self, sec, rc, rss_kib, out, err):
+    def __init__(self, sec, rc, rss_kib, out, err, cpu=0.0):
         self.sec, self.rc, self.rss_kib, self.out, self.err = sec, rc, rss_kib, out, err
+        self.cpu = cpu  # user + system seconds
 
     def cni_code(self):
         """CNI error code from stdout's error object, else None."""
@@ -232,7 +233,7 @@ def run(argv, node=None, child_ns=None, stdin=None, env=None, tag="x", keep_out=
     if p.returncode != 0:
         raise BenchError("benchrun failed (rc %d): %s %s" % (p.returncode, " ".join(cmd),
                                                              p.stderr.decode(errors="replace")))
-    ns, rc, rss = p.stdout.split()
+    ns, rc, rss, cpu_us = p.stdout.split()
     o = e_ = ""
     if keep_out or int(rc) != 0:
         with open(out, "rb") as f:
@@ -244,7 +245,7 @@ def run(argv, node=None, child_ns=None, stdin=None, env=None, tag="x", keep_out=
             os.unlink(path)
         except OSError:
             pass
-    return Sample(int(ns) / 1e9, int(rc), int(rss), o, e_)
+    return Sample(int(ns) / 1e9, int(rc), int(rss), o, e_, int(cpu_us) / 1e6)
 
 
 def cni_env(command, pod=None, cid=None, netns=None, k8s_ns="default", name=None):

@@ -270,6 +270,7 @@ def report_mixed(res, args, md, summ):
               "and with %d concurrent runtimes (half ADD, half DEL), %d reps (ms)\n"
               % (args.mixed_resident, args.mixed_pods, args.mixed_parallel, args.mixed_reps))
     rows = []
+    cpus = res.pop("cpus", 0) or 1
     for label, x in res.items():
         a, m = x["alone ADD"], x["mixed ADD"]
         rows.append([label, fmt_ms(a["median"]), fmt_ms(a["p95"]), fmt_ms(m["median"]),
@@ -281,6 +282,19 @@ def report_mixed(res, args, md, summ):
                      "ADD churn p95", "churn p95 ÷ alone p95", "DEL alone median",
                      "DEL alone p95", "DEL churn median", "DEL churn p95",
                      "failed/timeouts"], rows))
+    half = args.mixed_parallel // 2
+    for label, x in res.items():
+        # Each of the parallel/2 ADD runtimes runs its share of the ADDs while as many DEL
+        # runtimes run theirs: if the CPUs were the only limit, the ADDs would still take
+        # (parallel/2) x (CPU of an ADD + CPU of a DEL) / CPUs each on average.
+        c = x["cpu mean ms"]
+        floor = half * (c["ADD"] + c["DEL"]) / cpus
+        md.append("\n%s, CPU floor: an ADD takes %.2f ms of CPU and a DEL %.2f ms (mixed runs, "
+                  "user + system); with %d ADD and %d DEL runtimes on %d CPUs an ADD under churn "
+                  "averages at least %d × (%.2f + %.2f) / %d = **%.1f ms = %.1f× ADD alone p95** "
+                  "even with no lock and no grace period; measured mean %.1f ms.\n"
+                  % (label, c["ADD"], c["DEL"], half, half, cpus, half, c["ADD"], c["DEL"], cpus,
+                     floor, floor / x["alone ADD"]["p95"], x["mixed ADD mean ms"]))
     md.append("\nAfter the last rep, each node's nftables tables: %s.\n"
               % "; ".join("%s: `%s`" % (k, v["node tables"].replace("\n", ", ") or "(none)")
                           for k, v in res.items()))
