@@ -530,16 +530,16 @@ plan::Table kindsTable() {
        any({metaMark(1)}, acceptStmt()),
        any({metaMark(2, true)}, returnStmt()),
        any({ctMark(3)}, acceptStmt()),
-       any({ctStateInvalid()}, makeStatement(StatementKind::kDrop)),
+       any({ctStateInvalid()}, dropStmt()),
        any({nfproto(Family::kIpv6)}, jumpStmt("other"))}));
   t.chains.push_back(chain("other", std::nullopt, {any({}, returnStmt())}));
   t.chains.push_back(chain(
-      "nat_pre", BaseChain{.type = "nat", .hook = "prerouting", .priority = -100, .policyAccept = true},
+      "nat_pre", BaseChain{.type = ChainType::kNat, .hook = Hook::kPrerouting, .priority = -100, .policyAccept = true},
       {any({l4proto(kProtoTcp)}, redirectStmt(15001)),
        any({nfproto(Family::kIpv4), l4proto(kProtoTcp)}, dnatStmt(cidr("192.0.2.10"), 3128)),
        any({nfproto(Family::kIpv6), l4proto(kProtoTcp)}, dnatStmt(cidr("fd00::10"), 3129))}));
   t.chains.push_back(chain(
-      "nat_post", BaseChain{.type = "nat", .hook = "postrouting", .priority = 100, .policyAccept = true},
+      "nat_post", BaseChain{.type = ChainType::kNat, .hook = Hook::kPostrouting, .priority = 100, .policyAccept = true},
       {any({saddrInSet("dom_v4", Family::kIpv4)}, snatStmt(cidr("192.0.2.20"))),
        any({saddrInSet("dom_v6", Family::kIpv6)}, snatStmt(cidr("fd00::20"))),
        any({ctStatusDnat()}, masqueradeStmt()),
@@ -547,18 +547,18 @@ plan::Table kindsTable() {
        any({l4proto(kProtoTcp), nfproto(Family::kIpv4)}, portMapNatStmt("portpool_v4", Family::kIpv4, std::nullopt)),
        any({l4proto(kProtoUdp), nfproto(Family::kIpv6)}, portMapNatStmt("portpool_v6", Family::kIpv6, std::nullopt))}));
   t.chains.push_back(chain(
-      "filter_pre", BaseChain{.type = "filter", .hook = "prerouting", .priority = -150, .policyAccept = false},
+      "filter_pre", BaseChain{.type = ChainType::kFilter, .hook = Hook::kPrerouting, .priority = -150, .policyAccept = false},
       {any({saddrInSet("dom_v4", Family::kIpv4)}, markSetStmt(0x2000, 0x3000)),
        any({daddr(cidr("127.0.0.1"), true), l4proto(kProtoTcp)}, tproxyStmt(Family::kIpv4, 15006, 1337)),
        any({daddr(cidr("::1"), true), l4proto(kProtoTcp)}, tproxyStmt(Family::kIpv6, 15006, 1337)),
-       any({l4proto(kProtoTcp), metaMark(1337)}, makeStatement(StatementKind::kCtMarkSave)),
-       any({l4proto(kProtoTcp), ctStateEstablishedRelated()}, markStmt(StatementKind::kMarkAccept, 1337))}));
+       any({l4proto(kProtoTcp), metaMark(1337)}, ctMarkSaveStmt()),
+       any({l4proto(kProtoTcp), ctStateEstablishedRelated()}, markAcceptStmt(1337))}));
   t.chains.push_back(chain(
-      "route_out", BaseChain{.type = "route", .hook = "output", .priority = -150, .policyAccept = true},
-      {any({l4proto(kProtoTcp)}, markStmt(StatementKind::kMarkValue, 1338)),
-       any({l4proto(kProtoTcp), ctMark(1337)}, makeStatement(StatementKind::kCtMarkRestore))}));
+      "route_out", BaseChain{.type = ChainType::kRoute, .hook = Hook::kOutput, .priority = -150, .policyAccept = true},
+      {any({l4proto(kProtoTcp)}, markValueStmt(1338)),
+       any({l4proto(kProtoTcp), ctMark(1337)}, ctMarkRestoreStmt())}));
   t.chains.push_back(chain("filter_out",
-                           BaseChain{.type = "filter", .hook = "output", .priority = 0, .policyAccept = true},
+                           BaseChain{.type = ChainType::kFilter, .hook = Hook::kOutput, .priority = 0, .policyAccept = true},
                            {any({nfproto(Family::kIpv6), l4proto(kProtoTcp)}, rejectTcpResetStmt())}));
   return t;
 }
