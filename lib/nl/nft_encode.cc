@@ -6,8 +6,11 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/ip6.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
 
@@ -17,8 +20,48 @@ namespace podsteer::nl {
 
 namespace {
 
-using plan::Field;
-using plan::Match;
+using plan::Direction;
+namespace match = plan::match;
+namespace stmt = plan::stmt;
+
+// ---- registers ---------------------------------------------------------------------
+// Sixteen 32-bit registers (NFT_REG32_00..15) overlay four 128-bit ones (NFT_REG_1..4).
+// A value is named as nft names it and the kernel dumps it (netlink_linearize.c's
+// netlink_put_register): by its 128-bit register when it starts one, else by its 32-bit
+// register. CHECK compares our expressions with the kernel's dump in that form.
+
+// The register holding byte `offset` of a value that starts in reg 1.
+constexpr uint32_t regAt(uint32_t offset) {
+  constexpr uint32_t kPer128 = NFT_REG_SIZE / NFT_REG32_SIZE;
+  const uint32_t reg32 = offset / NFT_REG32_SIZE;
+  return reg32 % kPer128 == 0 ? NFT_REG_1 + reg32 / kPer128 : NFT_REG32_00 + reg32;
+}
+// Every single value (a loaded field, an immediate) goes to reg 1.
+constexpr uint32_t kReg1 = regAt(0);
+// A second value next to one of up to 16 bytes (an address): the next 128-bit register.
+constexpr uint32_t kReg2 = regAt(NFT_REG_SIZE);
+static_assert(kReg1 == NFT_REG_1 && kReg2 == NFT_REG_2 && regAt(4) == NFT_REG32_01);
+
+// ---- payload fields -----------------------------------------------------------------
+struct PayloadField {
+  uint32_t base;
+  uint32_t offset;
+  uint32_t len;
+};
+
+// A source or destination address: IPv4's at 12 and 16, IPv6's at 8 and 24.
+PayloadField addressField(Family f, Direction d) {
+  const bool src = d == Direction::kSource;
+  if (f == Family::kIpv4)
+    return {NFT_PAYLOAD_NETWORK_HEADER, uint32_t(src ? offsetof(iphdr, saddr) : offsetof(iphdr, daddr)), 4};
+  return {NFT_PAYLOAD_NETWORK_HEADER, uint32_t(src ? offsetof(ip6_hdr, ip6_src) : offsetof(ip6_hdr, ip6_dst)), 16};
+}
+// TCP's and UDP's destination port (the second 16 bits of either header).
+constexpr PayloadField kDestinationPort{NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2};
+// ICMPv6's type (the header's first byte).
+constexpr PayloadField kIcmpv6TypeField{NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1};
+
+// ---- expressions --------------------------------------------------------------------
 
 void add(nftnl_rule* r, nftnl_expr* e) { nftnl_rule_add_expr(r, e); }
 
@@ -31,215 +74,66 @@ nftnl_expr* expr(const char* name) {
 void metaLoad(nftnl_rule* r, uint32_t key) {
   auto* e = expr("meta");
   nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, kReg1);
   add(r, e);
 }
 
-void payloadLoad(nftnl_rule* r, uint32_t base, uint32_t offset, uint32_t len, uint32_t dreg = NFT_REG_1) {
-  auto* e = expr("payload");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
-  add(r, e);
-}
-
-void cmp(nftnl_rule* r, uint32_t op, const void* data, uint32_t len) {
-  auto* e = expr("cmp");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
-  nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
-  add(r, e);
-}
-
-void bitwiseMask(nftnl_rule* r, const uint8_t* mask, uint32_t len) {
-  auto* e = expr("bitwise");
-  uint8_t zero[16] = {};
-  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
-  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
-  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero, len);
-  add(r, e);
-}
-
-void requireNfproto(nftnl_rule* r, Family f) {
-  metaLoad(r, NFT_META_NFPROTO);
-  uint8_t proto = f == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6;
-  cmp(r, NFT_CMP_EQ, &proto, 1);
-}
-
-void requireL4proto(nftnl_rule* r, uint8_t proto) {
-  metaLoad(r, NFT_META_L4PROTO);
-  cmp(r, NFT_CMP_EQ, &proto, 1);
-}
-
-void encodeAddress(nftnl_rule* r, const Match& m) {
-  const Cidr& c = m.cidr;
-  requireNfproto(r, c.family);
-  bool v4 = c.family == Family::kIpv4;
-  uint32_t offset = m.field == Field::kIpSaddr ? (v4 ? 12 : 8) : (v4 ? 16 : 24);
-  uint32_t len = static_cast<uint32_t>(c.addrLen());
-  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, offset, len);
-  if (!c.isHost()) {
-    uint8_t mask[16] = {};
-    for (uint32_t bit = 0; bit < c.prefixLen; ++bit) mask[bit / 8] |= static_cast<uint8_t>(0x80 >> (bit % 8));
-    bitwiseMask(r, mask, len);
-  }
-  cmp(r, m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, c.addr.data(), len);
-}
-
-void encodePorts(nftnl_rule* r, const Match& m, uint8_t proto) {
-  requireL4proto(r, proto);
-  payloadLoad(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2); // destination port
-  uint16_t first = htons(m.ports.first), last = htons(m.ports.last);
-  if (m.ports.single()) {
-    cmp(r, m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ, &first, 2);
-  } else if (!m.negate) {
-    cmp(r, NFT_CMP_GTE, &first, 2);
-    cmp(r, NFT_CMP_LTE, &last, 2);
-  } else {
-    auto* e = expr("range");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, NFT_RANGE_NEQ);
-    nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, &first, 2);
-    nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, &last, 2);
-    add(r, e);
-  }
-}
-
-void lookup(nftnl_rule* r, const std::string& set, uint32_t sreg) {
-  auto* e = expr("lookup");
-  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
-  nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
-  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);
-  add(r, e);
-}
-
-void encodeSetLookup(nftnl_rule* r, const Match& m) {
-  bool v4 = m.cidr.family == Family::kIpv4;
-  requireNfproto(r, m.cidr.family);
-  uint32_t len = v4 ? 4 : 16;
-  uint32_t saddrOff = v4 ? 12 : 8, daddrOff = v4 ? 16 : 24;
-  if (m.field == Field::kSaddrInSet) {
-    payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, saddrOff, len);
-    lookup(r, m.name, NFT_REG_1);
-    return;
-  }
-  // A concatenation lives in consecutive 32-bit registers, each field padded to 4 bytes.
-  // Register numbers are written the way the kernel dumps them (a 32-bit register that
-  // starts a 128-bit one is reported by the legacy number), so CHECK compares like with like.
-  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, saddrOff, len);
-  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, daddrOff, len,
-              v4 ? static_cast<uint32_t>(NFT_REG32_01) : static_cast<uint32_t>(NFT_REG_2));
-  lookup(r, m.name, NFT_REG_1);
-}
-
-void encodeSetMatch(nftnl_rule* r, const Match& m) {
-  if (m.field == Field::kDportInSet) {
-    requireL4proto(r, static_cast<uint8_t>(m.number));
-    payloadLoad(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-    lookup(r, m.name, NFT_REG_1);
-    return;
-  }
-  bool v4 = m.cidr.family == Family::kIpv4;
-  requireNfproto(r, m.cidr.family);
-  payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, v4 ? 4 : 16); // daddr
-  lookup(r, m.name, NFT_REG_1);
-}
-
-// `ct state <bits>` as nft encodes it: the state word masked with the bits, != 0.
-void encodeCtState(nftnl_rule* r, uint32_t bits) {
-  auto* ct = expr("ct");
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-  add(r, ct);
-  uint32_t zero = 0;
-  bitwiseMask(r, reinterpret_cast<const uint8_t*>(&bits), 4);
-  cmp(r, NFT_CMP_NEQ, &zero, 4);
-}
-
-void encodeCtStateEstablishedRelated(nftnl_rule* r) {
-  encodeCtState(r, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED));
-}
-
-void encodeCtStatusDnat(nftnl_rule* r) {
-  auto* ct = expr("ct");
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_STATUS);
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
-  add(r, ct);
-  uint32_t mask = IPS_DST_NAT, zero = 0;
-  bitwiseMask(r, reinterpret_cast<const uint8_t*>(&mask), 4);
-  cmp(r, NFT_CMP_NEQ, &zero, 4);
+void metaSetMark(nftnl_rule* r) {
+  auto* set = expr("meta");
+  nftnl_expr_set_u32(set, NFTNL_EXPR_META_KEY, NFT_META_MARK);
+  nftnl_expr_set_u32(set, NFTNL_EXPR_META_SREG, kReg1);
+  add(r, set);
 }
 
 void ctLoad(nftnl_rule* r, uint32_t key) {
   auto* ct = expr("ct");
   nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, key);
-  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, NFT_REG_1);
+  nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_DREG, kReg1);
   add(r, ct);
 }
 
-void encodeMatch(nftnl_rule* r, const Match& m) {
-  uint32_t op = m.negate ? NFT_CMP_NEQ : NFT_CMP_EQ;
-  switch (m.field) {
-  case Field::kL4Proto: {
-    metaLoad(r, NFT_META_L4PROTO);
-    uint8_t p = static_cast<uint8_t>(m.number);
-    cmp(r, op, &p, 1);
-    return;
-  }
-  case Field::kOifName:
-  case Field::kIifName: {
-    metaLoad(r, m.field == Field::kOifName ? NFT_META_OIFNAME : NFT_META_IIFNAME);
-    char name[IFNAMSIZ] = {};
-    std::strncpy(name, m.name.c_str(), IFNAMSIZ - 1);
-    cmp(r, op, name, IFNAMSIZ);
-    return;
-  }
-  case Field::kSkUid:
-  case Field::kSkGid: {
-    metaLoad(r, m.field == Field::kSkUid ? NFT_META_SKUID : NFT_META_SKGID);
-    uint32_t id = m.number; // host byte order, as the kernel stores it
-    cmp(r, op, &id, 4);
-    return;
-  }
-  case Field::kIpSaddr:
-  case Field::kIpDaddr: encodeAddress(r, m); return;
-  case Field::kTcpDport: encodePorts(r, m, plan::kProtoTcp); return;
-  case Field::kUdpDport: encodePorts(r, m, plan::kProtoUdp); return;
-  case Field::kSaddrInSet:
-  case Field::kSaddrDaddrInSet: encodeSetLookup(r, m); return;
-  case Field::kCtStatusDnat: encodeCtStatusDnat(r); return;
-  case Field::kNfProto: requireNfproto(r, m.cidr.family); return;
-  case Field::kDaddrInSet:
-  case Field::kDportInSet: encodeSetMatch(r, m); return;
-  case Field::kCtStateEstablishedRelated: encodeCtStateEstablishedRelated(r); return;
-  case Field::kCtStateInvalid: encodeCtState(r, NF_CT_STATE_INVALID_BIT); return;
-  case Field::kMetaMark:
-  case Field::kCtMark: {
-    if (m.field == Field::kMetaMark) metaLoad(r, NFT_META_MARK);
-    else ctLoad(r, NFT_CT_MARK);
-    uint32_t mark = m.number; // host byte order, as the kernel keeps marks
-    cmp(r, op, &mark, 4);
-    return;
-  }
-  case Field::kIcmpv6Type: {
-    // As nft encodes `icmpv6 type N-M` in an inet table: its dependencies, then the
-    // type byte (the first of the ICMPv6 header) compared as a range.
-    requireNfproto(r, Family::kIpv6);
-    requireL4proto(r, plan::kProtoIcmpv6);
-    payloadLoad(r, NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
-    uint8_t first = static_cast<uint8_t>(m.ports.first), last = static_cast<uint8_t>(m.ports.last);
-    if (first == last) {
-      cmp(r, NFT_CMP_EQ, &first, 1);
-    } else {
-      cmp(r, NFT_CMP_GTE, &first, 1);
-      cmp(r, NFT_CMP_LTE, &last, 1);
-    }
-    return;
-  }
-  }
+void payloadLoad(nftnl_rule* r, const PayloadField& f, uint32_t dreg = kReg1) {
+  auto* e = expr("payload");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, f.base);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, f.offset);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, f.len);
+  add(r, e);
+}
+
+void cmp(nftnl_rule* r, uint32_t op, const void* data, uint32_t len) {
+  auto* e = expr("cmp");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, kReg1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+  nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+  add(r, e);
+}
+
+uint32_t cmpOp(bool negate) { return negate ? NFT_CMP_NEQ : NFT_CMP_EQ; }
+
+// reg 1 = (reg 1 & mask) ^ xor
+void bitwise(nftnl_rule* r, const void* mask, const void* xorValue, uint32_t len) {
+  auto* e = expr("bitwise");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, kReg1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, kReg1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+  nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, xorValue, len);
+  add(r, e);
+}
+
+void bitwiseMask(nftnl_rule* r, const void* mask, uint32_t len) {
+  const uint8_t zero[16] = {};
+  bitwise(r, mask, zero, len);
+}
+
+void lookup(nftnl_rule* r, const std::string& set, std::optional<uint32_t> dreg = std::nullopt) {
+  auto* e = expr("lookup");
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, kReg1);
+  if (dreg) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, *dreg);
+  nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set.c_str());
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);
+  add(r, e);
 }
 
 void verdict(nftnl_rule* r, int code, const std::string& chain = {}) {
@@ -257,18 +151,22 @@ void immediate(nftnl_rule* r, uint32_t dreg, const void* data, uint32_t len) {
   add(r, e);
 }
 
-void metaSetMark(nftnl_rule* r) {
-  auto* set = expr("meta");
-  nftnl_expr_set_u32(set, NFTNL_EXPR_META_KEY, NFT_META_MARK);
-  nftnl_expr_set_u32(set, NFTNL_EXPR_META_SREG, NFT_REG_1);
-  add(r, set);
+void immediateAddress(nftnl_rule* r, uint32_t dreg, const Cidr& address) {
+  immediate(r, dreg, address.addr.data(), static_cast<uint32_t>(address.addrLen()));
+}
+
+void immediatePort(nftnl_rule* r, uint32_t dreg, uint16_t port) {
+  const uint16_t value = htons(port);
+  immediate(r, dreg, &value, sizeof(value));
 }
 
 // meta mark set M (the whole mark).
 void setMark(nftnl_rule* r, uint32_t mark) {
-  immediate(r, NFT_REG_1, &mark, sizeof(mark));
+  immediate(r, kReg1, &mark, sizeof(mark));
   metaSetMark(r);
 }
+
+uint32_t nfproto(Family f) { return f == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6; }
 
 // A nat expression with the address in `addrReg` and, when `protoMin` is set, the port
 // range in `protoMin`..`protoMax` (with the flags the kernel would report back, so CHECK
@@ -276,7 +174,7 @@ void setMark(nftnl_rule* r, uint32_t mark) {
 void natExpr(nftnl_rule* r, uint32_t type, Family f, uint32_t addrReg, uint32_t protoMin, uint32_t protoMax) {
   auto* nat = expr("nat");
   nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_TYPE, type);
-  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, f == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
+  nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_FAMILY, nfproto(f));
   nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MIN, addrReg);
   nftnl_expr_set_u32(nat, NFTNL_EXPR_NAT_REG_ADDR_MAX, addrReg);
   uint32_t flags = NF_NAT_RANGE_MAP_IPS;
@@ -289,119 +187,246 @@ void natExpr(nftnl_rule* r, uint32_t type, Family f, uint32_t addrReg, uint32_t 
   add(r, nat);
 }
 
-void encodeStatement(nftnl_rule* r, const plan::Statement& s) {
-  switch (s.kind) {
-  case plan::StatementKind::kReturn: verdict(r, NFT_RETURN); return;
-  case plan::StatementKind::kAccept: verdict(r, NF_ACCEPT); return;
-  case plan::StatementKind::kDrop: verdict(r, NF_DROP); return;
-  case plan::StatementKind::kJump: verdict(r, NFT_JUMP, s.target); return;
-  case plan::StatementKind::kRedirect: {
-    uint16_t port = htons(s.port);
-    immediate(r, NFT_REG_1, &port, sizeof(port));
-    auto* redir = expr("redir");
-    nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_REG_PROTO_MIN, NFT_REG_1);
-    nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_REG_PROTO_MAX, NFT_REG_1);
-    nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
-    add(r, redir);
-    return;
+// ---- matches ------------------------------------------------------------------------
+
+void requireNfproto(nftnl_rule* r, Family f) {
+  metaLoad(r, NFT_META_NFPROTO);
+  const uint8_t proto = static_cast<uint8_t>(nfproto(f));
+  cmp(r, NFT_CMP_EQ, &proto, 1);
+}
+
+void requireL4proto(nftnl_rule* r, uint8_t proto) {
+  metaLoad(r, NFT_META_L4PROTO);
+  cmp(r, NFT_CMP_EQ, &proto, 1);
+}
+
+void encodeAddress(nftnl_rule* r, const match::Address& m) {
+  const Cidr& c = m.cidr;
+  requireNfproto(r, c.family);
+  const PayloadField field = addressField(c.family, m.direction);
+  payloadLoad(r, field);
+  if (!c.isHost()) {
+    uint8_t mask[16] = {};
+    for (uint32_t bit = 0; bit < c.prefixLen; ++bit) mask[bit / 8] |= static_cast<uint8_t>(0x80 >> (bit % 8));
+    bitwiseMask(r, mask, field.len);
   }
-  case plan::StatementKind::kMarkSet: {
-    // mark = (mark & ~mask) ^ value: only the bits of the mask change.
-    metaLoad(r, NFT_META_MARK);
-    auto* bw = expr("bitwise");
-    uint32_t keep = ~s.markMask, value = s.mark;
-    nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_DREG, NFT_REG_1);
-    nftnl_expr_set_u32(bw, NFTNL_EXPR_BITWISE_LEN, 4);
-    nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_MASK, &keep, 4);
-    nftnl_expr_set(bw, NFTNL_EXPR_BITWISE_XOR, &value, 4);
-    add(r, bw);
-    auto* set = expr("meta");
-    nftnl_expr_set_u32(set, NFTNL_EXPR_META_KEY, NFT_META_MARK);
-    nftnl_expr_set_u32(set, NFTNL_EXPR_META_SREG, NFT_REG_1);
-    add(r, set);
-    return;
-  }
-  case plan::StatementKind::kSnat:
-    immediate(r, NFT_REG_1, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
-    natExpr(r, NFT_NAT_SNAT, s.address.family, NFT_REG_1, 0, 0);
-    return;
-  case plan::StatementKind::kMasquerade: add(r, expr("masq")); return;
-  case plan::StatementKind::kPortMapNat: {
-    // The map's value is a port range: two 4-byte-padded ports, landing in consecutive
-    // 32-bit registers (min in reg 1's first word, max in the next).
-    bool v4 = s.address.family == Family::kIpv4;
-    payloadLoad(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, v4 ? 4 : 16);
-    auto* lk = expr("lookup");
-    nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
-    nftnl_expr_set_str(lk, NFTNL_EXPR_LOOKUP_SET, s.target.c_str());
-    nftnl_expr_set_u32(lk, NFTNL_EXPR_LOOKUP_FLAGS, 0);
-    add(r, lk);
-    if (!s.hasAddress) {
-      auto* masq = expr("masq");
-      nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_REG_PROTO_MIN, NFT_REG_1);
-      nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_REG_PROTO_MAX, NFT_REG32_01);
-      nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
-      add(r, masq);
-      return;
-    }
-    immediate(r, NFT_REG_2, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
-    natExpr(r, NFT_NAT_SNAT, s.address.family, NFT_REG_2, NFT_REG_1, NFT_REG32_01);
-    return;
-  }
-  case plan::StatementKind::kRejectTcpReset: {
-    // The kernel takes no code with a TCP reset (and dumps none back).
-    auto* e = expr("reject");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
+  cmp(r, cmpOp(m.negate), c.addr.data(), field.len);
+}
+
+void encodePort(nftnl_rule* r, const match::Port& m) {
+  requireL4proto(r, m.proto);
+  payloadLoad(r, kDestinationPort);
+  uint16_t first = htons(m.ports.first), last = htons(m.ports.last);
+  if (m.ports.single()) {
+    cmp(r, cmpOp(m.negate), &first, 2);
+  } else if (!m.negate) {
+    cmp(r, NFT_CMP_GTE, &first, 2);
+    cmp(r, NFT_CMP_LTE, &last, 2);
+  } else {
+    auto* e = expr("range");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_SREG, kReg1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_RANGE_OP, NFT_RANGE_NEQ);
+    nftnl_expr_set(e, NFTNL_EXPR_RANGE_FROM_DATA, &first, 2);
+    nftnl_expr_set(e, NFTNL_EXPR_RANGE_TO_DATA, &last, 2);
     add(r, e);
-    return;
-  }
-  case plan::StatementKind::kTproxy: {
-    // As nft encodes `tproxy ip to :port meta mark set M accept`: the port (network
-    // order) in reg 1 for the tproxy expression, then the mark through reg 1.
-    uint16_t port = htons(s.port);
-    immediate(r, NFT_REG_1, &port, sizeof(port));
-    auto* tp = expr("tproxy");
-    nftnl_expr_set_u32(tp, NFTNL_EXPR_TPROXY_FAMILY, s.address.family == Family::kIpv4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-    nftnl_expr_set_u32(tp, NFTNL_EXPR_TPROXY_REG_PORT, NFT_REG_1);
-    add(r, tp);
-    setMark(r, s.mark);
-    verdict(r, NF_ACCEPT);
-    return;
-  }
-  case plan::StatementKind::kMarkAccept:
-    setMark(r, s.mark);
-    verdict(r, NF_ACCEPT);
-    return;
-  case plan::StatementKind::kMarkValue: setMark(r, s.mark); return;
-  case plan::StatementKind::kCtMarkSave: {
-    metaLoad(r, NFT_META_MARK);
-    auto* ct = expr("ct");
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
-    nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_SREG, NFT_REG_1);
-    add(r, ct);
-    return;
-  }
-  case plan::StatementKind::kCtMarkRestore:
-    ctLoad(r, NFT_CT_MARK);
-    metaSetMark(r);
-    return;
-  case plan::StatementKind::kDnat: {
-    uint16_t port = htons(s.port);
-    immediate(r, NFT_REG_1, s.address.addr.data(), static_cast<uint32_t>(s.address.addrLen()));
-    immediate(r, NFT_REG_2, &port, sizeof(port));
-    natExpr(r, NFT_NAT_DNAT, s.address.family, NFT_REG_1, NFT_REG_2, NFT_REG_2);
-    return;
-  }
   }
 }
 
-uint32_t hookNumber(const std::string& hook) {
-  if (hook == "prerouting") return NF_INET_PRE_ROUTING;
-  if (hook == "input") return NF_INET_LOCAL_IN;
-  if (hook == "forward") return NF_INET_FORWARD;
-  if (hook == "output") return NF_INET_LOCAL_OUT;
+void encodeAddressInSet(nftnl_rule* r, const match::AddressInSet& m) {
+  requireNfproto(r, m.family);
+  payloadLoad(r, addressField(m.family, m.direction));
+  lookup(r, m.set);
+}
+
+// A concatenation lives in consecutive 32-bit registers, each field padded to 4 bytes.
+void encodeAddressPairInSet(nftnl_rule* r, const match::AddressPairInSet& m) {
+  requireNfproto(r, m.family);
+  const PayloadField src = addressField(m.family, Direction::kSource);
+  payloadLoad(r, src);
+  payloadLoad(r, addressField(m.family, Direction::kDestination), regAt(src.len));
+  lookup(r, m.set);
+}
+
+void encodePortInSet(nftnl_rule* r, const match::PortInSet& m) {
+  requireL4proto(r, m.proto);
+  payloadLoad(r, kDestinationPort);
+  lookup(r, m.set);
+}
+
+// `ct state <bits>` / `ct status <bits>` as nft encodes them: the word masked with the
+// bits, != 0.
+void encodeCtBits(nftnl_rule* r, uint32_t key, uint32_t bits) {
+  ctLoad(r, key);
+  const uint32_t zero = 0;
+  bitwiseMask(r, &bits, 4);
+  cmp(r, NFT_CMP_NEQ, &zero, 4);
+}
+
+void encodeCtState(nftnl_rule* r, const match::CtState& m) {
+  const uint32_t bits = m.state == match::CtState::State::kInvalid
+                            ? NF_CT_STATE_INVALID_BIT
+                            : NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED);
+  encodeCtBits(r, NFT_CT_STATE, bits);
+}
+
+// As nft encodes `icmpv6 type N-M` in an inet table: its dependencies, then the type
+// byte compared as a range.
+void encodeIcmpv6Type(nftnl_rule* r, const match::Icmpv6Type& m) {
+  requireNfproto(r, Family::kIpv6);
+  requireL4proto(r, plan::kProtoIcmpv6);
+  payloadLoad(r, kIcmpv6TypeField);
+  if (m.first == m.last) {
+    cmp(r, NFT_CMP_EQ, &m.first, 1);
+  } else {
+    cmp(r, NFT_CMP_GTE, &m.first, 1);
+    cmp(r, NFT_CMP_LTE, &m.last, 1);
+  }
+}
+
+void encodeMatch(nftnl_rule* r, const plan::Match& match) {
+  std::visit(plan::Overloaded{
+                 [r](const match::L4Proto& m) {
+                   metaLoad(r, NFT_META_L4PROTO);
+                   cmp(r, cmpOp(m.negate), &m.proto, 1);
+                 },
+                 [r](const match::Interface& m) {
+                   metaLoad(r, m.side == match::Interface::Side::kOutput ? NFT_META_OIFNAME : NFT_META_IIFNAME);
+                   char name[IFNAMSIZ] = {};
+                   std::strncpy(name, m.name.c_str(), IFNAMSIZ - 1);
+                   cmp(r, cmpOp(m.negate), name, IFNAMSIZ);
+                 },
+                 [r](const match::Owner& m) {
+                   metaLoad(r, m.id == match::Owner::Id::kUid ? NFT_META_SKUID : NFT_META_SKGID);
+                   cmp(r, cmpOp(m.negate), &m.value, 4); // host byte order, as the kernel stores it
+                 },
+                 [r](const match::Address& m) { encodeAddress(r, m); },
+                 [r](const match::Port& m) { encodePort(r, m); },
+                 [r](const match::AddressInSet& m) { encodeAddressInSet(r, m); },
+                 [r](const match::AddressPairInSet& m) { encodeAddressPairInSet(r, m); },
+                 [r](const match::PortInSet& m) { encodePortInSet(r, m); },
+                 [r](const match::NfProto& m) { requireNfproto(r, m.family); },
+                 [r](const match::CtState& m) { encodeCtState(r, m); },
+                 [r](const match::CtStatusDnat&) { encodeCtBits(r, NFT_CT_STATUS, IPS_DST_NAT); },
+                 [r](const match::Icmpv6Type& m) { encodeIcmpv6Type(r, m); },
+                 [r](const match::Mark& m) {
+                   if (m.of == match::Mark::Of::kPacket) metaLoad(r, NFT_META_MARK);
+                   else ctLoad(r, NFT_CT_MARK);
+                   cmp(r, cmpOp(m.negate), &m.mark, 4); // host byte order, as the kernel keeps marks
+                 },
+             },
+             match);
+}
+
+// ---- statements ---------------------------------------------------------------------
+
+void encodeRedirect(nftnl_rule* r, const stmt::Redirect& s) {
+  immediatePort(r, kReg1, s.port);
+  auto* redir = expr("redir");
+  nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_REG_PROTO_MIN, kReg1);
+  nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_REG_PROTO_MAX, kReg1);
+  nftnl_expr_set_u32(redir, NFTNL_EXPR_REDIR_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+  add(r, redir);
+}
+
+// mark = (mark & ~mask) ^ value: only the bits of the mask change.
+void encodeMarkBits(nftnl_rule* r, const stmt::MarkBits& s) {
+  metaLoad(r, NFT_META_MARK);
+  const uint32_t keep = ~s.mask, value = s.mark;
+  bitwise(r, &keep, &value, 4);
+  metaSetMark(r);
+}
+
+// The map's value is a port range: two 4-byte-padded ports, landing in consecutive 32-bit
+// registers (the bottom in reg 1's first word, the top in the next).
+void encodePortMapNat(nftnl_rule* r, const stmt::PortMapNat& s) {
+  const Family f = plan::portMapFamily(s);
+  payloadLoad(r, addressField(f, Direction::kSource));
+  lookup(r, s.map, kReg1);
+  const uint32_t protoMin = kReg1, protoMax = regAt(NFT_REG32_SIZE);
+  if (!s.address) {
+    auto* masq = expr("masq");
+    nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_REG_PROTO_MIN, protoMin);
+    nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_REG_PROTO_MAX, protoMax);
+    nftnl_expr_set_u32(masq, NFTNL_EXPR_MASQ_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+    add(r, masq);
+    return;
+  }
+  immediateAddress(r, kReg2, *s.address);
+  natExpr(r, NFT_NAT_SNAT, f, kReg2, protoMin, protoMax);
+}
+
+// As nft encodes `tproxy ip to :port meta mark set M accept`: the port (network order)
+// in reg 1 for the tproxy expression, then the mark through reg 1.
+void encodeTproxy(nftnl_rule* r, const stmt::Tproxy& s) {
+  immediatePort(r, kReg1, s.port);
+  auto* tp = expr("tproxy");
+  nftnl_expr_set_u32(tp, NFTNL_EXPR_TPROXY_FAMILY, nfproto(s.family));
+  nftnl_expr_set_u32(tp, NFTNL_EXPR_TPROXY_REG_PORT, kReg1);
+  add(r, tp);
+  setMark(r, s.mark);
+  verdict(r, NF_ACCEPT);
+}
+
+int verdictCode(stmt::Verdict::Code c) {
+  switch (c) {
+  case stmt::Verdict::Code::kAccept: return NF_ACCEPT;
+  case stmt::Verdict::Code::kDrop: return NF_DROP;
+  case stmt::Verdict::Code::kReturn: return NFT_RETURN;
+  }
+  return NF_DROP;
+}
+
+void encodeStatement(nftnl_rule* r, const plan::Statement& statement) {
+  std::visit(plan::Overloaded{
+                 [r](const stmt::Verdict& s) { verdict(r, verdictCode(s.code)); },
+                 [r](const stmt::Jump& s) { verdict(r, NFT_JUMP, s.chain); },
+                 [r](const stmt::Redirect& s) { encodeRedirect(r, s); },
+                 [r](const stmt::MarkBits& s) { encodeMarkBits(r, s); },
+                 [r](const stmt::Snat& s) {
+                   immediateAddress(r, kReg1, s.address);
+                   natExpr(r, NFT_NAT_SNAT, s.address.family, kReg1, 0, 0);
+                 },
+                 [r](const stmt::Masquerade&) { add(r, expr("masq")); },
+                 [r](const stmt::Dnat& s) {
+                   immediateAddress(r, kReg1, s.address);
+                   immediatePort(r, kReg2, s.port);
+                   natExpr(r, NFT_NAT_DNAT, s.address.family, kReg1, kReg2, kReg2);
+                 },
+                 [r](const stmt::PortMapNat& s) { encodePortMapNat(r, s); },
+                 [r](const stmt::RejectTcpReset&) {
+                   // The kernel takes no code with a TCP reset (and dumps none back).
+                   auto* e = expr("reject");
+                   nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
+                   add(r, e);
+                 },
+                 [r](const stmt::Tproxy& s) { encodeTproxy(r, s); },
+                 [r](const stmt::MarkSet& s) {
+                   setMark(r, s.mark);
+                   if (s.accept) verdict(r, NF_ACCEPT);
+                 },
+                 [r](const stmt::CtMarkSave&) {
+                   metaLoad(r, NFT_META_MARK);
+                   auto* ct = expr("ct");
+                   nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_KEY, NFT_CT_MARK);
+                   nftnl_expr_set_u32(ct, NFTNL_EXPR_CT_SREG, kReg1);
+                   add(r, ct);
+                 },
+                 [r](const stmt::CtMarkRestore&) {
+                   ctLoad(r, NFT_CT_MARK);
+                   metaSetMark(r);
+                 },
+             },
+             statement);
+}
+
+uint32_t hookNumber(plan::Hook hook) {
+  switch (hook) {
+  case plan::Hook::kPrerouting: return NF_INET_PRE_ROUTING;
+  case plan::Hook::kInput: return NF_INET_LOCAL_IN;
+  case plan::Hook::kForward: return NF_INET_FORWARD;
+  case plan::Hook::kOutput: return NF_INET_LOCAL_OUT;
+  case plan::Hook::kPostrouting: return NF_INET_POST_ROUTING;
+  }
   return NF_INET_POST_ROUTING;
 }
 
@@ -428,7 +453,7 @@ ChainPtr encodeChain(const plan::Table& t, const plan::Chain& c) {
   if (c.base) {
     nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_HOOKNUM, hookNumber(c.base->hook));
     nftnl_chain_set_s32(chain.get(), NFTNL_CHAIN_PRIO, c.base->priority);
-    nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TYPE, c.base->type.c_str());
+    nftnl_chain_set_str(chain.get(), NFTNL_CHAIN_TYPE, plan::chainTypeName(c.base->type));
     nftnl_chain_set_u32(chain.get(), NFTNL_CHAIN_POLICY, c.base->policyAccept ? NF_ACCEPT : NF_DROP);
   }
   return chain;

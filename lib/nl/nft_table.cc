@@ -99,19 +99,15 @@ Result<bool> tableExists(NftSocket& sock, const std::string& family, const std::
   return found;
 }
 
-Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& desired) {
-  std::vector<std::string> diffs;
-  const std::string label = tableLabel(desired);
-  auto exists = tableExists(sock, desired.family, desired.name);
-  if (!exists) return exists.error();
-  if (!*exists) {
-    diffs.push_back(label + ": missing");
-    return diffs;
-  }
-  const uint16_t fam = familyNumber(desired.family);
+namespace {
 
-  std::map<std::string, ObservedChain> observed;
-  TablePtr tableFilter = encodeTable(desired);
+using ObservedTable = std::map<std::string, ObservedChain>;
+
+// The kernel's chains and rules of the table (two dumps, filtered by table name).
+Result<ObservedTable> readTable(NftSocket& sock, const plan::Table& desired) {
+  ObservedTable observed;
+  const uint16_t fam = familyNumber(desired.family);
+  const std::string label = tableLabel(desired);
   auto s = sock.dump(
       NFT_MSG_GETCHAIN, fam,
       [&](nlmsghdr* n) {
@@ -128,7 +124,6 @@ Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& d
       },
       "list chains of " + label);
   if (!s) return s.error();
-
   s = sock.dump(
       NFT_MSG_GETRULE, fam,
       [&](nlmsghdr* n) {
@@ -145,47 +140,68 @@ Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& d
       },
       "list rules of " + label);
   if (!s) return s.error();
+  return observed;
+}
 
+bool sameBase(const plan::Table& desired, const plan::Chain& c, const nftnl_chain* kc) {
+  if (!nftnl_chain_is_set(kc, NFTNL_CHAIN_HOOKNUM)) return false;
+  ChainPtr want = encodeChain(desired, c);
+  return nftnl_chain_get_u32(kc, NFTNL_CHAIN_HOOKNUM) == nftnl_chain_get_u32(want.get(), NFTNL_CHAIN_HOOKNUM) &&
+         nftnl_chain_get_s32(kc, NFTNL_CHAIN_PRIO) == c.base->priority &&
+         std::string(nftnl_chain_get_str(kc, NFTNL_CHAIN_TYPE)) == plan::chainTypeName(c.base->type) &&
+         nftnl_chain_get_u32(kc, NFTNL_CHAIN_POLICY) == (c.base->policyAccept ? NF_ACCEPT : NF_DROP);
+}
+
+// One chain against the kernel's: its hook, type, priority and policy, then its rules,
+// aligned so one missing or extra rule is reported as exactly that.
+void diffChain(const plan::Table& desired, const plan::Chain& c, const ObservedChain& oc, const std::string& chainLabel,
+               std::vector<std::string>& diffs) {
+  if (c.base && !sameBase(desired, c, oc.chain.get()))
+    diffs.push_back(chainLabel + ": hook, type, priority or policy differs (want " + plan::renderChainHeader(c) + ")");
+  std::vector<std::vector<std::string>> want;
+  for (const auto& r : c.rules) want.push_back(ruleExpressions(encodeRule(desired, c, r).get()));
+  for (const auto& d : plan::alignSequences(want, oc.rules)) {
+    if (d.missing)
+      diffs.push_back(chainLabel + ": rule " + std::to_string(d.index + 1) + " `" + plan::renderRule(c.rules[d.index]) +
+                      "` missing");
+    else
+      diffs.push_back(chainLabel + ": unexpected rule at position " + std::to_string(d.index + 1) + " (" +
+                      (oc.rules[d.index].empty() ? "empty" : oc.rules[d.index].front()) + " ...)");
+  }
+}
+
+Status diffSets(NftSocket& sock, const plan::Table& desired, const std::string& label, std::vector<std::string>& diffs) {
+  if (desired.sets.empty()) return Status::success();
+  auto sets = listSets(sock, desired.family, desired.name);
+  if (!sets) return sets.error();
+  for (const auto& s : desired.sets)
+    if (std::find(sets->begin(), sets->end(), s.name) == sets->end()) diffs.push_back(label + ": set " + s.name + " missing");
+  return Status::success();
+}
+
+} // namespace
+
+Result<std::vector<std::string>> diffTable(NftSocket& sock, const plan::Table& desired) {
+  const std::string label = tableLabel(desired);
+  auto exists = tableExists(sock, desired.family, desired.name);
+  if (!exists) return exists.error();
+  if (!*exists) return std::vector<std::string>{label + ": missing"};
+  auto observed = readTable(sock, desired);
+  if (!observed) return observed.error();
+  std::vector<std::string> diffs;
   for (const auto& c : desired.chains) {
     const std::string chainLabel = label + " chain " + c.name;
-    auto it = observed.find(c.name);
-    if (it == observed.end() || !it->second.chain) {
+    auto it = observed->find(c.name);
+    if (it == observed->end() || !it->second.chain) {
       diffs.push_back(chainLabel + ": missing");
       continue;
     }
-    const nftnl_chain* kc = it->second.chain.get();
-    if (c.base) {
-      bool hooked = nftnl_chain_is_set(kc, NFTNL_CHAIN_HOOKNUM);
-      ChainPtr want = encodeChain(desired, c);
-      bool same = hooked &&
-                  nftnl_chain_get_u32(kc, NFTNL_CHAIN_HOOKNUM) == nftnl_chain_get_u32(want.get(), NFTNL_CHAIN_HOOKNUM) &&
-                  nftnl_chain_get_s32(kc, NFTNL_CHAIN_PRIO) == c.base->priority &&
-                  std::string(nftnl_chain_get_str(kc, NFTNL_CHAIN_TYPE)) == c.base->type &&
-                  nftnl_chain_get_u32(kc, NFTNL_CHAIN_POLICY) == (c.base->policyAccept ? NF_ACCEPT : NF_DROP);
-      if (!same) diffs.push_back(chainLabel + ": hook, type, priority or policy differs (want " +
-                                 plan::renderChainHeader(c) + ")");
-    }
-    std::vector<std::vector<std::string>> want;
-    for (const auto& r : c.rules) want.push_back(ruleExpressions(encodeRule(desired, c, r).get()));
-    for (const auto& d : plan::alignSequences(want, it->second.rules)) {
-      if (d.missing)
-        diffs.push_back(chainLabel + ": rule " + std::to_string(d.index + 1) + " `" +
-                        plan::renderRule(c.rules[d.index]) + "` missing");
-      else
-        diffs.push_back(chainLabel + ": unexpected rule at position " + std::to_string(d.index + 1) + " (" +
-                        (it->second.rules[d.index].empty() ? "empty" : it->second.rules[d.index].front()) + " ...)");
-    }
-    observed.erase(it);
+    diffChain(desired, c, it->second, chainLabel, diffs);
+    observed->erase(it);
   }
-  for (const auto& [name, oc] : observed)
+  for (const auto& [name, oc] : *observed)
     if (oc.chain) diffs.push_back(label + ": unexpected chain " + name);
-  if (!desired.sets.empty()) {
-    auto sets = listSets(sock, desired.family, desired.name);
-    if (!sets) return sets.error();
-    for (const auto& s : desired.sets)
-      if (std::find(sets->begin(), sets->end(), s.name) == sets->end())
-        diffs.push_back(label + ": set " + s.name + " missing");
-  }
+  if (auto s = diffSets(sock, desired, label, diffs); !s) return s.error();
   return diffs;
 }
 

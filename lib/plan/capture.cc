@@ -57,8 +57,11 @@ bool capturesDns(const RedirectConfig& r) { return r.dnsPort.has_value() && (r.d
 void addCapture(Chain& c, const RedirectConfig& r, const std::set<Family>& families, std::vector<Match> m,
                 std::optional<Family> f = std::nullopt) {
   // TCP only (a tcp dport match says so already).
-  if (std::none_of(m.begin(), m.end(), [](const Match& x) { return x.field == Field::kTcpDport; }))
-    m.push_back(l4proto(kProtoTcp));
+  const auto isTcpDport = [](const Match& x) {
+    const auto* port = std::get_if<match::Port>(&x);
+    return port != nullptr && port->proto == kProtoTcp;
+  };
+  if (std::none_of(m.begin(), m.end(), isTcpDport)) m.push_back(l4proto(kProtoTcp));
   if (!r.hasEgressGateway()) {
     c.rules.push_back(rule(std::move(m), redirectStmt(r.outboundPort)));
     return;
@@ -170,7 +173,8 @@ Chain outboundChain(const RedirectConfig& r, const std::set<Family>& families) {
 // only ever matches its DNS rules and excluded ports.
 Chain outputChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "output",
-          .base = BaseChain{.type = "nat", .hook = "output", .priority = kDstNatPriority, .policyAccept = true},
+          .base = BaseChain{.type = ChainType::kNat, .hook = Hook::kOutput,
+                            .priority = kDstNatPriority, .policyAccept = true},
           .rules = {}};
   for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({oifname(name)}, returnStmt()));
   c.rules.push_back(rule(familyGate(families), jumpStmt("outbound")));
@@ -182,14 +186,16 @@ Chain outputChain(const RedirectConfig& r, const std::set<Family>& families) {
 void addOtherFamilyDrop(Table& t, const std::set<Family>& others) {
   if (others.empty()) return;
   Chain in{.name = "other_family_in",
-           .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+           .base = BaseChain{.type = ChainType::kFilter, .hook = Hook::kPrerouting,
+                             .priority = kManglePriority, .policyAccept = true},
            .rules = {}};
   Chain out{.name = "other_family_out",
-            .base = BaseChain{.type = "filter", .hook = "output", .priority = kFilterPriority, .policyAccept = true},
+            .base = BaseChain{.type = ChainType::kFilter, .hook = Hook::kOutput,
+                              .priority = kFilterPriority, .policyAccept = true},
             .rules = {}};
   for (Family f : others) {
-    in.rules.push_back(rule({nfproto(f), iifname("lo", true)}, makeStatement(StatementKind::kDrop)));
-    out.rules.push_back(rule({nfproto(f), oifname("lo", true)}, makeStatement(StatementKind::kDrop)));
+    in.rules.push_back(rule({nfproto(f), iifname("lo", true)}, dropStmt()));
+    out.rules.push_back(rule({nfproto(f), oifname("lo", true)}, dropStmt()));
   }
   t.chains.push_back(std::move(in));
   t.chains.push_back(std::move(out));
@@ -202,7 +208,8 @@ void addOtherFamilyDrop(Table& t, const std::set<Family>& others) {
 // interfaces are left alone; then ISTIO_INBOUND.
 Chain preroutingChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "prerouting",
-          .base = BaseChain{.type = "nat", .hook = "prerouting", .priority = kDstNatPriority, .policyAccept = true},
+          .base = BaseChain{.type = ChainType::kNat, .hook = Hook::kPrerouting,
+                            .priority = kDstNatPriority, .policyAccept = true},
           .rules = {}};
   const std::vector<Match> gate = familyGate(families);
   for (const auto& name : r.kubevirtInterfaces) {
@@ -226,8 +233,9 @@ Chain preroutingChain(const RedirectConfig& r, const std::set<Family>& families)
 // Istio's DROP of conntrack-INVALID packets, before anything else sees them.
 Chain dropInvalidChain() {
   return Chain{.name = "drop_invalid",
-               .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
-               .rules = {rule({ctStateInvalid()}, makeStatement(StatementKind::kDrop))}};
+               .base = BaseChain{.type = ChainType::kFilter, .hook = Hook::kPrerouting,
+                                 .priority = kManglePriority, .policyAccept = true},
+               .rules = {rule({ctStateInvalid()}, dropStmt())}};
 }
 
 // ---- TPROXY (Istio's mangle rules with -m TPROXY), rule for rule -----------------------
@@ -242,14 +250,14 @@ std::vector<Match> with(std::vector<Match> m, std::initializer_list<Match> more)
 // connections) has it saved as the connection's mark.
 Chain tproxyPreroutingChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "tproxy_prerouting",
-          .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+          .base = BaseChain{.type = ChainType::kFilter, .hook = Hook::kPrerouting,
+                            .priority = kManglePriority, .policyAccept = true},
           .rules = {}};
   const std::vector<Match> gate = familyGate(families);
   for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({iifname(name)}, returnStmt()));
-  if (r.dropInvalid) c.rules.push_back(rule({ctStateInvalid()}, makeStatement(StatementKind::kDrop)));
+  if (r.dropInvalid) c.rules.push_back(rule({ctStateInvalid()}, dropStmt()));
   c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp)}), jumpStmt("tproxy_inbound")));
-  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), metaMark(r.tproxyMark)}),
-                         makeStatement(StatementKind::kCtMarkSave)));
+  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), metaMark(r.tproxyMark)}), ctMarkSaveStmt()));
   return c;
 }
 
@@ -268,7 +276,7 @@ Chain tproxyInboundChain(const RedirectConfig& r, const std::set<Family>& famili
   for (const auto& port : r.excludeInboundPorts.ranges)
     if (port != kInboundTunnelPort) c.rules.push_back(rule({tcpDport(port)}, returnStmt()));
   auto divert = [&](std::vector<Match> m) {
-    c.rules.push_back(rule(with(m, {ctStateEstablishedRelated()}), markStmt(StatementKind::kMarkAccept, r.tproxyMark)));
+    c.rules.push_back(rule(with(m, {ctStateEstablishedRelated()}), markAcceptStmt(r.tproxyMark)));
     c.rules.push_back(rule(std::move(m), jumpStmt("tproxy_redirect")));
   };
   if (r.includeInboundPorts.all) divert({l4proto(kProtoTcp)});
@@ -286,7 +294,7 @@ Chain tproxyChain(const RedirectConfig& r, const std::set<Family>& families) {
   for (Family f : families) {
     std::vector<Match> m = {daddr(hostLoopback(r, f), true), l4proto(kProtoTcp)};
     c.rules.push_back(rule(m, tproxyStmt(f, r.inboundPort, r.tproxyMark)));
-    c.rules.push_back(rule(std::move(m), makeStatement(StatementKind::kDrop)));
+    c.rules.push_back(rule(std::move(m), dropStmt()));
   }
   return c;
 }
@@ -297,7 +305,8 @@ Chain tproxyChain(const RedirectConfig& r, const std::set<Family>& families) {
 // tproxied connection (whose source is the client's address) are routed to lo.
 Chain tproxyOutputChain(const RedirectConfig& r, const std::set<Family>& families) {
   Chain c{.name = "tproxy_output",
-          .base = BaseChain{.type = "route", .hook = "output", .priority = kManglePriority, .policyAccept = true},
+          .base = BaseChain{.type = ChainType::kRoute, .hook = Hook::kOutput,
+                            .priority = kManglePriority, .policyAccept = true},
           .rules = {}};
   const std::vector<Match> gate = familyGate(families);
   for (const auto& name : r.excludeInterfaces) c.rules.push_back(rule({oifname(name)}, returnStmt()));
@@ -305,12 +314,11 @@ Chain tproxyOutputChain(const RedirectConfig& r, const std::set<Family>& familie
   auto markOwner = [&](const Match& owner) {
     for (Family f : families)
       c.rules.push_back(rule({daddr(hostLoopback(r, f), true), l4proto(kProtoTcp), oifname("lo"), owner},
-                             markStmt(StatementKind::kMarkValue, kTproxyOutboundMark)));
+                             markValueStmt(kTproxyOutboundMark)));
   };
   for (uint32_t uid : r.proxyUids) markOwner(skuid(uid));
   for (uint32_t gid : r.proxyGids) markOwner(skgid(gid));
-  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), ctMark(r.tproxyMark)}),
-                         makeStatement(StatementKind::kCtMarkRestore)));
+  c.rules.push_back(rule(with(gate, {l4proto(kProtoTcp), ctMark(r.tproxyMark)}), ctMarkRestoreStmt()));
   return c;
 }
 

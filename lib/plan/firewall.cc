@@ -17,15 +17,16 @@ constexpr int kIngressPriority = -150;
 constexpr int kEgressPriority = 0;
 constexpr std::pair<uint8_t, uint8_t> kIcmpv6Always[] = {{1, 4}, {130, 137}, {143, 143}};
 
-Chain firewallChain(const std::string& name, const std::string& hook, bool drop) {
+Chain firewallChain(const std::string& name, Hook hook, bool drop) {
+  const bool ingress = hook == Hook::kPrerouting;
   Chain c{.name = name,
-          .base = BaseChain{.type = "filter",
+          .base = BaseChain{.type = ChainType::kFilter,
                             .hook = hook,
-                            .priority = hook == "prerouting" ? kIngressPriority : kEgressPriority,
+                            .priority = ingress ? kIngressPriority : kEgressPriority,
                             .policyAccept = !drop},
           .rules = {}};
   c.rules.push_back(Rule{{ctStateEstablishedRelated()}, acceptStmt()});
-  c.rules.push_back(Rule{{hook == "prerouting" ? iifname("lo") : oifname("lo")}, acceptStmt()});
+  c.rules.push_back(Rule{{ingress ? iifname("lo") : oifname("lo")}, acceptStmt()});
   // The ICMPv6 that IPv6 itself needs passes whatever the rules say; every other type
   // (echo request/reply, node information, ...) is judged like any other packet, and an
   // echo reply to the pod's own ping is established traffic. Always accepted:
@@ -51,7 +52,7 @@ void addRules(Table& t, Chain& c, const std::vector<FirewallRule>& rules, const 
     std::vector<Match> head;
     if (r.protocol != 0) head.push_back(l4proto(r.protocol));
     if (!r.ports.empty()) {
-      Set ports{base + "_ports", SetKey::kPort, false, true, r.ports.ranges, {}};
+      Set ports{.name = base + "_ports", .key = SetKey::kPort, .interval = true, .ports = r.ports.ranges};
       t.sets.push_back(ports);
       head = {dportInSet(ports.name, r.protocol)};
     }
@@ -64,8 +65,10 @@ void addRules(Table& t, Chain& c, const std::vector<FirewallRule>& rules, const 
       for (const auto& p : r.peers)
         if (p.family == f) cidrs.push_back(p);
       if (cidrs.empty()) continue;
-      Set peers{base + (f == Family::kIpv4 ? "_v4" : "_v6"), f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6,
-                false, true, {}, cidrs};
+      Set peers{.name = base + (f == Family::kIpv4 ? "_v4" : "_v6"),
+                .key = f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6,
+                .interval = true,
+                .cidrs = cidrs};
       t.sets.push_back(peers);
       std::vector<Match> m = head;
       m.push_back(ingress ? saddrInSet(peers.name, f) : daddrInSet(peers.name, f));
@@ -77,8 +80,8 @@ void addRules(Table& t, Chain& c, const std::vector<FirewallRule>& rules, const 
 } // namespace
 
 void addFirewall(Table& table, const FirewallConfig& fw, const std::set<Family>& families) {
-  Chain in = firewallChain("fw_ingress", "prerouting", fw.ingressDrop);
-  Chain out = firewallChain("fw_egress", "postrouting", fw.egressDrop);
+  Chain in = firewallChain("fw_ingress", Hook::kPrerouting, fw.ingressDrop);
+  Chain out = firewallChain("fw_egress", Hook::kPostrouting, fw.egressDrop);
   addRules(table, in, fw.ingress, "fw_in_", true, families);
   addRules(table, out, fw.egress, "fw_out_", false, families);
   table.chains.push_back(std::move(in));

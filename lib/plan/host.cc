@@ -202,8 +202,10 @@ void addPortBlockElements(HostMembership& m, const std::vector<Cidr>& podIps, co
   for (const auto& ip : podIps) {
     Cidr host = hostPrefix(ip);
     bool v4 = host.family == Family::kIpv4;
-    HostElement e{v4 ? kPoolMapV4 : kPoolMapV6, v4 ? SetKey::kIpv4 : SetKey::kIpv6, {host}, portBlockRange(pool, index)};
-    m.elements.push_back(e);
+    m.elements.push_back(HostElement{.set = v4 ? kPoolMapV4 : kPoolMapV6,
+                                     .key = v4 ? SetKey::kIpv4 : SetKey::kIpv6,
+                                     .parts = {host},
+                                     .data = portBlockRange(pool, index)});
   }
 }
 
@@ -216,8 +218,9 @@ HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const Ro
     Cidr host = hostPrefix(ip);
     bool v4 = host.family == Family::kIpv4;
     if (domain != nullptr) {
-      m.elements.push_back(
-          HostElement{domainSetName(domain->name, host.family), v4 ? SetKey::kIpv4 : SetKey::kIpv6, {host}, {}});
+      m.elements.push_back(HostElement{.set = domainSetName(domain->name, host.family),
+                                       .key = v4 ? SetKey::kIpv4 : SetKey::kIpv6,
+                                       .parts = {host}});
       if (domain->match == DomainMatch::kSource) {
         IpRule r;
         r.family = host.family;
@@ -228,11 +231,84 @@ HostMembership buildMembership(const NetConf& conf, const PodInfo& pod, const Ro
       }
     }
     if (m.hairpin)
-      m.elements.push_back(
-          HostElement{v4 ? kHairpinSetV4 : kHairpinSetV6, v4 ? SetKey::kIpv4Pair : SetKey::kIpv6Pair, {host, host}, {}});
+      m.elements.push_back(HostElement{.set = v4 ? kHairpinSetV4 : kHairpinSetV6,
+                                       .key = v4 ? SetKey::kIpv4Pair : SetKey::kIpv6Pair,
+                                       .parts = {host, host}});
   }
   return m;
 }
+
+namespace {
+
+// The node table's parts, each added in the order the node has always had them in:
+// port blocks first, then the domains by name, then hairpin.
+struct HostTableParts {
+  Table& table;
+  Chain& pre;  // filter prerouting: domain marks
+  Chain& post; // nat postrouting: port blocks, domain SNAT, hairpin masquerade
+};
+
+// A pod's connections to the pool's destinations leave with a source port from its own
+// block (one map lookup, whatever the number of pods).
+void addPortPool(HostTableParts& h, const EgressPortPool& pool) {
+  h.table.sets.push_back(Set{.name = kPoolMapV4, .key = SetKey::kIpv4, .portRangeMap = true});
+  h.table.sets.push_back(Set{.name = kPoolMapV6, .key = SetKey::kIpv6, .portRangeMap = true});
+  for (const auto& dst : pool.destinations) {
+    const char* map = dst.family == Family::kIpv4 ? kPoolMapV4 : kPoolMapV6;
+    std::optional<Cidr> to;
+    if (pool.snatAddress && pool.snatAddress->family == dst.family) to = pool.snatAddress;
+    else if (pool.snatAddress) continue; // no address of this family to SNAT to
+    for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
+      if ((proto == kProtoTcp && !pool.tcp) || (proto == kProtoUdp && !pool.udp)) continue;
+      // The map's key is the source address: the rule checks its family first.
+      std::vector<Match> m = {l4proto(proto)};
+      if (dst.prefixLen == 0) m.push_back(nfproto(dst.family));
+      else m.push_back(daddr(dst));
+      h.post.rules.push_back(Rule{m, portMapNatStmt(map, dst.family, to)});
+    }
+  }
+}
+
+// A domain's member sets, its mark (mark mode) and SNAT rules.
+void addDomainRules(HostTableParts& h, const RoutingDomain& d) {
+  for (Family f : {Family::kIpv4, Family::kIpv6}) {
+    std::string set = domainSetName(d.name, f);
+    h.table.sets.push_back(Set{.name = set, .key = f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6});
+    // Mark mode: members' packets get the domain's bits; other bits are left as they were.
+    if (d.match == DomainMatch::kMark) h.pre.rules.push_back(Rule{{saddrInSet(set, f)}, markSetStmt(d.mark, d.markMask)});
+    if (d.snatAddress && d.snatAddress->family == f) {
+      std::set<std::string> devs;
+      for (const auto& r : d.routes)
+        if (!r.dev.empty() && r.dst.family == f) devs.insert(r.dev);
+      for (const auto& dev : devs)
+        h.post.rules.push_back(Rule{{saddrInSet(set, f), oifname(dev)}, snatStmt(*d.snatAddress)});
+    }
+  }
+}
+
+// A domain's ip rules (its fwmark in mark mode, its static source prefixes) and routes.
+void addDomainRouting(HostBase& base, const RoutingDomain& d) {
+  if (d.match == DomainMatch::kMark)
+    for (Family f : {Family::kIpv4, Family::kIpv6})
+      base.rules.push_back(IpRule{.family = f, .priority = d.priority, .table = d.table, .mark = d.mark,
+                                  .mask = d.markMask, .src = std::nullopt});
+  for (const auto& p : d.sourcePrefixes)
+    base.rules.push_back(IpRule{.family = p.family, .priority = d.priority, .table = d.table, .mark = 0, .mask = 0,
+                                .src = p});
+  for (const auto& route : d.routes)
+    base.routes.push_back(IpRoute{.table = d.table, .dst = route.dst, .gw = route.gw, .dev = route.dev});
+}
+
+// A pod that reached a VIP DNATed back to itself: masquerade so the answer comes from
+// the node, not from the pod's own address (which the pod would drop).
+void addHairpin(HostTableParts& h) {
+  h.table.sets.push_back(Set{.name = kHairpinSetV4, .key = SetKey::kIpv4Pair});
+  h.table.sets.push_back(Set{.name = kHairpinSetV6, .key = SetKey::kIpv6Pair});
+  h.post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV4, Family::kIpv4)}, masqueradeStmt()});
+  h.post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV6, Family::kIpv6)}, masqueradeStmt()});
+}
+
+} // namespace
 
 HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hairpinActive,
                        const std::optional<EgressPortPool>& activePool) {
@@ -240,75 +316,22 @@ HostBase buildHostBase(const std::vector<RoutingDomain>& activeDomains, bool hai
   if (activeDomains.empty() && !hairpinActive && !activePool) return base;
   Table t;
   Chain pre{.name = "prerouting",
-            .base = BaseChain{.type = "filter", .hook = "prerouting", .priority = kManglePriority, .policyAccept = true},
+            .base = BaseChain{.type = ChainType::kFilter, .hook = Hook::kPrerouting,
+                              .priority = kManglePriority, .policyAccept = true},
             .rules = {}};
   Chain post{.name = "postrouting",
-             .base = BaseChain{.type = "nat", .hook = "postrouting", .priority = kSrcNatPriority, .policyAccept = true},
+             .base = BaseChain{.type = ChainType::kNat, .hook = Hook::kPostrouting,
+                               .priority = kSrcNatPriority, .policyAccept = true},
              .rules = {}};
-  if (activePool) {
-    // Port blocks first: a pod's connections to the pool's destinations leave with a
-    // source port from its own block (one map lookup, whatever the number of pods).
-    t.sets.push_back(Set{kPoolMapV4, SetKey::kIpv4, true, false, {}, {}});
-    t.sets.push_back(Set{kPoolMapV6, SetKey::kIpv6, true, false, {}, {}});
-    for (const auto& dst : activePool->destinations) {
-      const char* map = dst.family == Family::kIpv4 ? kPoolMapV4 : kPoolMapV6;
-      std::optional<Cidr> to;
-      if (activePool->snatAddress && activePool->snatAddress->family == dst.family) to = activePool->snatAddress;
-      else if (activePool->snatAddress) continue; // no address of this family to SNAT to
-      for (uint8_t proto : {kProtoTcp, kProtoUdp}) {
-        if ((proto == kProtoTcp && !activePool->tcp) || (proto == kProtoUdp && !activePool->udp)) continue;
-        std::vector<Match> m = {l4proto(proto)};
-        if (dst.prefixLen == 0) m.push_back(nfproto(dst.family));
-        else m.push_back(daddr(dst));
-        post.rules.push_back(Rule{m, portMapNatStmt(map, dst.family, to)});
-      }
-    }
-  }
+  HostTableParts parts{.table = t, .pre = pre, .post = post};
+  if (activePool) addPortPool(parts, *activePool);
   std::vector<RoutingDomain> domains = activeDomains;
   std::sort(domains.begin(), domains.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   for (const auto& d : domains) {
-    for (Family f : {Family::kIpv4, Family::kIpv6}) {
-      std::string set = domainSetName(d.name, f);
-      t.sets.push_back(Set{set, f == Family::kIpv4 ? SetKey::kIpv4 : SetKey::kIpv6, false, false, {}, {}});
-      // Mark mode: members' packets get the domain's bits; other bits are left as they were.
-      if (d.match == DomainMatch::kMark) pre.rules.push_back(Rule{{saddrInSet(set, f)}, markSetStmt(d.mark, d.markMask)});
-      if (d.snatAddress && d.snatAddress->family == f) {
-        std::set<std::string> devs;
-        for (const auto& r : d.routes)
-          if (!r.dev.empty() && r.dst.family == f) devs.insert(r.dev);
-        for (const auto& dev : devs)
-          post.rules.push_back(Rule{{saddrInSet(set, f), oifname(dev)}, snatStmt(*d.snatAddress)});
-      }
-    }
-    if (d.match == DomainMatch::kMark) {
-      for (Family f : {Family::kIpv4, Family::kIpv6}) {
-        IpRule r;
-        r.family = f;
-        r.priority = d.priority;
-        r.table = d.table;
-        r.mark = d.mark;
-        r.mask = d.markMask;
-        base.rules.push_back(r);
-      }
-    }
-    for (const auto& p : d.sourcePrefixes) {
-      IpRule r;
-      r.family = p.family;
-      r.priority = d.priority;
-      r.table = d.table;
-      r.src = p;
-      base.rules.push_back(r);
-    }
-    for (const auto& route : d.routes) base.routes.push_back(IpRoute{d.table, route.dst, route.gw, route.dev});
+    addDomainRules(parts, d);
+    addDomainRouting(base, d);
   }
-  if (hairpinActive) {
-    t.sets.push_back(Set{kHairpinSetV4, SetKey::kIpv4Pair, false, false, {}, {}});
-    t.sets.push_back(Set{kHairpinSetV6, SetKey::kIpv6Pair, false, false, {}, {}});
-    // A pod that reached a VIP DNATed back to itself: masquerade so the answer comes
-    // from the node, not from the pod's own address (which the pod would drop).
-    post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV4, Family::kIpv4)}, masqueradeStmt()});
-    post.rules.push_back(Rule{{ctStatusDnat(), saddrDaddrInSet(kHairpinSetV6, Family::kIpv6)}, masqueradeStmt()});
-  }
+  if (hairpinActive) addHairpin(parts);
   t.chains.push_back(std::move(pre));
   t.chains.push_back(std::move(post));
   base.table = std::move(t);

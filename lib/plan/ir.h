@@ -3,10 +3,15 @@
 // The plan's vocabulary: a small, pure model of the nftables objects podsteer programs.
 // One Plan renders two ways: as `nft` text (explain, logs, golden tests) and, in lib/nl,
 // as netlink messages. Nothing here knows about netlink.
+//
+// A match and a statement are each a std::variant of one struct per kind, so every field
+// means one thing, and the renderer and the encoder (which std::visit them) do not build
+// when a kind is left out.
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "config/cidr.h"
@@ -14,68 +19,192 @@
 
 namespace podsteer::plan {
 
-enum class Field : uint8_t {
-  kL4Proto,  // meta l4proto
-  kOifName,  // oifname
-  kIifName,  // iifname
-  kSkUid,    // meta skuid
-  kSkGid,    // meta skgid
-  kIpSaddr,  // ip saddr / ip6 saddr (by the CIDR's family)
-  kIpDaddr,  // ip daddr / ip6 daddr
-  kTcpDport, // tcp dport
-  kUdpDport, // udp dport
-  kSaddrInSet,      // ip saddr @name / ip6 saddr @name (family from cidr.family)
-  kSaddrDaddrInSet, // ip saddr . ip daddr @name
-  kCtStatusDnat,    // ct status dnat
-  kNfProto,         // meta nfproto ipv4 / ipv6 (family from cidr.family)
-  kDaddrInSet,      // ip daddr @name / ip6 daddr @name
-  kDportInSet,      // tcp dport @name / udp dport @name (protocol in `number`)
-  kCtStateEstablishedRelated, // ct state established,related
-  kIcmpv6Type,      // icmpv6 type N / N-M (range in `ports`; implies meta nfproto ipv6)
-  kCtStateInvalid,  // ct state invalid
-  kMetaMark,        // meta mark N / != N (whole mark, value in `number`)
-  kCtMark,          // ct mark N
-};
-
 inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;
 inline constexpr uint8_t kProtoIcmpv6 = 58;
 
-struct Match {
-  Field field = Field::kL4Proto;
+// Which address of a packet a match or a set lookup reads.
+enum class Direction : uint8_t { kSource, kDestination };
+
+namespace match {
+
+struct L4Proto { // meta l4proto [!=] P
+  uint8_t proto = 0;
   bool negate = false;
-  uint32_t number = 0; // l4proto, uid, gid
-  std::string name;    // interface name, or set name
-  Cidr cidr;           // addresses
-  PortRange ports;     // ports
-
-  bool operator==(const Match&) const = default;
+  bool operator==(const L4Proto&) const = default;
 };
 
-enum class StatementKind : uint8_t {
-  kReturn, kAccept, kDrop, kJump, kRedirect, kMarkSet, kSnat, kMasquerade, kDnat, kPortMapNat,
-  kRejectTcpReset, // reject with tcp reset (rules that match TCP only)
-  // TPROXY interception (whole-mark values in `mark`):
-  kTproxy,         // tproxy ip|ip6 to :port meta mark set M accept (family from address.family)
-  kMarkAccept,     // meta mark set M accept
-  kMarkValue,      // meta mark set M
-  kCtMarkSave,     // ct mark set meta mark
-  kCtMarkRestore,  // meta mark set ct mark
+struct Interface { // iifname / oifname [!=] "name"
+  enum class Side : uint8_t { kInput, kOutput };
+  Side side = Side::kInput;
+  std::string name;
+  bool negate = false;
+  bool operator==(const Interface&) const = default;
 };
 
-struct Statement {
-  StatementKind kind = StatementKind::kAccept;
-  std::string target; // jump target chain
-  uint16_t port = 0;  // redirect port
-  uint32_t mark = 0;  // kMarkSet: mark = (mark & ~markMask) | mark
-  uint32_t markMask = 0;
-  Cidr address;       // kSnat/kDnat: the address (a host prefix); kDnat also uses `port`
-  // kPortMapNat: source port range from map `target` keyed by the source address, to
-  // `address` when hasAddress, else masquerade. Family from address.family.
-  bool hasAddress = false;
-
-  bool operator==(const Statement&) const = default;
+struct Owner { // meta skuid / skgid [!=] N
+  enum class Id : uint8_t { kUid, kGid };
+  Id id = Id::kUid;
+  uint32_t value = 0;
+  bool negate = false;
+  bool operator==(const Owner&) const = default;
 };
+
+struct Address { // ip|ip6 saddr|daddr [!=] cidr (the family is the CIDR's)
+  Direction direction = Direction::kSource;
+  Cidr cidr;
+  bool negate = false;
+  bool operator==(const Address&) const = default;
+};
+
+struct Port { // tcp|udp dport [!=] N or N-M
+  uint8_t proto = kProtoTcp;
+  PortRange ports;
+  bool negate = false;
+  bool operator==(const Port&) const = default;
+};
+
+struct AddressInSet { // ip|ip6 saddr|daddr @set
+  Direction direction = Direction::kSource;
+  std::string set;
+  Family family = Family::kIpv4;
+  bool operator==(const AddressInSet&) const = default;
+};
+
+struct AddressPairInSet { // ip|ip6 saddr . ip|ip6 daddr @set
+  std::string set;
+  Family family = Family::kIpv4;
+  bool operator==(const AddressPairInSet&) const = default;
+};
+
+struct PortInSet { // tcp|udp dport @set
+  uint8_t proto = kProtoTcp;
+  std::string set;
+  bool operator==(const PortInSet&) const = default;
+};
+
+struct NfProto { // meta nfproto ipv4|ipv6
+  Family family = Family::kIpv4;
+  bool operator==(const NfProto&) const = default;
+};
+
+struct CtState { // ct state established,related / ct state invalid
+  enum class State : uint8_t { kEstablishedRelated, kInvalid };
+  State state = State::kEstablishedRelated;
+  bool operator==(const CtState&) const = default;
+};
+
+struct CtStatusDnat { // ct status dnat
+  bool operator==(const CtStatusDnat&) const = default;
+};
+
+struct Icmpv6Type { // icmpv6 type N / N-M (implies meta nfproto ipv6)
+  uint8_t first = 0, last = 0;
+  bool operator==(const Icmpv6Type&) const = default;
+};
+
+struct Mark { // meta mark / ct mark [!=] N (the whole mark)
+  enum class Of : uint8_t { kPacket, kConnection };
+  Of of = Of::kPacket;
+  uint32_t mark = 0;
+  bool negate = false;
+  bool operator==(const Mark&) const = default;
+};
+
+} // namespace match
+
+using Match = std::variant<match::L4Proto, match::Interface, match::Owner, match::Address, match::Port,
+                           match::AddressInSet, match::AddressPairInSet, match::PortInSet, match::NfProto,
+                           match::CtState, match::CtStatusDnat, match::Icmpv6Type, match::Mark>;
+
+namespace stmt {
+
+struct Verdict { // accept / drop / return
+  enum class Code : uint8_t { kAccept, kDrop, kReturn };
+  Code code = Code::kAccept;
+  bool operator==(const Verdict&) const = default;
+};
+
+struct Jump { // jump chain
+  std::string chain;
+  bool operator==(const Jump&) const = default;
+};
+
+struct Redirect { // redirect to :port
+  uint16_t port = 0;
+  bool operator==(const Redirect&) const = default;
+};
+
+struct MarkBits { // meta mark set meta mark & ~mask | mark: only the mask's bits change
+  uint32_t mark = 0;
+  uint32_t mask = 0;
+  bool operator==(const MarkBits&) const = default;
+};
+
+struct Snat { // snat ip|ip6 to address (a host prefix)
+  Cidr address;
+  bool operator==(const Snat&) const = default;
+};
+
+struct Masquerade { // masquerade
+  bool operator==(const Masquerade&) const = default;
+};
+
+struct Dnat { // dnat ip|ip6 to address:port
+  Cidr address;
+  uint16_t port = 0;
+  bool operator==(const Dnat&) const = default;
+};
+
+// The source port range from `map` (keyed by the source address of `family`), to
+// `address` when there is one (snat), else masquerade.
+struct PortMapNat {
+  std::string map;
+  Family family = Family::kIpv4;
+  std::optional<Cidr> address;
+  bool operator==(const PortMapNat&) const = default;
+};
+
+struct RejectTcpReset { // reject with tcp reset (rules that match TCP only)
+  bool operator==(const RejectTcpReset&) const = default;
+};
+
+// TPROXY interception (whole-mark values).
+struct Tproxy { // tproxy ip|ip6 to :port meta mark set M accept
+  Family family = Family::kIpv4;
+  uint16_t port = 0;
+  uint32_t mark = 0;
+  bool operator==(const Tproxy&) const = default;
+};
+
+struct MarkSet { // meta mark set M [accept]
+  uint32_t mark = 0;
+  bool accept = false;
+  bool operator==(const MarkSet&) const = default;
+};
+
+struct CtMarkSave { // ct mark set meta mark
+  bool operator==(const CtMarkSave&) const = default;
+};
+
+struct CtMarkRestore { // meta mark set ct mark
+  bool operator==(const CtMarkRestore&) const = default;
+};
+
+} // namespace stmt
+
+using Statement = std::variant<stmt::Verdict, stmt::Jump, stmt::Redirect, stmt::MarkBits, stmt::Snat, stmt::Masquerade,
+                               stmt::Dnat, stmt::PortMapNat, stmt::RejectTcpReset, stmt::Tproxy, stmt::MarkSet,
+                               stmt::CtMarkSave, stmt::CtMarkRestore>;
+
+// The family a PortMapNat works in: its address's, when it has one.
+inline Family portMapFamily(const stmt::PortMapNat& s) { return s.address ? s.address->family : s.family; }
+
+// For std::visit: one lambda per alternative.
+template <typename... F> struct Overloaded : F... {
+  using F::operator()...;
+};
+template <typename... F> Overloaded(F...) -> Overloaded<F...>;
 
 struct Rule {
   std::vector<Match> matches;
@@ -84,9 +213,32 @@ struct Rule {
   bool operator==(const Rule&) const = default;
 };
 
+enum class ChainType : uint8_t { kFilter, kNat, kRoute };
+enum class Hook : uint8_t { kPrerouting, kInput, kForward, kOutput, kPostrouting };
+
+// As nft spells them.
+constexpr const char* chainTypeName(ChainType t) {
+  switch (t) {
+  case ChainType::kFilter: return "filter";
+  case ChainType::kNat: return "nat";
+  case ChainType::kRoute: return "route";
+  }
+  return "?";
+}
+constexpr const char* hookName(Hook h) {
+  switch (h) {
+  case Hook::kPrerouting: return "prerouting";
+  case Hook::kInput: return "input";
+  case Hook::kForward: return "forward";
+  case Hook::kOutput: return "output";
+  case Hook::kPostrouting: return "postrouting";
+  }
+  return "?";
+}
+
 struct BaseChain {
-  std::string type; // "nat", "filter"
-  std::string hook; // "prerouting", "output", ...
+  ChainType type = ChainType::kFilter;
+  Hook hook = Hook::kPrerouting;
   int priority = 0;
   bool policyAccept = true;
 
@@ -103,13 +255,13 @@ struct Chain {
 
 enum class SetKey : uint8_t { kIpv4, kIpv6, kIpv4Pair, kIpv6Pair, kPort };
 
-// A named set whose elements belong to pods (one element per pod address).
+// A named set or map. Sets whose elements belong to pods (one element per pod address)
+// have none here; static interval sets (firewall) carry theirs.
 struct Set {
   std::string name;
   SetKey key = SetKey::kIpv4;
   bool portRangeMap = false; // a map from the key to a port range (interval inet_service)
-  // Static interval sets (firewall): elements are part of the plan.
-  bool interval = false;
+  bool interval = false;     // flags interval: `ports` or `cidrs` are its elements
   std::vector<PortRange> ports;
   std::vector<Cidr> cidrs;
   bool operator==(const Set&) const = default;
@@ -132,148 +284,70 @@ struct Table {
 };
 
 // Small builders that keep the plan code readable.
-inline Match makeMatch(Field f, bool negate) {
-  Match m;
-  m.field = f;
-  m.negate = negate;
-  return m;
-}
-inline Match l4proto(uint8_t proto) {
-  Match m = makeMatch(Field::kL4Proto, false);
-  m.number = proto;
-  return m;
-}
+inline Match l4proto(uint8_t proto) { return match::L4Proto{.proto = proto}; }
 inline Match oifname(std::string n, bool negate = false) {
-  Match m = makeMatch(Field::kOifName, negate);
-  m.name = std::move(n);
-  return m;
+  return match::Interface{.side = match::Interface::Side::kOutput, .name = std::move(n), .negate = negate};
+}
+inline Match iifname(std::string n, bool negate = false) {
+  return match::Interface{.side = match::Interface::Side::kInput, .name = std::move(n), .negate = negate};
 }
 inline Match skuid(uint32_t uid, bool negate = false) {
-  Match m = makeMatch(Field::kSkUid, negate);
-  m.number = uid;
-  return m;
+  return match::Owner{.id = match::Owner::Id::kUid, .value = uid, .negate = negate};
 }
 inline Match skgid(uint32_t gid, bool negate = false) {
-  Match m = makeMatch(Field::kSkGid, negate);
-  m.number = gid;
-  return m;
+  return match::Owner{.id = match::Owner::Id::kGid, .value = gid, .negate = negate};
 }
 inline Match saddr(const Cidr& c, bool negate = false) {
-  Match m = makeMatch(Field::kIpSaddr, negate);
-  m.cidr = c;
-  return m;
+  return match::Address{.direction = Direction::kSource, .cidr = c, .negate = negate};
 }
 inline Match daddr(const Cidr& c, bool negate = false) {
-  Match m = makeMatch(Field::kIpDaddr, negate);
-  m.cidr = c;
-  return m;
+  return match::Address{.direction = Direction::kDestination, .cidr = c, .negate = negate};
 }
 inline Match tcpDport(PortRange r, bool negate = false) {
-  Match m = makeMatch(Field::kTcpDport, negate);
-  m.ports = r;
-  return m;
+  return match::Port{.proto = kProtoTcp, .ports = r, .negate = negate};
 }
 inline Match udpDport(PortRange r, bool negate = false) {
-  Match m = makeMatch(Field::kUdpDport, negate);
-  m.ports = r;
-  return m;
+  return match::Port{.proto = kProtoUdp, .ports = r, .negate = negate};
 }
-
-// An address (or address pair) looked up in the named set of family `f`.
-inline Match addressInSet(Field field, std::string set, Family f) {
-  Match m = makeMatch(field, false);
-  m.name = std::move(set);
-  m.cidr.family = f;
-  return m;
+inline Match saddrInSet(std::string set, Family f) {
+  return match::AddressInSet{.direction = Direction::kSource, .set = std::move(set), .family = f};
 }
-inline Match saddrInSet(std::string set, Family f) { return addressInSet(Field::kSaddrInSet, std::move(set), f); }
+inline Match daddrInSet(std::string set, Family f) {
+  return match::AddressInSet{.direction = Direction::kDestination, .set = std::move(set), .family = f};
+}
 inline Match saddrDaddrInSet(std::string set, Family f) {
-  return addressInSet(Field::kSaddrDaddrInSet, std::move(set), f);
+  return match::AddressPairInSet{.set = std::move(set), .family = f};
 }
-inline Match nfproto(Family f) {
-  Match m = makeMatch(Field::kNfProto, false);
-  m.cidr.family = f;
-  return m;
-}
-inline Match daddrInSet(std::string set, Family f) { return addressInSet(Field::kDaddrInSet, std::move(set), f); }
-inline Match dportInSet(std::string set, uint8_t proto) {
-  Match m = makeMatch(Field::kDportInSet, false);
-  m.name = std::move(set);
-  m.number = proto;
-  return m;
-}
-inline Match ctStateEstablishedRelated() { return makeMatch(Field::kCtStateEstablishedRelated, false); }
-inline Match ctStateInvalid() { return makeMatch(Field::kCtStateInvalid, false); }
-inline Match iifname(std::string n, bool negate = false) {
-  Match m = makeMatch(Field::kIifName, negate);
-  m.name = std::move(n);
-  return m;
-}
-inline Match ctStatusDnat() { return makeMatch(Field::kCtStatusDnat, false); }
-inline Match icmpv6Type(uint8_t first, uint8_t last) {
-  Match m = makeMatch(Field::kIcmpv6Type, false);
-  m.ports = PortRange{first, last};
-  return m;
-}
-
-inline Statement makeStatement(StatementKind kind, std::string target = {}, uint16_t port = 0) {
-  Statement s;
-  s.kind = kind;
-  s.target = std::move(target);
-  s.port = port;
-  return s;
-}
-inline Statement acceptStmt() { return makeStatement(StatementKind::kAccept); }
-inline Statement returnStmt() { return makeStatement(StatementKind::kReturn); }
-inline Statement jumpStmt(std::string chain) { return makeStatement(StatementKind::kJump, std::move(chain)); }
-inline Statement redirectStmt(uint16_t port) { return makeStatement(StatementKind::kRedirect, {}, port); }
-inline Statement markSetStmt(uint32_t mark, uint32_t mask) {
-  Statement s = makeStatement(StatementKind::kMarkSet);
-  s.mark = mark;
-  s.markMask = mask;
-  return s;
-}
-inline Statement snatStmt(const Cidr& address) {
-  Statement s = makeStatement(StatementKind::kSnat);
-  s.address = address;
-  return s;
-}
-inline Statement dnatStmt(const Cidr& address, uint16_t port) {
-  Statement s = makeStatement(StatementKind::kDnat, {}, port);
-  s.address = address;
-  return s;
-}
-inline Statement portMapNatStmt(const std::string& map, Family f, const std::optional<Cidr>& address) {
-  Statement s = makeStatement(StatementKind::kPortMapNat, map);
-  s.address.family = f;
-  if (address) {
-    s.address = *address;
-    s.hasAddress = true;
-  }
-  return s;
-}
+inline Match dportInSet(std::string set, uint8_t proto) { return match::PortInSet{.proto = proto, .set = std::move(set)}; }
+inline Match nfproto(Family f) { return match::NfProto{.family = f}; }
+inline Match ctStateEstablishedRelated() { return match::CtState{.state = match::CtState::State::kEstablishedRelated}; }
+inline Match ctStateInvalid() { return match::CtState{.state = match::CtState::State::kInvalid}; }
+inline Match ctStatusDnat() { return match::CtStatusDnat{}; }
+inline Match icmpv6Type(uint8_t first, uint8_t last) { return match::Icmpv6Type{.first = first, .last = last}; }
 inline Match metaMark(uint32_t mark, bool negate = false) {
-  Match m = makeMatch(Field::kMetaMark, negate);
-  m.number = mark;
-  return m;
+  return match::Mark{.of = match::Mark::Of::kPacket, .mark = mark, .negate = negate};
 }
-inline Match ctMark(uint32_t mark) {
-  Match m = makeMatch(Field::kCtMark, false);
-  m.number = mark;
-  return m;
+inline Match ctMark(uint32_t mark) { return match::Mark{.of = match::Mark::Of::kConnection, .mark = mark}; }
+
+inline Statement acceptStmt() { return stmt::Verdict{.code = stmt::Verdict::Code::kAccept}; }
+inline Statement dropStmt() { return stmt::Verdict{.code = stmt::Verdict::Code::kDrop}; }
+inline Statement returnStmt() { return stmt::Verdict{.code = stmt::Verdict::Code::kReturn}; }
+inline Statement jumpStmt(std::string chain) { return stmt::Jump{.chain = std::move(chain)}; }
+inline Statement redirectStmt(uint16_t port) { return stmt::Redirect{.port = port}; }
+inline Statement markSetStmt(uint32_t mark, uint32_t mask) { return stmt::MarkBits{.mark = mark, .mask = mask}; }
+inline Statement snatStmt(const Cidr& address) { return stmt::Snat{.address = address}; }
+inline Statement dnatStmt(const Cidr& address, uint16_t port) { return stmt::Dnat{.address = address, .port = port}; }
+inline Statement portMapNatStmt(const std::string& map, Family f, const std::optional<Cidr>& address) {
+  return stmt::PortMapNat{.map = map, .family = f, .address = address};
 }
+inline Statement masqueradeStmt() { return stmt::Masquerade{}; }
+inline Statement rejectTcpResetStmt() { return stmt::RejectTcpReset{}; }
 inline Statement tproxyStmt(Family f, uint16_t port, uint32_t mark) {
-  Statement s = makeStatement(StatementKind::kTproxy, {}, port);
-  s.address.family = f;
-  s.mark = mark;
-  return s;
+  return stmt::Tproxy{.family = f, .port = port, .mark = mark};
 }
-inline Statement markStmt(StatementKind kind, uint32_t mark) {
-  Statement s = makeStatement(kind);
-  s.mark = mark;
-  return s;
-}
-inline Statement masqueradeStmt() { return makeStatement(StatementKind::kMasquerade); }
-inline Statement rejectTcpResetStmt() { return makeStatement(StatementKind::kRejectTcpReset); }
+inline Statement markAcceptStmt(uint32_t mark) { return stmt::MarkSet{.mark = mark, .accept = true}; }
+inline Statement markValueStmt(uint32_t mark) { return stmt::MarkSet{.mark = mark, .accept = false}; }
+inline Statement ctMarkSaveStmt() { return stmt::CtMarkSave{}; }
+inline Statement ctMarkRestoreStmt() { return stmt::CtMarkRestore{}; }
 
 } // namespace podsteer::plan

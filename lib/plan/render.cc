@@ -41,79 +41,100 @@ namespace {
 
 std::string priorityName(const BaseChain& b) {
   // nft accepts these names only on the hooks they were made for.
-  if (b.type == "nat" && b.hook == "prerouting" && b.priority == -100) return "dstnat";
-  if (b.type == "nat" && b.hook == "postrouting" && b.priority == 100) return "srcnat";
-  if (b.type == "filter" && b.priority == 0) return "filter";
-  if ((b.type == "filter" || b.type == "route") && b.priority == -150) return "mangle";
+  if (b.type == ChainType::kNat && b.hook == Hook::kPrerouting && b.priority == -100) return "dstnat";
+  if (b.type == ChainType::kNat && b.hook == Hook::kPostrouting && b.priority == 100) return "srcnat";
+  if (b.type == ChainType::kFilter && b.priority == 0) return "filter";
+  if ((b.type == ChainType::kFilter || b.type == ChainType::kRoute) && b.priority == -150) return "mangle";
   return std::to_string(b.priority);
 }
 
+std::string familyKeyword(Family f) { return f == Family::kIpv4 ? "ip" : "ip6"; }
+std::string direction(Direction d) { return d == Direction::kSource ? "saddr" : "daddr"; }
+
 } // namespace
 
-std::string renderMatch(const Match& m) {
-  switch (m.field) {
-  case Field::kL4Proto: return "meta l4proto " + op(m.negate) + protoName(m.number);
-  case Field::kOifName: return "oifname " + op(m.negate) + "\"" + m.name + "\"";
-  case Field::kIifName: return "iifname " + op(m.negate) + "\"" + m.name + "\"";
-  case Field::kSkUid: return "meta skuid " + op(m.negate) + std::to_string(m.number);
-  case Field::kSkGid: return "meta skgid " + op(m.negate) + std::to_string(m.number);
-  case Field::kIpSaddr: return addrKeyword(m.cidr) + " saddr " + op(m.negate) + m.cidr.toString();
-  case Field::kIpDaddr: return addrKeyword(m.cidr) + " daddr " + op(m.negate) + m.cidr.toString();
-  case Field::kTcpDport: return "tcp dport " + op(m.negate) + m.ports.toString();
-  case Field::kUdpDport: return "udp dport " + op(m.negate) + m.ports.toString();
-  case Field::kSaddrInSet: return (m.cidr.family == Family::kIpv4 ? "ip" : "ip6") + std::string(" saddr @") + m.name;
-  case Field::kSaddrDaddrInSet: {
-    std::string k = m.cidr.family == Family::kIpv4 ? "ip" : "ip6";
-    return k + " saddr . " + k + " daddr @" + m.name;
-  }
-  case Field::kCtStatusDnat: return "ct status dnat";
-  case Field::kDaddrInSet: return (m.cidr.family == Family::kIpv4 ? "ip" : "ip6") + std::string(" daddr @") + m.name;
-  case Field::kDportInSet: return protoName(m.number) + " dport @" + m.name;
-  case Field::kCtStateEstablishedRelated: return "ct state established,related";
-  case Field::kCtStateInvalid: return "ct state invalid";
-  case Field::kNfProto: return std::string("meta nfproto ") + (m.cidr.family == Family::kIpv4 ? "ipv4" : "ipv6");
-  case Field::kIcmpv6Type: return "icmpv6 type " + m.ports.toString();
-  case Field::kMetaMark: return "meta mark " + op(m.negate) + markHex(m.number);
-  case Field::kCtMark: return "ct mark " + op(m.negate) + markHex(m.number);
-  }
-  return "?";
+std::string renderMatch(const Match& match) {
+  return std::visit(
+      Overloaded{
+          [](const match::L4Proto& m) { return "meta l4proto " + op(m.negate) + protoName(m.proto); },
+          [](const match::Interface& m) {
+            return std::string(m.side == match::Interface::Side::kOutput ? "oifname " : "iifname ") + op(m.negate) +
+                   "\"" + m.name + "\"";
+          },
+          [](const match::Owner& m) {
+            return std::string(m.id == match::Owner::Id::kUid ? "meta skuid " : "meta skgid ") + op(m.negate) +
+                   std::to_string(m.value);
+          },
+          [](const match::Address& m) {
+            return addrKeyword(m.cidr) + " " + direction(m.direction) + " " + op(m.negate) + m.cidr.toString();
+          },
+          [](const match::Port& m) { return protoName(m.proto) + " dport " + op(m.negate) + m.ports.toString(); },
+          [](const match::AddressInSet& m) { return familyKeyword(m.family) + " " + direction(m.direction) + " @" + m.set; },
+          [](const match::AddressPairInSet& m) {
+            const std::string k = familyKeyword(m.family);
+            return k + " saddr . " + k + " daddr @" + m.set;
+          },
+          [](const match::PortInSet& m) { return protoName(m.proto) + " dport @" + m.set; },
+          [](const match::NfProto& m) {
+            return std::string("meta nfproto ") + (m.family == Family::kIpv4 ? "ipv4" : "ipv6");
+          },
+          [](const match::CtState& m) {
+            return std::string(m.state == match::CtState::State::kInvalid ? "ct state invalid"
+                                                                          : "ct state established,related");
+          },
+          [](const match::CtStatusDnat&) { return std::string("ct status dnat"); },
+          [](const match::Icmpv6Type& m) { return "icmpv6 type " + PortRange{m.first, m.last}.toString(); },
+          [](const match::Mark& m) {
+            return std::string(m.of == match::Mark::Of::kPacket ? "meta mark " : "ct mark ") + op(m.negate) +
+                   markHex(m.mark);
+          },
+      },
+      match);
 }
 
-std::string renderStatement(const Statement& s) {
-  switch (s.kind) {
-  case StatementKind::kReturn: return "return";
-  case StatementKind::kAccept: return "accept";
-  case StatementKind::kDrop: return "drop";
-  case StatementKind::kJump: return "jump " + s.target;
-  case StatementKind::kRedirect: return "redirect to :" + std::to_string(s.port);
-  case StatementKind::kMarkSet: {
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), "meta mark set meta mark & 0x%08x | 0x%08x", ~s.markMask, s.mark);
-    return buf;
-  }
-  case StatementKind::kSnat:
-    return std::string("snat ") + (s.address.family == Family::kIpv4 ? "ip" : "ip6") + " to " + s.address.addressString();
-  case StatementKind::kMasquerade: return "masquerade";
-  case StatementKind::kPortMapNat: {
-    std::string k = s.address.family == Family::kIpv4 ? "ip" : "ip6";
-    std::string ports = k + " saddr map @" + s.target;
-    if (!s.hasAddress) return "masquerade to :" + ports;
-    std::string addr = s.address.family == Family::kIpv4 ? s.address.addressString() : "[" + s.address.addressString() + "]";
-    return "snat " + k + " to " + addr + ":" + ports;
-  }
-  case StatementKind::kRejectTcpReset: return "reject with tcp reset";
-  case StatementKind::kTproxy:
-    return "tproxy " + addrKeyword(s.address) + " to :" + std::to_string(s.port) + " meta mark set " + markHex(s.mark) +
-           " accept";
-  case StatementKind::kMarkAccept: return "meta mark set " + markHex(s.mark) + " accept";
-  case StatementKind::kMarkValue: return "meta mark set " + markHex(s.mark);
-  case StatementKind::kCtMarkSave: return "ct mark set meta mark";
-  case StatementKind::kCtMarkRestore: return "meta mark set ct mark";
-  case StatementKind::kDnat:
-    if (s.address.family == Family::kIpv4) return "dnat ip to " + s.address.addressString() + ":" + std::to_string(s.port);
-    return "dnat ip6 to [" + s.address.addressString() + "]:" + std::to_string(s.port);
-  }
-  return "?";
+std::string renderStatement(const Statement& statement) {
+  return std::visit(
+      Overloaded{
+          [](const stmt::Verdict& s) {
+            switch (s.code) {
+            case stmt::Verdict::Code::kAccept: return std::string("accept");
+            case stmt::Verdict::Code::kDrop: return std::string("drop");
+            case stmt::Verdict::Code::kReturn: return std::string("return");
+            }
+            return std::string("?");
+          },
+          [](const stmt::Jump& s) { return "jump " + s.chain; },
+          [](const stmt::Redirect& s) { return "redirect to :" + std::to_string(s.port); },
+          [](const stmt::MarkBits& s) {
+            char buf[96];
+            std::snprintf(buf, sizeof(buf), "meta mark set meta mark & 0x%08x | 0x%08x", ~s.mask, s.mark);
+            return std::string(buf);
+          },
+          [](const stmt::Snat& s) { return "snat " + addrKeyword(s.address) + " to " + s.address.addressString(); },
+          [](const stmt::Masquerade&) { return std::string("masquerade"); },
+          [](const stmt::Dnat& s) {
+            if (s.address.family == Family::kIpv4)
+              return "dnat ip to " + s.address.addressString() + ":" + std::to_string(s.port);
+            return "dnat ip6 to [" + s.address.addressString() + "]:" + std::to_string(s.port);
+          },
+          [](const stmt::PortMapNat& s) {
+            const std::string k = familyKeyword(portMapFamily(s));
+            const std::string ports = k + " saddr map @" + s.map;
+            if (!s.address) return "masquerade to :" + ports;
+            const std::string addr = s.address->family == Family::kIpv4 ? s.address->addressString()
+                                                                        : "[" + s.address->addressString() + "]";
+            return "snat " + k + " to " + addr + ":" + ports;
+          },
+          [](const stmt::RejectTcpReset&) { return std::string("reject with tcp reset"); },
+          [](const stmt::Tproxy& s) {
+            return "tproxy " + familyKeyword(s.family) + " to :" + std::to_string(s.port) + " meta mark set " +
+                   markHex(s.mark) + " accept";
+          },
+          [](const stmt::MarkSet& s) { return "meta mark set " + markHex(s.mark) + (s.accept ? " accept" : ""); },
+          [](const stmt::CtMarkSave&) { return std::string("ct mark set meta mark"); },
+          [](const stmt::CtMarkRestore&) { return std::string("meta mark set ct mark"); },
+      },
+      statement);
 }
 
 std::string renderRule(const Rule& r) {
@@ -124,7 +145,7 @@ std::string renderRule(const Rule& r) {
 
 std::string renderChainHeader(const Chain& c) {
   if (!c.base) return "";
-  return "type " + c.base->type + " hook " + c.base->hook + " priority " + priorityName(*c.base) + "; policy " +
+  return std::string("type ") + chainTypeName(c.base->type) + " hook " + hookName(c.base->hook) + " priority " + priorityName(*c.base) + "; policy " +
          (c.base->policyAccept ? "accept" : "drop") + ";";
 }
 

@@ -217,7 +217,7 @@ TEST_CASE("render: matches, statements and chain headers") {
   CHECK(renderStatement(redirectStmt(15001)) == "redirect to :15001");
   CHECK(renderStatement(jumpStmt("inbound")) == "jump inbound");
   CHECK(renderRule(Rule{{tcpDport({22, 22}), skuid(0)}, returnStmt()}) == "tcp dport 22 meta skuid 0 return");
-  Chain base{.name = "pre", .base = BaseChain{.type = "nat", .hook = "prerouting", .priority = -100}, .rules = {}};
+  Chain base{.name = "pre", .base = BaseChain{.type = ChainType::kNat, .hook = Hook::kPrerouting, .priority = -100}, .rules = {}};
   CHECK(renderChainHeader(base) == "type nat hook prerouting priority dstnat; policy accept;");
   base.base->priority = -99;
   base.base->policyAccept = false;
@@ -229,12 +229,12 @@ TEST_CASE("render: matches, statements and chain headers") {
 // for a nat chain on the output hook `nft -f` (1.0.6) refuses "priority dstnat" with
 // "invalid priority expression value in this context", and `nft list` prints -100.
 TEST_CASE("render: priority names only where nft accepts them") {
-  plan::Chain c{.name = "output", .base = plan::BaseChain{.type = "nat", .hook = "output", .priority = -100}, .rules = {}};
+  plan::Chain c{.name = "output", .base = plan::BaseChain{.type = plan::ChainType::kNat, .hook = plan::Hook::kOutput, .priority = -100}, .rules = {}};
   CHECK(plan::renderChainHeader(c) == "type nat hook output priority -100; policy accept;");
-  c.base->hook = "postrouting";
+  c.base->hook = plan::Hook::kPostrouting;
   c.base->priority = 100;
   CHECK(plan::renderChainHeader(c) == "type nat hook postrouting priority srcnat; policy accept;");
-  c.base->hook = "input";
+  c.base->hook = plan::Hook::kInput;
   CHECK(plan::renderChainHeader(c) == "type nat hook input priority 100; policy accept;");
 }
 

@@ -46,13 +46,13 @@ TEST_CASE("encode: TPROXY's rules are the expressions nft sends for the same tex
                  plan::tproxyStmt(Family::kIpv6, 15006, 1337)})[7] == "tproxy ip6 port reg 1");
   // meta l4proto tcp ct state established,related meta mark set 1337 accept
   CHECK(encoded({{plan::l4proto(plan::kProtoTcp), plan::ctStateEstablishedRelated()},
-                 plan::markStmt(plan::StatementKind::kMarkAccept, 1337)}) ==
+                 plan::markAcceptStmt(1337)}) ==
         V{"meta load l4proto => reg 1", "cmp eq reg 1 0x00000006", "ct load state => reg 1",
           "bitwise reg 1 = ( reg 1 & 0x00000006 ) ^ 0x00000000", "cmp neq reg 1 0x00000000",
           "immediate reg 1 0x00000539", "meta set mark with reg 1", "immediate reg 0 accept"});
   // meta l4proto tcp meta mark 1337 ct mark set meta mark
   CHECK(encoded({{plan::l4proto(plan::kProtoTcp), plan::metaMark(1337)},
-                 plan::makeStatement(plan::StatementKind::kCtMarkSave)}) ==
+                 plan::ctMarkSaveStmt()}) ==
         V{"meta load l4proto => reg 1", "cmp eq reg 1 0x00000006", "meta load mark => reg 1",
           "cmp eq reg 1 0x00000539", "meta load mark => reg 1", "ct set mark with reg 1"});
   // meta l4proto tcp iifname "lo" meta mark != 1338 return
@@ -63,10 +63,10 @@ TEST_CASE("encode: TPROXY's rules are the expressions nft sends for the same tex
           "cmp neq reg 1 0x0000053a", "immediate reg 0 return"});
   // meta l4proto tcp ct mark 1337 meta mark set ct mark; meta l4proto tcp meta mark set 1338
   CHECK(encoded({{plan::l4proto(plan::kProtoTcp), plan::ctMark(1337)},
-                 plan::makeStatement(plan::StatementKind::kCtMarkRestore)}) ==
+                 plan::ctMarkRestoreStmt()}) ==
         V{"meta load l4proto => reg 1", "cmp eq reg 1 0x00000006", "ct load mark => reg 1",
           "cmp eq reg 1 0x00000539", "ct load mark => reg 1", "meta set mark with reg 1"});
-  CHECK(encoded({{plan::l4proto(plan::kProtoTcp)}, plan::markStmt(plan::StatementKind::kMarkValue, 1338)}) ==
+  CHECK(encoded({{plan::l4proto(plan::kProtoTcp)}, plan::markValueStmt(1338)}) ==
         V{"meta load l4proto => reg 1", "cmp eq reg 1 0x00000006", "immediate reg 1 0x0000053a",
           "meta set mark with reg 1"});
 }
