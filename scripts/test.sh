@@ -18,16 +18,17 @@
 # The order keeps both cores of a 2-core CI machine (clean clone, no ccache) busy. The
 # netns, e2e and demo suites mostly wait on the kernel and on packets (the test build's
 # netns run uses about a third of a core), so each suite starts as soon as the binary it
-# needs exists, and the compiling goes on beside it at a lower priority (nice), taking
-# only the CPU the suites leave:
+# needs exists, and the compiling goes on beside it in the idle scheduling class
+# (`chrt --idle`: weaker than any nice level), taking only the CPU the suites leave; the
+# suites' timing-bounded tests (churn, reconcile fairness) then run as on an idle machine:
 #   deps (apt); e2e-deps (apt: downloads) from here on beside everything below
 #   test build's plugin
 #     -> netns (test build)                                   beside all that follows
-#   shipped build's plugin (nice)
+#   shipped build's plugin (idle class)
 #     -> netns (shipped build), and e2e -> demo beside it     beside all that follows
-#   rest of the test build: unit and fuzz executables (nice)
+#   rest of the test build: unit and fuzz executables (idle class)
 #     -> unit; after netns (test build): fuzz (one target at a time, a whole core each)
-#   lint (nice 19) from the start
+#   lint (idle class) from the start
 # Every suite's output is printed at the end in this order, not interleaved. "== times"
 # (seconds per step; the steps overlap) comes before the last line.
 set -uo pipefail
@@ -100,7 +101,7 @@ export PODSTEER_FAULT_PLUGIN="$plugin"
 
 # clang-format and clang-tidy on the change, at the lowest priority: they need only the
 # test build's compile_commands.json.
-in_background lint nice -n 19 bash scripts/lint.sh "$build"
+in_background lint chrt --idle 0 bash scripts/lint.sh "$build"
 
 # The test build's plugin first (all that its netns run needs), at full priority.
 step build-test-plugin ninja -C "$build" plugin/podsteer || give_up "build ($build)" "$log_dir/build-test-plugin.log"
@@ -109,7 +110,7 @@ in_background netns python3 tests/netns/run.py --plugin "$plugin"
 # The shipped build's plugin, then its netns run (each run has its own namespace prefix
 # and temp dirs; the Istio parity self-check loads Istio's rules into both twins and
 # never runs podsteer: once is enough) and, beside it, e2e and the demo.
-step build-ship nice -n 10 ninja -C "$ship" plugin/podsteer
+step build-ship chrt --idle 0 ninja -C "$ship" plugin/podsteer
 if [ "$(rc_of build-ship)" -eq 0 ]; then
   in_background netns-ship python3 tests/netns/run.py --plugin "$shipped" --skip istio_parity_selfcheck
   ship_suites() {
@@ -133,7 +134,7 @@ fi
 # The rest of the test build (unit and fuzz executables), then those suites. meson runs
 # them and writes one JSON object per test to build-test/meson-logs/<suite>.json;
 # scripts/meson_counts.py counts from it (the doctest executables per test case).
-step build-test nice -n 10 ninja -C "$build" || give_up "build ($build)" "$log_dir/build-test.log"
+step build-test chrt --idle 0 ninja -C "$build" || give_up "build ($build)" "$log_dir/build-test.log"
 step unit meson test -C "$build" --no-rebuild --suite unit --logbase unit --print-errorlogs
 # After the test build's netns run (its churn and reconcile tests have time bounds and run
 # many sanitizer processes at once: a fuzzer must not take their core), one target at a

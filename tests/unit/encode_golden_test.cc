@@ -40,6 +40,7 @@
 #include "netlink_text.h"
 #include "nl/nft_encode.h"
 #include "nl/nft_table.h"
+#include "plan_fixtures.h"
 #include "plan/host.h"
 #include "plan/plan.h"
 #include "plan/render.h"
@@ -311,29 +312,11 @@ void checkPodTable(const std::string& name, const plan::Table& t) {
 
 // ---- the plans of the plan golden tests (same configs as plan_test.cc/host_plan_test.cc)
 
-const json kDualStack = {{"cniVersion", "1.0.0"},
-                         {"interfaces", {{{"name", "eth0"}, {"sandbox", "/var/run/netns/p"}}}},
-                         {"ips", {{{"address", "10.244.1.5/24"}, {"gateway", "10.244.1.1"}, {"interface", 0}},
-                                  {{"address", "fd00:10:244:1::5/64"}, {"interface", 0}}}}};
-const json kV4Only = {{"cniVersion", "1.0.0"}, {"ips", {{{"address", "10.244.1.6/24"}}}}};
-
-NetConf conf(const json& extra) {
-  json j = {{"cniVersion", "1.0.0"}, {"name", "podnet"}, {"type", "podsteer"}};
-  j.merge_patch(extra);
-  auto r = parseNetConf(j.dump());
-  REQUIRE_MESSAGE(r.ok(), r.error().msg);
-  return *r;
-}
-
-PodInfo pod(const NetConf& c, const std::string& ns = "default", const std::string& name = "app-0") {
-  CniEnv env;
-  env.command = "ADD";
-  env.containerId = "c0ffee";
-  env.ifname = "eth0";
-  env.netns = "/var/run/netns/p";
-  env.args = {{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", ns}, {"K8S_POD_NAME", name}};
-  return podFromInvocation(env, c);
-}
+using test::conf;
+using test::kDualStack;
+using test::kFull;
+using test::kV4Only;
+using test::pod;
 
 plan::Table podTable(const json& extra) {
   NetConf c = conf(extra);
@@ -343,21 +326,6 @@ plan::Table podTable(const json& extra) {
   return *p->podTable;
 }
 
-const json kFull = json::parse(R"({
-  "hairpin": true,
-  "redirect": {"egressGateway": "192.0.2.10:3128", "excludeOutboundCIDRs": ["10.0.0.0/8"]},
-  "routingDomains": [
-    {"name": "sbi", "table": 200, "priority": 1000, "mark": "0x2000",
-     "routes": [{"dst": "0.0.0.0/0", "gw": "192.168.50.1", "dev": "eth1"}],
-     "sourcePrefixes": ["203.0.113.7/32"], "snatAddress": "192.168.50.10", "namespaces": ["core-*"]},
-    {"name": "oam", "table": 201, "priority": 1001, "match": "source",
-     "routes": [{"dst": "0.0.0.0/0", "gw": "192.168.60.1", "dev": "eth2"}], "pods": ["oam-*"]}],
-  "egressPortPool": {"ports": "60001-65000", "blockSize": 64, "destinations": ["198.51.100.0/24"]},
-  "firewall": {"ingressDefault": "drop", "egressDefault": "drop",
-    "ingress": [{"protocol": "tcp", "ports": ["40002", "8000-8100"], "from": ["198.51.100.67/32", "fd00::/8"]}],
-    "egress": [{"protocol": "tcp", "ports": ["3128"], "to": ["192.0.2.10/32"]}]},
-  "prevResult": {"ips": [{"address": "10.244.1.5/24"}, {"address": "fd00:10:244:1::5/64"}]}
-})");
 
 } // namespace
 

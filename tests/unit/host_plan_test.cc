@@ -14,27 +14,14 @@
 #include "plan/host.h"
 #include "plan/plan.h"
 #include "plan/render.h"
+#include "plan_fixtures.h"
 
 using nlohmann::json;
 using namespace podsteer;
 
 namespace {
 
-const json kFull = json::parse(R"({
-  "cniVersion": "1.0.0", "name": "podnet", "type": "podsteer", "hairpin": true,
-  "redirect": {"egressGateway": "192.0.2.10:3128", "excludeOutboundCIDRs": ["10.0.0.0/8"]},
-  "routingDomains": [
-    {"name": "sbi", "table": 200, "priority": 1000, "mark": "0x2000",
-     "routes": [{"dst": "0.0.0.0/0", "gw": "192.168.50.1", "dev": "eth1"}],
-     "sourcePrefixes": ["203.0.113.7/32"], "snatAddress": "192.168.50.10", "namespaces": ["core-*"]},
-    {"name": "oam", "table": 201, "priority": 1001, "match": "source",
-     "routes": [{"dst": "0.0.0.0/0", "gw": "192.168.60.1", "dev": "eth2"}], "pods": ["oam-*"]}],
-  "egressPortPool": {"ports": "60001-65000", "blockSize": 64, "destinations": ["198.51.100.0/24"]},
-  "firewall": {"ingressDefault": "drop", "egressDefault": "drop",
-    "ingress": [{"protocol": "tcp", "ports": ["40002", "8000-8100"], "from": ["198.51.100.67/32", "fd00::/8"]}],
-    "egress": [{"protocol": "tcp", "ports": ["3128"], "to": ["192.0.2.10/32"]}]},
-  "prevResult": {"ips": [{"address": "10.244.1.5/24"}, {"address": "fd00:10:244:1::5/64"}]}
-})");
+using test::kFull;
 
 NetConf parse(const json& j) {
   auto r = parseNetConf(j.dump());

@@ -17,6 +17,7 @@
 #include "plan/diff.h"
 #include "plan/plan.h"
 #include "plan/render.h"
+#include "plan_fixtures.h"
 #include "test_util.h"
 
 using nlohmann::json;
@@ -25,30 +26,10 @@ using podsteer::test::startsWith;
 
 namespace {
 
-const json kDualStack = {{"cniVersion", "1.0.0"},
-                         {"interfaces", {{{"name", "eth0"}, {"sandbox", "/var/run/netns/p"}}}},
-                         {"ips", {{{"address", "10.244.1.5/24"}, {"gateway", "10.244.1.1"}, {"interface", 0}},
-                                  {{"address", "fd00:10:244:1::5/64"}, {"interface", 0}}}}};
-const json kV4Only = {{"cniVersion", "1.0.0"}, {"ips", {{{"address", "10.244.1.6/24"}}}}};
-
-// A conflist entry with `extra` merged in, as the runtime would send it.
-NetConf conf(const json& extra) {
-  json j = {{"cniVersion", "1.0.0"}, {"name", "podnet"}, {"type", "podsteer"}};
-  j.merge_patch(extra);
-  auto r = parseNetConf(j.dump());
-  REQUIRE_MESSAGE(r.ok(), r.error().msg);
-  return *r;
-}
-
-PodInfo pod(const NetConf& c, const std::string& ns = "default", const std::string& name = "app-0") {
-  CniEnv env;
-  env.command = "ADD";
-  env.containerId = "c0ffee";
-  env.ifname = "eth0";
-  env.netns = "/var/run/netns/p";
-  env.args = {{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", ns}, {"K8S_POD_NAME", name}};
-  return podFromInvocation(env, c);
-}
+using test::conf;
+using test::kDualStack;
+using test::kV4Only;
+using test::pod;
 
 // A table renders as nft text; no table renders as a comment carrying the reason.
 std::string renderPlan(const plan::Plan& p) {
