@@ -40,10 +40,10 @@
 #include "netlink_text.h"
 #include "nl/nft_encode.h"
 #include "nl/nft_table.h"
-#include "plan_fixtures.h"
 #include "plan/host.h"
 #include "plan/plan.h"
 #include "plan/render.h"
+#include "plan_fixtures.h"
 
 using nlohmann::json;
 using namespace podsteer;

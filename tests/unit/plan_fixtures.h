@@ -15,12 +15,11 @@
 
 namespace podsteer::test {
 
-inline const nlohmann::json kDualStack = {
-    {"cniVersion", "1.0.0"},
-    {"interfaces", {{{"name", "eth0"}, {"sandbox", "/var/run/netns/p"}}}},
-    {"ips",
-     {{{"address", "10.244.1.5/24"}, {"gateway", "10.244.1.1"}, {"interface", 0}},
-      {{"address", "fd00:10:244:1::5/64"}, {"interface", 0}}}}};
+inline const nlohmann::json kDualStack = {{"cniVersion", "1.0.0"},
+                                          {"interfaces", {{{"name", "eth0"}, {"sandbox", "/var/run/netns/p"}}}},
+                                          {"ips",
+                                           {{{"address", "10.244.1.5/24"}, {"gateway", "10.244.1.1"}, {"interface", 0}},
+                                            {{"address", "fd00:10:244:1::5/64"}, {"interface", 0}}}}};
 inline const nlohmann::json kV4Only = {{"cniVersion", "1.0.0"}, {"ips", {{{"address", "10.244.1.6/24"}}}}};
 
 // Every capability at once: the node side's golden config.
