@@ -1,8 +1,6 @@
 #include "commands/commands.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,31 +131,6 @@ private:
   std::chrono::steady_clock::time_point taken_;
 };
 
-// A DEL's node-side commit removes objects; until the kernel has freed them (one RCU
-// grace period later), closing any nfnetlink socket in the node's namespace holds the
-// namespace's nf_tables commit mutex while it waits, and every commit on the node (the
-// ADD holding the node lock) stalls behind it. A DEL marks the node directory's mtime,
-// under the lock, when it commits; an ADD that sees a mark younger than kDeletionWindow
-// waits the grace period out before closing its sockets, holding nothing (see
-// nl::closeParkedSockets). Wrong guesses cost time, never correctness: an ADD alone on
-// its node sees no mark and never waits.
-constexpr auto kDeletionWindow = std::chrono::milliseconds(200);
-
-void markNodeDeletion() {
-  const timespec now[2] = {{0, UTIME_NOW}, {0, UTIME_NOW}};
-  (void)::utimensat(AT_FDCWD, state::nodeStateDir().c_str(), now, AT_SYMLINK_NOFOLLOW);
-}
-
-bool recentNodeDeletion() {
-  struct stat st {};
-  if (::stat(state::nodeStateDir().c_str(), &st) != 0) return false;
-  timespec now {};
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  const auto age = std::chrono::seconds(now.tv_sec - st.st_mtim.tv_sec) +
-                   std::chrono::nanoseconds(now.tv_nsec - st.st_mtim.tv_nsec);
-  return age >= std::chrono::nanoseconds(0) && age < kDeletionWindow;
-}
-
 // What an ADD records that does not depend on the node's state (built before the lock).
 AttachmentRecord newRecord(const CniEnv& env, const NetConf& conf, const PodInfo& pod, const plan::Plan& plan,
                            std::string netnsIdentity) {
@@ -257,7 +230,6 @@ CommandOutput cmdAdd(const Invocation& inv) {
   auto lock = CommandLock::acquire(conf.stateDir);
   if (!lock) return failBeforeRecord(lock.error());
   faultPoint("add:locked");
-  if (recentNodeDeletion()) nl::waitGracePeriodBeforeClose();
   auto previous = store.read(conf.name, env.containerId, env.ifname);
   // A record that appeared meanwhile (a concurrent ADD of this attachment) makes this a
   // repeated ADD: the table is replaced under the lock below.
@@ -453,7 +425,6 @@ CommandOutput cmdDel(const Invocation& inv) {
   if (rec && *rec) {
     const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
     const plan::HostMembership had = membershipFromJson((*rec)->host);
-    if (!had.empty() || !(*rec)->pendingHost.is_null()) markNodeDeletion();
     if (auto h = removeHostMembership(conf.stateDir, userKey, had); !h)
       return failure(h.error(), conf.cniVersion);
     if (!(*rec)->pendingHost.is_null())

@@ -29,10 +29,6 @@ template <auto Fn> struct CDeleter {
 // that wait never serializes other pods' ADD/DEL. Reconcile keeps them parked across pods
 // and closes them together (parkedNftSocketCount tells it when the file limit nears).
 void closeNftSocket(mnl_socket* s);
-// closeParkedSockets waits for a grace period (holding nothing) before it closes: after
-// this process's own deleting commit it does so by itself; a caller that knows another
-// process's deletion may still be pending in the namespace (see commands.cc) asks here.
-void waitGracePeriodBeforeClose();
 void parkNftSocketCloses(bool park);
 void closeParkedSockets();
 size_t parkedNftSocketCount();

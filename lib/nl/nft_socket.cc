@@ -124,8 +124,6 @@ void closeNftSocket(mnl_socket* s) {
 
 void parkNftSocketCloses(bool park) { gPark = park; }
 
-void waitGracePeriodBeforeClose() { gDeletedSinceClose = true; }
-
 size_t parkedNftSocketCount() { return parked().size(); }
 
 void closeParkedSockets() {
