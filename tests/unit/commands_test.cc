@@ -15,6 +15,7 @@
 #include "commands/reconcile.h"
 #include "state/lock.h"
 #include "state/record.h"
+#include "test_util.h"
 #include "util/file_io.h"
 
 namespace fs = std::filesystem;
@@ -22,14 +23,7 @@ using namespace podsteer;
 
 namespace {
 
-struct TempDir {
-  fs::path root;
-  TempDir() {
-    char tmpl[] = "/tmp/podsteer-cmd-XXXXXX";
-    root = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(root); }
-};
+using test::TempDir;
 
 state::AttachmentRecord recordIn(const std::string& network, const std::string& containerId, const std::string& netns) {
   state::AttachmentRecord rec;

@@ -334,19 +334,11 @@ TEST_CASE("encode golden: default redirect, dual-stack pod") {
 }
 
 TEST_CASE("encode golden: v4-only pod, DNS capture, excluded CIDRs and ports, inbound include list") {
-  checkPodTable("v4_dns_excludes",
-                podTable({{"redirect",
-                           {{"dnsPort", 15053},
-                            {"excludeOutboundCIDRs", {"10.96.0.0/12", "169.254.169.254", "fd00::/8"}},
-                            {"excludeOutboundPorts", {"9000-9100", 25}},
-                            {"includeInboundPorts", {"8080", 9090, "7000-7010"}}}},
-                          {"prevResult", kV4Only}}));
+  checkPodTable("v4_dns_excludes", podTable(test::goldenPodConfig("v4_dns_excludes")));
 }
 
 TEST_CASE("encode golden: limited includeOutboundCIDRs on a dual-stack pod") {
-  checkPodTable("include_cidrs_dualstack",
-                podTable({{"redirect", {{"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32", "192.168.0.0/16"}}}},
-                          {"prevResult", kDualStack}}));
+  checkPodTable("include_cidrs_dualstack", podTable(test::goldenPodConfig("include_cidrs_dualstack")));
 }
 
 TEST_CASE("encode golden: DNS capture to the configured servers") {
@@ -371,31 +363,12 @@ TEST_CASE("encode golden: otherFamily drop on a v4-only pod") {
 }
 
 TEST_CASE("encode golden: Istio's options together") {
-  checkPodTable("istio_options_dualstack",
-                podTable({{"redirect",
-                           {{"proxyUID", {1337, "1500"}},
-                            {"proxyGID", {1337, 1500}},
-                            {"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32"}},
-                            {"includeOutboundPorts", {"9001", "9100-9200"}},
-                            {"excludeInterfaces", {"eth1"}},
-                            {"kubevirtInterfaces", {"vm0", "vm1"}},
-                            {"excludeOwnerGroups", {3000, "3001"}},
-                            {"dropInvalid", true},
-                            {"hostLoopbackCIDR", "127.0.0.0/8"}}},
-                          {"prevResult", kDualStack}}));
+  checkPodTable("istio_options_dualstack", podTable(test::goldenPodConfig("istio_options_dualstack")));
 }
 
 TEST_CASE("encode golden: TPROXY interception") {
   checkPodTable("tproxy_dualstack", podTable({{"redirect", {{"interceptionMode", "TPROXY"}}}, {"prevResult", kDualStack}}));
-  checkPodTable("tproxy_v4_options", podTable({{"redirect",
-                                                {{"interceptionMode", "TPROXY"},
-                                                 {"inboundTProxyMark", 1400},
-                                                 {"inboundTProxyRouteTable", "140"},
-                                                 {"includeInboundPorts", {"8080", "9000-9100"}},
-                                                 {"excludeInterfaces", {"eth1"}},
-                                                 {"dropInvalid", true},
-                                                 {"proxyUID", {1337, 1500}}}},
-                                               {"prevResult", kV4Only}}));
+  checkPodTable("tproxy_v4_options", podTable(test::goldenPodConfig("tproxy_v4_options")));
 }
 
 TEST_CASE("encode golden: pod table with an egress gateway and the firewall (interval sets)") {

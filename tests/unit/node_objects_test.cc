@@ -42,14 +42,7 @@ const json kConf = json::parse(R"({
                      "namespaces": ["core-*"]}
 })");
 
-struct TempDir {
-  fs::path root;
-  TempDir() {
-    char tmpl[] = "/tmp/podsteer-node-XXXXXX";
-    root = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(root); }
-};
+using test::TempDir;
 
 // Every file under `dir`, relative, sorted ("host/hairpin/podnet:c1:eth0", ...).
 std::set<std::string> filesUnder(const fs::path& dir) {

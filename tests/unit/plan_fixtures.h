@@ -39,6 +39,46 @@ inline const nlohmann::json kFull = nlohmann::json::parse(R"({
   "prevResult": {"ips": [{"address": "10.244.1.5/24"}, {"address": "fd00:10:244:1::5/64"}]}
 })");
 
+// The pod-table goldens both the nft-text goldens (plan_test.cc) and the netlink goldens
+// (encode_golden_test.cc) are made from, by golden name: "redirect" and "prevResult".
+inline nlohmann::json goldenPodConfig(const std::string& name) {
+  using nlohmann::json;
+  if (name == "v4_dns_excludes")
+    return {{"redirect",
+             {{"dnsPort", 15053},
+              {"excludeOutboundCIDRs", {"10.96.0.0/12", "169.254.169.254", "fd00::/8"}},
+              {"excludeOutboundPorts", {"9000-9100", 25}},
+              {"includeInboundPorts", {"8080", 9090, "7000-7010"}}}},
+            {"prevResult", kV4Only}};
+  if (name == "include_cidrs_dualstack")
+    return {{"redirect", {{"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32", "192.168.0.0/16"}}}},
+            {"prevResult", kDualStack}};
+  if (name == "istio_options_dualstack")
+    return {{"redirect",
+             {{"proxyUID", {1337, "1500"}},
+              {"proxyGID", {1337, 1500}},
+              {"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32"}},
+              {"includeOutboundPorts", {"9001", "9100-9200"}},
+              {"excludeInterfaces", {"eth1"}},
+              {"kubevirtInterfaces", {"vm0", "vm1"}},
+              {"excludeOwnerGroups", {3000, "3001"}},
+              {"dropInvalid", true},
+              {"hostLoopbackCIDR", "127.0.0.0/8"}}},
+            {"prevResult", kDualStack}};
+  if (name == "tproxy_v4_options")
+    return {{"redirect",
+             {{"interceptionMode", "TPROXY"},
+              {"inboundTProxyMark", 1400},
+              {"inboundTProxyRouteTable", "140"},
+              {"includeInboundPorts", {"8080", "9000-9100"}},
+              {"excludeInterfaces", {"eth1"}},
+              {"dropInvalid", true},
+              {"proxyUID", {1337, 1500}}}},
+            {"prevResult", kV4Only}};
+  FAIL("no golden pod config named " << name);
+  return {};
+}
+
 // A conflist entry with `extra` merged in, as the runtime would send it.
 inline NetConf conf(const nlohmann::json& extra) {
   nlohmann::json j = {{"cniVersion", "1.0.0"}, {"name", "podnet"}, {"type", "podsteer"}};

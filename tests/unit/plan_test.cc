@@ -86,12 +86,7 @@ TEST_CASE("golden: default redirect, dual-stack pod") {
 }
 
 TEST_CASE("golden: v4-only pod, DNS capture, excludes and an inbound include list") {
-  NetConf c = conf({{"redirect",
-                     {{"dnsPort", 15053},
-                      {"excludeOutboundCIDRs", {"10.96.0.0/12", "169.254.169.254", "fd00::/8"}},
-                      {"excludeOutboundPorts", {"9000-9100", 25}},
-                      {"includeInboundPorts", {"8080", 9090, "7000-7010"}}}},
-                    {"prevResult", kV4Only}});
+  NetConf c = conf(test::goldenPodConfig("v4_dns_excludes"));
   auto plan = mustPlan(c, pod(c));
   std::string text = renderPlan(plan);
   checkGolden("v4_dns_excludes", text);
@@ -102,8 +97,7 @@ TEST_CASE("golden: v4-only pod, DNS capture, excludes and an inbound include lis
 }
 
 TEST_CASE("golden: limited includeOutboundCIDRs on a dual-stack pod") {
-  NetConf c = conf({{"redirect", {{"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32", "192.168.0.0/16"}}}},
-                    {"prevResult", kDualStack}});
+  NetConf c = conf(test::goldenPodConfig("include_cidrs_dualstack"));
   auto plan = mustPlan(c, pod(c));
   std::string text = renderPlan(plan);
   checkGolden("include_cidrs_dualstack", text);
@@ -550,17 +544,7 @@ TEST_CASE("inbound: the tunnel port always returns first, once") {
 // ---- Istio's other capture options (issue 14, part 3) -----------------------------------
 
 TEST_CASE("golden: Istio's options together (uid/gid lists, include ports, interfaces, groups, invalid, loopback)") {
-  NetConf c = conf({{"redirect",
-                     {{"proxyUID", {1337, "1500"}},
-                      {"proxyGID", {1337, 1500}},
-                      {"includeOutboundCIDRs", {"10.0.0.0/8", "fd00:10::/32"}},
-                      {"includeOutboundPorts", {"9001", "9100-9200"}},
-                      {"excludeInterfaces", {"eth1"}},
-                      {"kubevirtInterfaces", {"vm0", "vm1"}},
-                      {"excludeOwnerGroups", {3000, "3001"}},
-                      {"dropInvalid", true},
-                      {"hostLoopbackCIDR", "127.0.0.0/8"}}},
-                    {"prevResult", kDualStack}});
+  NetConf c = conf(test::goldenPodConfig("istio_options_dualstack"));
   auto p = mustPlan(c, pod(c));
   checkGolden("istio_options_dualstack", renderPlan(p));
   std::string out = outbound(p);
@@ -728,15 +712,7 @@ TEST_CASE("golden: TPROXY interception on a dual-stack pod (Istio's mangle rules
 }
 
 TEST_CASE("golden: TPROXY on a v4-only pod with an include list, interfaces, INVALID drop, own mark and table") {
-  NetConf c = conf({{"redirect",
-                     {{"interceptionMode", "TPROXY"},
-                      {"inboundTProxyMark", 1400},
-                      {"inboundTProxyRouteTable", "140"},
-                      {"includeInboundPorts", {"8080", "9000-9100"}},
-                      {"excludeInterfaces", {"eth1"}},
-                      {"dropInvalid", true},
-                      {"proxyUID", {1337, 1500}}}},
-                    {"prevResult", kV4Only}});
+  NetConf c = conf(test::goldenPodConfig("tproxy_v4_options"));
   auto p = mustPlan(c, pod(c));
   checkGolden("tproxy_v4_options", renderWithRoutes(p));
   // As in Istio's mangle PREROUTING: excluded interfaces, then the INVALID drop.
