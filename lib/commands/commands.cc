@@ -424,8 +424,7 @@ CommandOutput cmdDel(const Invocation& inv) {
   if (!podCleanedEarly) faultPoint("del:pod-cleaned");
   if (rec && *rec) {
     const std::string userKey = state::HostUsers::userKey(conf.name, env.containerId, env.ifname);
-    const plan::HostMembership had = membershipFromJson((*rec)->host);
-    if (auto h = removeHostMembership(conf.stateDir, userKey, had); !h)
+    if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->host)); !h)
       return failure(h.error(), conf.cniVersion);
     if (!(*rec)->pendingHost.is_null())
       if (auto h = removeHostMembership(conf.stateDir, userKey, membershipFromJson((*rec)->pendingHost)); !h)

@@ -50,13 +50,8 @@ bool isConfigName(const std::string& n) {
 
 std::vector<std::string> configFiles(const std::string& dir) {
   std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n[0] != '.' && isConfigName(n) && n.find(kTempInfix) == std::string::npos) out.push_back(n);
-  }
-  ::closedir(d);
+  for (auto& n : directoryEntries(dir))
+    if (n[0] != '.' && isConfigName(n) && n.find(kTempInfix) == std::string::npos) out.push_back(std::move(n));
   std::sort(out.begin(), out.end());
   return out;
 }

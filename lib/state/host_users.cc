@@ -1,6 +1,5 @@
 #include "state/host_users.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -80,15 +79,11 @@ bool HostUsers::inUse(const NodeResource& resource) const { return dirHasEntries
 
 std::vector<NodeResource> HostUsers::activeResources() const {
   std::vector<NodeResource> out;
-  DIR* d = ::opendir(layout_.hostDir().c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == ".." || NodeLayout::isDefinitionName(n) || n.find(kTempInfix) != std::string::npos) continue;
+  for (const auto& n : directoryEntries(layout_.hostDir())) {
+    if (NodeLayout::isDefinitionName(n) || n.find(kTempInfix) != std::string::npos) continue;
     auto r = NodeResource::fromFileName(n);
     if (r && inUse(*r)) out.push_back(std::move(*r));
   }
-  ::closedir(d);
   return out;
 }
 

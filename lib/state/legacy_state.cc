@@ -1,9 +1,9 @@
 #include "state/legacy_state.h"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -18,15 +18,12 @@ namespace podsteer::state {
 
 namespace {
 
+// The names in `dir`, without a killed writer's temporaries.
 std::vector<std::string> entries(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != ".." && n.find(kTempInfix) == std::string::npos) out.push_back(n);
-  }
-  ::closedir(d);
+  std::vector<std::string> out = directoryEntries(dir);
+  out.erase(std::remove_if(out.begin(), out.end(),
+                           [](const std::string& n) { return n.find(kTempInfix) != std::string::npos; }),
+            out.end());
   return out;
 }
 

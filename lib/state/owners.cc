@@ -1,6 +1,5 @@
 #include "state/owners.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,19 +48,14 @@ Result<bool> createComplete(const std::string& path, const std::string& text, co
 }
 
 void removeTempsUnder(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return;
   std::vector<std::string> subdirs;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == "..") continue;
+  for (const auto& n : directoryEntries(dir)) {
     const std::string path = dir + "/" + n;
     struct stat st {};
     if (::lstat(path.c_str(), &st) != 0) continue;
     if (S_ISDIR(st.st_mode)) subdirs.push_back(path);
     else if (n.find(kTempInfix) != std::string::npos) ::unlink(path.c_str());
   }
-  ::closedir(d);
   for (const auto& s : subdirs) removeTempsUnder(s);
 }
 
@@ -112,14 +106,10 @@ void AddressOwners::release(const std::string& address, const AttachmentKey& own
 
 std::vector<std::pair<std::string, AttachmentKey>> AddressOwners::all() const {
   std::vector<std::pair<std::string, AttachmentKey>> out;
-  DIR* d = ::opendir(layout_.ownersDir().c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n == "." || n == ".." || n.find(kTempInfix) != std::string::npos) continue;
+  for (const auto& n : directoryEntries(layout_.ownersDir())) {
+    if (n.find(kTempInfix) != std::string::npos) continue;
     if (auto k = ownerOf(n)) out.emplace_back(n, *k);
   }
-  ::closedir(d);
   return out;
 }
 

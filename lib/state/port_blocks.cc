@@ -1,7 +1,6 @@
 #include "state/port_blocks.h"
 #include "state/owners.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -46,15 +45,11 @@ Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount
 
 std::vector<std::pair<uint32_t, std::string>> PortBlocks::claims() const {
   std::vector<std::pair<uint32_t, std::string>> out;
-  DIR* d = ::opendir(layout_.portBlocksDir().c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
+  for (const auto& n : directoryEntries(layout_.portBlocksDir())) {
     if (n.empty() || n.find_first_not_of("0123456789") != std::string::npos) continue;
     uint32_t index = static_cast<uint32_t>(std::stoul(n));
     if (auto owner = ownerOf(index)) out.emplace_back(index, *owner);
   }
-  ::closedir(d);
   return out;
 }
 

@@ -1,6 +1,5 @@
 #include "state/record.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -21,17 +20,6 @@ Error stateError(const std::string& what, const std::string& path) {
   return makeError(ErrorCode::kState, what + " " + path + ": " + std::strerror(errno));
 }
 
-std::vector<std::string> listDir(const std::string& dir) {
-  std::vector<std::string> out;
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return out;
-  while (dirent* e = ::readdir(d)) {
-    std::string n = e->d_name;
-    if (n != "." && n != "..") out.push_back(n);
-  }
-  ::closedir(d);
-  return out;
-}
 
 } // namespace
 
@@ -121,13 +109,13 @@ Status RecordStore::remove(const std::string& network, const std::string& contai
 
 std::vector<AttachmentRecord> RecordStore::list(const std::string& network, std::vector<std::string>* problems) const {
   std::vector<AttachmentRecord> out;
-  std::vector<std::string> networks = network.empty() ? listDir(stateDir_) : std::vector<std::string>{network};
+  std::vector<std::string> networks = network.empty() ? directoryEntries(stateDir_) : std::vector<std::string>{network};
   for (const auto& net : networks) {
     const std::string netDir = stateDir_ + "/" + net;
     struct stat st {};
     if (::lstat(netDir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;
-    for (const auto& cid : listDir(netDir)) {
-      for (const auto& file : listDir(netDir + "/" + cid)) {
+    for (const auto& cid : directoryEntries(netDir)) {
+      for (const auto& file : directoryEntries(netDir + "/" + cid)) {
         if (file.size() <= 5 || file.compare(file.size() - 5, 5, ".json") != 0) continue;
         auto rec = read(net, cid, file.substr(0, file.size() - 5));
         if (rec && *rec) out.push_back(**rec);
@@ -144,9 +132,9 @@ namespace podsteer::state {
 
 void RecordStore::removeStaleTemps(const std::string& network) const {
   const std::string netDir = stateDir_ + "/" + network;
-  for (const auto& cid : listDir(netDir)) {
+  for (const auto& cid : directoryEntries(netDir)) {
     const std::string dir = netDir + "/" + cid;
-    for (const auto& file : listDir(dir))
+    for (const auto& file : directoryEntries(dir))
       if (file.find(kTempInfix) != std::string::npos) ::unlink((dir + "/" + file).c_str());
     ::rmdir(dir.c_str()); // only when that left it empty
   }

@@ -1,5 +1,6 @@
 #include "util/file_io.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/stat.h>
@@ -33,6 +34,18 @@ std::optional<std::string> readFile(const std::string& path) {
   int saved = errno;
   ::close(fd);
   errno = saved;
+  return out;
+}
+
+std::vector<std::string> directoryEntries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") out.push_back(std::move(n));
+  }
+  ::closedir(d);
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cni/error.h"
 
@@ -13,6 +14,9 @@ namespace podsteer {
 // Small whole-file reads and writes with plain syscalls. The plugin's hot path uses
 // these instead of iostreams: the first stream a process opens builds the C++ locale
 // (dozens of facets), which cost a measurable share of a whole ADD.
+
+// The names in `dir` except "." and ".." (readdir order), none when it cannot be read.
+std::vector<std::string> directoryEntries(const std::string& dir);
 
 // The file's bytes, or nullopt with errno set (ENOENT when it does not exist).
 std::optional<std::string> readFile(const std::string& path);
