@@ -46,6 +46,8 @@ int gDepth = 0;
 
 } // namespace
 
+bool inOwnNetns() { return gDepth == 0; }
+
 NetnsGuard::NetnsGuard(int netnsFd) {
   // Guards do not nest: each returns to the process's own namespace.
   if (gDepth != 0) std::abort();

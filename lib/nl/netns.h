@@ -35,4 +35,8 @@ private:
   Status status_;
 };
 
+// Not inside a NetnsGuard: sockets made now belong to the process's own namespace (the
+// node's, where the runtime runs the plugin).
+bool inOwnNetns();
+
 } // namespace podsteer::nl

@@ -1,17 +1,16 @@
 #include "nl/nft_socket.h"
 
 #include <linux/netfilter.h>
-#include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <linux/netlink.h>
-#include <linux/membarrier.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -19,6 +18,7 @@
 
 #include <libnftnl/common.h>
 
+#include "nl/destroy_window.h"
 #include "nl/netns.h"
 #include "util/log.h"
 
@@ -92,6 +92,13 @@ std::vector<mnl_socket*>& parked() {
 bool gPark = false;
 // A commit of this process deleted objects, and no parked socket was closed since.
 bool gDeletedSinceClose = false;
+// Open sockets of the node's namespace, and whether one is parked now: only their close
+// can run the node's destroy work (nl/destroy_window.h).
+std::vector<mnl_socket*>& nodeSockets() {
+  static std::vector<mnl_socket*> sockets;
+  return sockets;
+}
+bool gNodeSocketParked = false;
 
 bool isDeletion(uint16_t type) {
   switch (type) {
@@ -118,24 +125,39 @@ bool noAnswerRoomForTests() {
 } // namespace
 
 void closeNftSocket(mnl_socket* s) {
-  if (gPark) parked().push_back(s);
-  else mnl_socket_close(s);
+  auto& node = nodeSockets();
+  const bool ofNode = std::erase(node, s) > 0;
+  if (gPark) {
+    parked().push_back(s);
+    gNodeSocketParked = gNodeSocketParked || ofNode;
+  } else {
+    mnl_socket_close(s);
+  }
 }
 
-void parkNftSocketCloses(bool park) { gPark = park; }
+void parkNftSocketCloses(bool park) {
+  gPark = park;
+  setDestroyWindowParking(park);
+}
 
-size_t parkedNftSocketCount() { return parked().size(); }
+size_t parkedNftSocketCount() { return parked().size() + keptNodeDirectories(); }
 
 void closeParkedSockets() {
   // Closing an nfnetlink socket makes the kernel finish the namespace's pending destroy
   // work (the objects a deleting commit removed, freed after an RCU grace period) while
   // it holds that namespace's nf_tables commit mutex: every other process's commit in
   // the namespace (the node's: other pods' ADD and DEL) waits that grace period too.
-  // After a deleting commit, wait the grace period out here instead, holding nothing
-  // (membarrier's global barrier is one synchronize_rcu), so the close finds the work
-  // done. Best effort: where the call is refused (nohz_full, seccomp), close at once.
-  if (gDeletedSinceClose && !parked().empty()) (void)::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0);
+  // After a deleting commit, wait the grace period out here instead, holding nothing,
+  // so the close finds the work done; and before closing a node socket while another
+  // command's deletion is pending, wait for that (nl/destroy_window.h).
+  const auto start = std::chrono::steady_clock::now();
+  if (int n = waitBeforeClosing(gDeletedSinceClose && !parked().empty(), gNodeSocketParked); n > 0) {
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    logDebug("waited " + std::to_string(n) + " grace period(s) before closing " + std::to_string(parked().size()) +
+             " nftables socket(s): " + std::to_string(us.count()) + " us");
+  }
   gDeletedSinceClose = false;
+  gNodeSocketParked = false;
   for (auto* s : parked()) mnl_socket_close(s);
   parked().clear();
 }
@@ -234,7 +256,11 @@ Result<NftSocket> NftSocket::open() {
   timeval tv{.tv_sec = 10, .tv_usec = 0};
   setsockopt(mnl_socket_get_fd(s.get()), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   uint32_t portId = mnl_socket_get_portid(s.get());
-  return NftSocket(std::move(s), portId);
+  const bool ofNode = inOwnNetns();
+  if (ofNode) nodeSockets().push_back(s.get());
+  NftSocket out(std::move(s), portId);
+  out.node_ = ofNode;
+  return out;
 }
 
 Result<NftSocket> NftSocket::openIn(int netnsFd) {
@@ -294,6 +320,8 @@ Status NftSocket::commit(const NftBatch& batch) {
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof(want)) < 0)
       setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof(want)); // capped by rmem_max
   }
+  // Before the commit, so that no command can close a node socket after it unwarned.
+  if (node_ && batch.deletes()) openDeletionWindow();
   if (mnl_socket_sendto(sock_.get(), buf.data(), buf.size()) < 0) {
     const int err = errno;
     std::string msg = "nftables: send a batch of " + std::to_string(batch.size()) + " messages (" +

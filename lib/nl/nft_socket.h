@@ -96,6 +96,7 @@ private:
   uint32_t portId_ = 0;
   uint32_t seq_ = 0;
   int lastCommitErrno_ = 0;
+  bool node_ = false; // made in the process's own namespace (the node's)
 };
 
 } // namespace podsteer::nl

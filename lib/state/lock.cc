@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "nl/destroy_window.h"
 #include "state/legacy_state.h"
 #include "state/node_state.h"
 
@@ -126,6 +127,8 @@ Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::mil
   if (!stateFd) return stateFd.error();
   auto nodeFd = lockNodeDirectory(deadline);
   if (!nodeFd) return nodeFd.error();
+  // Deletions committed in the node's namespace under this lock are announced on it.
+  nl::watchNodeDirectory(nodeFd->get());
   NodeLock lock(std::move(*stateFd), std::move(*nodeFd));
   adoptLegacyState(stateDir);
   return lock;
@@ -135,7 +138,14 @@ NodeLock::~NodeLock() {
   if (!nodeFd_.valid()) return;
   // Still holding the lock: a node without podsteer state keeps no directory (rmdir
   // refuses a non-empty one); the root goes too when no other node has one.
-  if (::rmdir(nodeStateDir().c_str()) == 0) ::rmdir(kNodeStateRoot);
+  if (::rmdir(nodeStateDir().c_str()) == 0) {
+    ::rmdir(kNodeStateRoot);
+    nl::watchNodeDirectory(-1);
+    return;
+  }
+  // The fd may carry this command's deletion window past the lock (nl/destroy_window.h).
+  ::flock(nodeFd_.get(), LOCK_UN);
+  nl::releaseNodeDirectory(std::move(nodeFd_));
 }
 
 Status adoptLegacyStateIfAny(const std::string& stateDir) {
