@@ -270,10 +270,12 @@ Status NodeObjects::remove(const std::string& stateDir, const std::string& userK
   FirstError errors;
   for (const auto& r : resources) errors.note(users.remove(r, userKey));
   plan::HostBase base = currentBase(users);
-  errors.note(commitTable(base, had.elements, {}, nullptr));
+  // Most DELs leave the base as it was (other pods still use it): its digest stays.
+  bool baseCurrent = false;
+  errors.note(commitTable(base, had.elements, {}, &baseCurrent));
   for (const auto& r : had.rules) errors.note(kernel_.deleteRule(r));
   for (const auto& r : resources) errors.note(retire(users, r));
-  if (!errors.first && base.table) node_.recordBaseDigest(baseDigest(base));
+  if (!errors.first && base.table && !baseCurrent) node_.recordBaseDigest(baseDigest(base));
   if (had.portBlock) node_.portBlocks().release(userKey, *had.portBlock);
   return errors.status();
 }

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -220,7 +221,13 @@ TEST_CASE("remove: a shared resource is retired only when its last user goes; th
   writeRecord(node, kA, a);
   writeRecord(node, kB, b);
 
+  struct stat digestBefore {}, digestAfter {};
+  REQUIRE(::stat((node.nodeDir / "host/base.json").c_str(), &digestBefore) == 0);
   REQUIRE(node.objects().remove(node.stateDir.string(), kA.key(), a).ok());
+  // The base stayed as it was: its digest is not written again (a DEL holds the node lock
+  // while it writes; a rewrite is a temp file and a rename).
+  REQUIRE(::stat((node.nodeDir / "host/base.json").c_str(), &digestAfter) == 0);
+  CHECK(digestAfter.st_ino == digestBefore.st_ino);
   CHECK(node.kernel.table);
   CHECK(node.kernel.rules.size() == 2);
   CHECK(node.kernel.routes.size() == 1);
