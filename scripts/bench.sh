@@ -74,7 +74,6 @@ cleanup() {
     ip netns delete "$ns" 2>/dev/null
   done
   rm -rf "$WORK" "/dev/shm/${PSBENCH_PREFIX}-work" "/dev/shm/${PSBENCH_PREFIX}-state"
-  [[ -n ${made_node_dir:-} ]] && rmdir /run/podsteer-node 2>/dev/null
   exit "$rc"
 }
 child=""
@@ -134,17 +133,24 @@ export PSBENCH_CMDLINE=$cmdline
 # (/run/podsteer-node); the bench's stateDirs are on tmpfs too (/dev/shm). Where this
 # machine's /run is a disk filesystem (a container's, some CI VMs'; on this one's ext4 a
 # full ADD took 3.6 ms of CPU against 2.7 on tmpfs: inode allocation), the run gets a
-# private mount namespace with a tmpfs at /run/podsteer-node, so that every build is
-# measured on the filesystem a node gives it. The machine's own mounts are not touched.
+# private mount namespace whose /run is a tmpfs, so that every build is measured on the
+# filesystem a node gives it. Only the host's /run/netns is carried into it (ip netns
+# keeps its namespaces there). A tmpfs mounted at /run/podsteer-node alone would not do:
+# anything on the machine that removes that directory (a test suite's cleanup, podsteer
+# itself when a node's last state goes) detaches the mount from every namespace. The
+# machine's own mounts are not touched.
 in_node_fs=()
 if [[ $(stat -f -c %T /run) != tmpfs ]]; then
-  if [[ ! -d /run/podsteer-node ]]; then
-    mkdir /run/podsteer-node
-    made_node_dir=1
-  fi
-  in_node_fs=(unshare --mount --propagation private bash -c \
-    'mount -t tmpfs -o mode=0755 podsteer-node /run/podsteer-node && exec "$@"' bench-node-fs)
-  echo "bench: /run is $(stat -f -c %T /run) here; node-wide state on a private tmpfs (as on nodes)"
+  in_node_fs=(unshare --mount --propagation private bash -c '
+    set -e
+    host_run=$(mktemp -d /tmp/podsteer-bench-run.XXXXXX)
+    mount --bind /run "$host_run"
+    mount -t tmpfs -o mode=0755 bench-run /run
+    mkdir -p /run/netns "$host_run/netns"
+    mount --rbind "$host_run/netns" /run/netns
+    umount -l "$host_run" && rmdir "$host_run"
+    exec "$@"' bench-node-fs)
+  echo "bench: /run is $(stat -f -c %T /run) here; the run gets a private tmpfs /run (as on nodes)"
 fi
 # In the background and waited for, so that INT/TERM reach the traps at once.
 "${in_node_fs[@]}" python3 -B scripts/bench/run.py --plugin "$WORK/podsteer" --runner "$WORK/benchrun" \
