@@ -69,6 +69,11 @@ public:
   bool logged(const std::string& prefix) const {
     return std::any_of(log.begin(), log.end(), [&](const std::string& l) { return l.rfind(prefix, 0) == 0; });
   }
+  // Whether lines starting with `first` and `then` were both logged, in that order.
+  bool inOrder(const std::string& first, const std::string& then) const {
+    const int a = indexOf(first), b = indexOf(then);
+    return a >= 0 && b >= 0 && a < b;
+  }
   // Index of the first log line starting with `prefix` (-1: none).
   int indexOf(const std::string& prefix) const {
     for (size_t i = 0; i < log.size(); ++i)

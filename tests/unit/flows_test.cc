@@ -143,10 +143,7 @@ TEST_CASE("ADD: a first ADD creates the pod's table before the node lock, then u
   CHECK(json::parse(out.out) == want);
 
   CHECK(w.hasTable(p));
-  const int created = w.pod.indexOf("create table");
-  const int locked = w.pod.indexOf("lock");
-  REQUIRE(created >= 0);
-  CHECK(created < locked);
+  CHECK(w.pod.inOrder("create table", "lock"));
   CHECK(w.pod.indexOf("set table") < 0); // no lookup, no replace on the fresh path
   CHECK(w.pod.log.back() == "unlock");
   // ADD opened the table and address sockets in one visit; nothing else needed one.
@@ -172,12 +169,27 @@ TEST_CASE("ADD repeated: the table is replaced under the lock, one record, the s
   auto second = w.add(p);
   REQUIRE_MESSAGE(second.exitCode == 0, second.out);
   CHECK(second.out == first.out);
-  // The early create meets the table (EEXIST) and leaves it to the locked path.
-  CHECK(w.pod.indexOf("create table") < w.pod.indexOf("lock"));
-  CHECK(w.pod.indexOf("set table") > w.pod.indexOf("lock"));
+  // The record says it is a repeated ADD: no early create; one lookup and a replace
+  // under the lock.
+  CHECK(w.pod.indexOf("create table") < 0);
+  CHECK(w.pod.inOrder("lock", "set table"));
   CHECK(*w.pod.find(p.netns)->table == table);
   CHECK(w.nodeKernel.sets == sets);
   CHECK(state::RecordStore(w.stateDir.string()).list(kNet).size() == 1);
+}
+
+TEST_CASE("ADD over a table without a record (a killed ADD's): the optimistic creates meet it (EEXIST) and it "
+          "is replaced under the lock") {
+  World w;
+  PodSpec p;
+  w.addPod(p).table = "table inet podsteer {\n}\n";
+  auto out = w.add(p);
+  REQUIRE_MESSAGE(out.exitCode == 0, out.out);
+  CHECK(w.pod.inOrder("create table", "lock"));
+  CHECK(w.pod.inOrder("lock", "set table"));
+  REQUIRE(w.hasTable(p));
+  CHECK(w.pod.find(p.netns)->table->find("redirect to") != std::string::npos);
+  CHECK(w.hasRecord(p));
 }
 
 TEST_CASE("ADD: a refused pod-table commit fails the ADD with the kernel's error (100) before the lock; "
@@ -204,8 +216,8 @@ TEST_CASE("ADD: a refused pod-table commit under the lock (TPROXY) removes the r
   auto out = w.add(p, kTproxy);
   CHECK(codeOf(out) == 100);
   // TPROXY's routes go in before the table, under the lock; the rollback takes them out.
-  CHECK(w.pod.indexOf("lock") < w.pod.indexOf("add route"));
-  CHECK(w.pod.indexOf("add route") < w.pod.indexOf("create table"));
+  CHECK(w.pod.inOrder("lock", "add route"));
+  CHECK(w.pod.inOrder("add route", "create table"));
   CHECK(w.pod.logged("delete route"));
   CHECK(w.pod.find(p.netns)->routes.empty());
   CHECK_FALSE(w.hasTable(p));
@@ -222,7 +234,7 @@ TEST_CASE("ADD: a refused node commit after the pod table was programmed takes t
   auto out = w.add(p);
   CHECK(codeOf(out) == 100);
   CHECK(msgOf(out).find("(fake)") != std::string::npos);
-  CHECK(w.pod.indexOf("create table") < w.pod.indexOf("delete table"));
+  CHECK(w.pod.inOrder("create table", "delete table"));
   CHECK_FALSE(w.hasTable(p));
   CHECK(w.nodeKernel.clean());
   expectNothingOf(w, p);
@@ -244,8 +256,8 @@ TEST_CASE("ADD: a record that cannot be written fails the ADD and takes the earl
   auto out = w.add(p, pool);
   CHECK(out.exitCode == 1);
   CHECK(codeOf(out) != 0);
-  CHECK(w.pod.indexOf("create table") < w.pod.indexOf("lock"));
-  CHECK(w.pod.indexOf("lock") < w.pod.indexOf("delete table"));
+  CHECK(w.pod.inOrder("create table", "lock"));
+  CHECK(w.pod.inOrder("lock", "delete table"));
   CHECK_FALSE(w.hasTable(p));
   CHECK(w.nodeKernel.clean());
   CHECK(w.node.portBlocks().claims().empty()); // the block claimed under the lock is let go
@@ -260,7 +272,7 @@ TEST_CASE("ADD: the node lock not granted (11) takes the early table away") {
   w.locker.refuse = makeError(ErrorCode::kTryAgain, "timed out waiting for the node lock");
   auto out = w.add(p);
   CHECK(codeOf(out) == 11);
-  CHECK(w.pod.indexOf("create table") < w.pod.indexOf("delete table"));
+  CHECK(w.pod.inOrder("create table", "delete table"));
   CHECK_FALSE(w.hasTable(p));
   expectNothingOf(w, p);
 }
@@ -318,7 +330,7 @@ TEST_CASE("DEL: cleans the pod before the lock and the node under it; repeated D
   auto out = w.run("DEL", p, w.conf(p));
   REQUIRE_MESSAGE(out.exitCode == 0, out.out);
   CHECK(out.out.empty());
-  CHECK(w.pod.indexOf("delete table") < w.pod.indexOf("lock"));
+  CHECK(w.pod.inOrder("delete table", "lock"));
   // The record did not change under the lock: the pod side is not cleaned twice.
   CHECK(w.pod.changes().size() == 1);
   CHECK_FALSE(w.hasTable(p));
