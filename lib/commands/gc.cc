@@ -7,9 +7,6 @@
 #include "commands/node_objects.h"
 #include "nl/node_kernel.h"
 #include "config/netconf.h"
-#include "nl/netns.h"
-#include "nl/nft_socket.h"
-#include "nl/nft_table.h"
 #include "plan/plan.h"
 #include "state/lock.h"
 #include "state/node_state.h"
@@ -20,17 +17,7 @@
 
 namespace podsteer {
 
-std::string netnsIdentity(int fd) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) return {};
-  return std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino);
-}
-
-Result<nl::RouteSocket> openRouteSocketIn(int netnsFd) {
-  nl::NetnsGuard guard(netnsFd);
-  if (!guard.status()) return guard.status().error();
-  return nl::RouteSocket::open();
-}
+std::string netnsIdentity(int fd) { return nl::netnsFileIdentity(fd); }
 
 PodExtras podExtrasOf(const state::AttachmentRecord& r) {
   return {plan::podRoutesFromJson(r.podRoutes), r.loAddress6 == "podsteer"};
@@ -41,88 +28,94 @@ const Cidr& passthroughAddress6() {
   return a;
 }
 
-Status removePodExtras(int netnsFd, const PodExtras& extras) {
-  if (extras.empty()) return Status::success();
-  auto rs = openRouteSocketIn(netnsFd);
-  if (!rs) return rs.error();
+Status removePodExtras(nl::PodNetns& ns, const PodExtras& extras) {
   for (const auto& r : extras.routes)
-    if (auto s = rs->deletePodRoute(r); !s) return s;
-  if (extras.loAddress6) return rs->deleteLoAddress(passthroughAddress6());
+    if (auto s = ns.deletePodRoute(r); !s) return s;
+  if (extras.loAddress6) return ns.deleteLoAddress(passthroughAddress6());
   return Status::success();
 }
 
-Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity, const PodExtras& extras) {
+Status cleanupPodSide(nl::PodNetns& ns, const PodExtras& extras) {
+  if (auto s = ns.deleteTable(); !s) return s;
+  return removePodExtras(ns, extras);
+}
+
+Status cleanupPodNetns(nl::PodKernel& pod, const std::string& netnsPath, const std::string& expectedIdentity,
+                       const PodExtras& extras) {
   if (netnsPath.empty()) return Status::success();
-  auto ns = nl::openNetns(netnsPath);
+  auto ns = pod.open(netnsPath);
   if (!ns) return ns.error();
-  if (ns->state == nl::NetnsState::kGone) {
+  if (!*ns) {
     logDebug("netns " + netnsPath + " is gone; nothing to remove there");
     return Status::success();
   }
-  if (!expectedIdentity.empty() && netnsIdentity(ns->fd.get()) != expectedIdentity) {
+  if (!expectedIdentity.empty() && (*ns)->identity() != expectedIdentity) {
     logWarn("netns " + netnsPath + " now names another namespace; left untouched");
     return Status::success();
   }
-  auto sock = nl::NftSocket::openIn(ns->fd.get());
-  if (!sock) return sock.error();
-  nl::NftBatch batch;
-  nl::batchDeleteTable(batch, "inet", plan::kTableName);
-  if (auto s = sock->commit(batch); !s) return s;
-  // The table first: nothing marks packets for the routes once it is gone.
-  return removePodExtras(ns->fd.get(), extras);
+  return cleanupPodSide(**ns, extras);
 }
 
-bool netnsDirectoryVisible(const std::string& netnsPath) {
-  const size_t slash = netnsPath.rfind('/');
-  if (slash == std::string::npos || slash == 0) return true;
-  struct stat st {};
-  return ::stat(netnsPath.substr(0, slash).c_str(), &st) == 0;
+bool netnsDirectoryVisible(const std::string& netnsPath) { return nl::NetlinkPodKernel().directoryVisible(netnsPath); }
+
+bool podAlive(nl::PodKernel& pod, const state::AttachmentRecord& r) {
+  if (r.netns.empty()) return false;
+  auto ns = pod.open(r.netns);
+  if (!ns) return true; // cannot tell: never take an address from a pod that may be alive
+  if (!*ns) {
+    // Gone only if its directory is visible here: in a container without the node's
+    // /var/run/netns (or /proc) every pod would look gone.
+    return !pod.directoryVisible(r.netns);
+  }
+  return r.netnsIdentity.empty() || (*ns)->identity() == r.netnsIdentity;
 }
 
 bool podAlive(const state::AttachmentRecord& r) {
-  if (r.netns.empty()) return false;
-  auto ns = nl::openNetns(r.netns);
-  if (!ns) return true; // cannot tell: never take an address from a pod that may be alive
-  if (ns->state == nl::NetnsState::kGone) {
-    // Gone only if its directory is visible here: in a container without the node's
-    // /var/run/netns (or /proc) every pod would look gone.
-    return !netnsDirectoryVisible(r.netns);
-  }
-  return r.netnsIdentity.empty() || netnsIdentity(ns->fd.get()) == r.netnsIdentity;
+  nl::NetlinkPodKernel pod;
+  return podAlive(pod, r);
 }
 
 state::AttachmentKey keyOf(const std::string& stateDir, const state::AttachmentRecord& r) {
   return {r.network, r.containerId, r.ifname, stateDir};
 }
 
-void releaseAddresses(const std::string& stateDir, const state::AttachmentRecord& r) {
-  state::NodeState::node().releaseAddresses(keyOf(stateDir, r), r.ips);
+void releaseAddresses(const state::NodeState& node, const std::string& stateDir, const state::AttachmentRecord& r) {
+  node.releaseAddresses(keyOf(stateDir, r), r.ips);
 }
 
-Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
-  if (auto s = cleanupPodNetns(r.netns, r.netnsIdentity, podExtrasOf(r)); !s) return s;
-  nl::NetlinkNodeKernel kernel;
-  if (auto s = NodeObjects(state::NodeState::node(), kernel).removeAttachment(stateDir, r); !s) return s;
+Status collectAttachment(const Kernels& k, const std::string& stateDir, const state::AttachmentRecord& r) {
+  if (auto s = cleanupPodNetns(k.pod, r.netns, r.netnsIdentity, podExtrasOf(r)); !s) return s;
+  if (auto s = NodeObjects(k.nodeState, k.node).removeAttachment(stateDir, r); !s) return s;
   return state::RecordStore(stateDir).remove(r.network, r.containerId, r.ifname);
 }
 
-Result<std::vector<StaleAttachment>> collectStale(const std::string& stateDir, bool dryRun) {
+Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r) {
+  PluginKernels kernels;
+  return collectAttachment(kernels.view(), stateDir, r);
+}
+
+Result<std::vector<StaleAttachment>> collectStale(const Kernels& k, const std::string& stateDir, bool dryRun) {
   std::vector<StaleAttachment> out;
   // A dry run still waits for the lock: an ADD in progress has written its record but may
   // not have programmed its pod yet; after it, the pod is judged as it is.
-  auto lock = state::NodeLock::acquire(stateDir);
+  auto lock = k.locker.acquire(stateDir);
   if (!lock) return lock.error();
   for (auto& rec : state::RecordStore(stateDir).list("")) {
-    if (podAlive(rec)) continue;
+    if (podAlive(k.pod, rec)) continue;
     StaleAttachment s{std::move(rec), {}};
     if (!dryRun) {
-      if (auto st = collectAttachment(stateDir, s.record); !st) s.error = st.error().msg;
+      if (auto st = collectAttachment(k, stateDir, s.record); !st) s.error = st.error().msg;
       else logInfo("gc: collected " + s.record.network + ":" + s.record.containerId + ":" + s.record.ifname +
                    " (pod netns " + s.record.netns + " is gone)");
     }
     out.push_back(std::move(s));
   }
   return out;
+}
+
+Result<std::vector<StaleAttachment>> collectStale(const std::string& stateDir, bool dryRun) {
+  PluginKernels kernels;
+  return collectStale(kernels.view(), stateDir, dryRun);
 }
 
 namespace {

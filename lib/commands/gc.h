@@ -10,8 +10,9 @@
 #include <vector>
 
 #include "commands/commands.h"
+#include "commands/kernels.h"
 #include "config/cidr.h"
-#include "nl/route.h"
+#include "nl/pod_kernel.h"
 #include "plan/capture.h"
 #include "state/owners.h"
 #include "state/record.h"
@@ -20,9 +21,6 @@ namespace podsteer {
 
 // "dev:inode" of an open namespace file (what records keep as netnsIdentity).
 std::string netnsIdentity(int fd);
-
-// A route socket in the pod's namespace (TPROXY's ip rule and route live there).
-Result<nl::RouteSocket> openRouteSocketIn(int netnsFd);
 
 // What an attachment owns in its pod's namespace besides the table: TPROXY's ip rules
 // and routes, and ::6 on lo when ADD added it.
@@ -35,13 +33,17 @@ PodExtras podExtrasOf(const state::AttachmentRecord& r);
 const Cidr& passthroughAddress6();
 
 // Removes them from the pod's namespace.
-Status removePodExtras(int netnsFd, const PodExtras& extras);
+Status removePodExtras(nl::PodNetns& ns, const PodExtras& extras);
+
+// Removes the pod's table, then its extras (nothing marks packets for the routes once
+// the table is gone).
+Status cleanupPodSide(nl::PodNetns& ns, const PodExtras& extras);
 
 // Removes what one recorded attachment programmed in its pod netns: the table, then its
 // extras. `netnsPath` is the runtime's CNI_NETNS when given, else the recorded one (then
 // only if it is still the same namespace). A namespace that is gone has nothing left to
 // remove.
-Status cleanupPodNetns(const std::string& netnsPath, const std::string& expectedIdentity,
+Status cleanupPodNetns(nl::PodKernel& pod, const std::string& netnsPath, const std::string& expectedIdentity,
                        const PodExtras& extras = {});
 
 // Whether the directory holding `netnsPath` (e.g. /var/run/netns) is visible to this
@@ -53,17 +55,19 @@ bool netnsDirectoryVisible(const std::string& netnsPath);
 // still resolves counts as alive, and so does one this process cannot check (its netns
 // directory is not visible here, e.g. a container without the node's /var/run/netns): an
 // address or a record is never taken from a pod that may be alive.
-bool podAlive(const state::AttachmentRecord& r);
+bool podAlive(nl::PodKernel& pod, const state::AttachmentRecord& r);
+bool podAlive(const state::AttachmentRecord& r); // through netlink
 
 state::AttachmentKey keyOf(const std::string& stateDir, const state::AttachmentRecord& r);
 
 // Drops this attachment's address claims (only those it still holds).
-void releaseAddresses(const std::string& stateDir, const state::AttachmentRecord& r);
+void releaseAddresses(const state::NodeState& node, const std::string& stateDir, const state::AttachmentRecord& r);
 
 // Removes one attachment: its pod table (if the recorded netns is still the same
 // namespace), its node objects (never those another attachment owns), its address and
 // port-block claims, then its record. The caller holds the NodeLock.
-Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r);
+Status collectAttachment(const Kernels& k, const std::string& stateDir, const state::AttachmentRecord& r);
+Status collectAttachment(const std::string& stateDir, const state::AttachmentRecord& r); // the plugin's kernels
 
 // One stale attachment found (or collected) by collectStale.
 struct StaleAttachment {
@@ -74,7 +78,8 @@ struct StaleAttachment {
 // Every attachment under `stateDir` (every network) whose pod is gone; collected unless
 // `dryRun`. Takes the node lock, so an ADD in progress finishes first (and its pod is
 // alive). What install --watch runs periodically.
-Result<std::vector<StaleAttachment>> collectStale(const std::string& stateDir, bool dryRun);
+Result<std::vector<StaleAttachment>> collectStale(const Kernels& k, const std::string& stateDir, bool dryRun);
+Result<std::vector<StaleAttachment>> collectStale(const std::string& stateDir, bool dryRun); // the plugin's kernels
 
 // `podsteer gc [--state-dir DIR] [--dry-run] [--json]`.
 CommandOutput runGcCommand(int argc, char** argv);
