@@ -95,6 +95,14 @@ def _traced(env, command, pod, conf):
     return events
 
 
+def _where(events):
+    """Line numbers of each kind of event: {"barrier": [...], "unlock": [...], ...}."""
+    out = {}
+    for kind, n in events:
+        out.setdefault(kind, []).append(n)
+    return out
+
+
 def test_grace_period_waited_holding_nothing(env):
     # The node's first ADD builds the node table (replacing whatever an earlier holder
     # left: a deleting commit); the pods after it only add their elements.
@@ -111,9 +119,8 @@ def test_grace_period_waited_holding_nothing(env):
 
     dele = _traced(env, "DEL", pod, conf)
     kinds = [k for k, _ in dele]
-    barriers = [n for k, n in dele if k == "barrier"]
-    unlocks = [n for k, n in dele if k == "unlock"]
-    closes = [n for k, n in dele if k == "nft-close"]
+    at = _where(dele)
+    barriers, unlocks, closes = at.get("barrier", []), at.get("unlock", []), at.get("nft-close", [])
     if len(barriers) != 1:
         fail("DEL deleted the pod's table and node elements: want one grace-period wait, "
              "saw %d: %s" % (len(barriers), kinds))
@@ -122,8 +129,7 @@ def test_grace_period_waited_holding_nothing(env):
     if len(closes) < 2 or min(closes) < barriers[0]:
         fail("DEL closed an nftables socket before the grace period had passed (the close "
              "would finish the destroy work holding the netns's commit mutex): %s" % kinds)
-    windows = [n for k, n in dele if k == "window"]
-    ends = [n for k, n in dele if k == "window-end"]
+    windows, ends = at.get("window", []), at.get("window-end", [])
     if len(windows) != 1 or not ends or windows[0] > min(unlocks) or ends[0] < barriers[0]:
         fail("DEL must announce its deletion (a read lock on the node-state directory) from "
              "before its node commit, under the lock, until its grace period has passed: %s"
@@ -155,9 +161,8 @@ def test_grace_period_add_waits_for_another_deletion(env):
         conf = env.conf(pod, hairpin=True)
         add = _traced(env, "ADD", pod, conf)
         kinds = [k for k, _ in add]
-        barriers = [n for k, n in add if k == "barrier"]
-        unlocks = [n for k, n in add if k == "unlock"]
-        closes = [n for k, n in add if k == "nft-close"]
+        at = _where(add)
+        barriers, unlocks, closes = at.get("barrier", []), at.get("unlock", []), at.get("nft-close", [])
         if len(barriers) != 1:
             fail("a full ADD while another deletion is pending: want one grace-period wait, "
                  "saw %d: %s" % (len(barriers), kinds))

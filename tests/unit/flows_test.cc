@@ -39,6 +39,18 @@ struct PodSpec {
   std::string name = "web-0";
 };
 
+// A second pod on the same node: its own netns, container and name (and address, unless
+// `sameAddress`: an address another pod holds).
+PodSpec secondPod(bool sameAddress = false) {
+  PodSpec b;
+  b.netns = "/run/netns/pod-2";
+  b.identity = "4:1002";
+  b.containerId = "c2";
+  if (!sameAddress) b.ip = "10.244.1.6";
+  b.name = "web-1";
+  return b;
+}
+
 // One node: fakes for both kernels and the lock, node state and stateDir in a temp dir.
 struct World {
   test::TempDir tmp{"podsteer-flows"};
@@ -297,11 +309,7 @@ TEST_CASE("ADD: a netns that is gone is error 4, and an address not on the pod's
 TEST_CASE("ADD: an address held by a pod that is gone is taken over (its attachment collected); one held by a "
           "live pod is refused with 7") {
   World w;
-  PodSpec a, b;
-  b.netns = "/run/netns/pod-2";
-  b.identity = "4:1002";
-  b.containerId = "c2";
-  b.name = "web-1";
+  PodSpec a, b = secondPod(/*sameAddress=*/true);
   w.addPod(a);
   REQUIRE(w.add(a).exitCode == 0);
   w.addPod(b);
@@ -455,12 +463,7 @@ TEST_CASE("CHECK (TPROXY): a pod route removed behind podsteer's back fails it w
 TEST_CASE("GC keeps the attachments the runtime names and collects the others (their table, node objects, "
           "claims and record)") {
   World w;
-  PodSpec a, b;
-  b.netns = "/run/netns/pod-2";
-  b.identity = "4:1002";
-  b.containerId = "c2";
-  b.ip = "10.244.1.6";
-  b.name = "web-1";
+  PodSpec a, b = secondPod();
   w.addPod(a);
   w.addPod(b);
   REQUIRE(w.add(a).exitCode == 0);
@@ -483,12 +486,7 @@ TEST_CASE("GC keeps the attachments the runtime names and collects the others (t
 TEST_CASE("GC: one attachment that cannot be collected is reported (its record stays), the others are "
           "collected") {
   World w;
-  PodSpec a, b;
-  b.netns = "/run/netns/pod-2";
-  b.identity = "4:1002";
-  b.containerId = "c2";
-  b.ip = "10.244.1.6";
-  b.name = "web-1";
+  PodSpec a, b = secondPod();
   w.addPod(a);
   w.addPod(b);
   REQUIRE(w.add(a).exitCode == 0);
