@@ -85,9 +85,25 @@ Status completeBareEntry(nlohmann::json& entry, const ReconcileOptions& opts, co
   return Status::success();
 }
 
+// What reconcile did to one attachment. The summary counts and the exit code branch on it;
+// statusText is what the text and JSON reports print.
+enum class PodStatus { kChanged, kUnchanged, kFailed, kGone, kWouldChange, kRepaired };
+
+const char* statusText(PodStatus s) {
+  switch (s) {
+  case PodStatus::kChanged: return "changed";
+  case PodStatus::kUnchanged: return "unchanged";
+  case PodStatus::kFailed: return "failed";
+  case PodStatus::kGone: return "gone";
+  case PodStatus::kWouldChange: return "would change";
+  case PodStatus::kRepaired: return "repaired";
+  }
+  return "failed";
+}
+
 struct PodOutcome {
   std::string label;
-  std::string status; // changed, unchanged, failed, would change
+  PodStatus status = PodStatus::kFailed;
   std::vector<plan::Change> changes;
   std::string error;
 };
@@ -195,7 +211,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   PodOutcome out;
   out.label = containerId + "/" + ifname;
   auto fail = [&](const std::string& why) {
-    out.status = "failed";
+    out.status = PodStatus::kFailed;
     out.error = why;
     return out;
   };
@@ -206,7 +222,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   auto read = store.read(network, containerId, ifname);
   if (!read) return fail(read.error().msg);
   if (!*read) {
-    out.status = "gone";
+    out.status = PodStatus::kGone;
     return out;
   }
   state::AttachmentRecord rec = **read;
@@ -265,14 +281,14 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   if (opts.repair) {
     auto v = verifyRecord(rec, opts.stateDir);
     if (!v) return fail(v.error().msg);
-    for (const auto& d : *v) {
-      if (d.find("is gone") != std::string::npos) return fail(d);
+    if (v->state == RecordState::kNetnsGone) return fail(v->differences.front());
+    for (const auto& d : v->differences) {
       out.changes.push_back({'!', "repair", d});
       damaged = true;
     }
   }
   if (out.changes.empty()) {
-    out.status = "unchanged";
+    out.status = PodStatus::kUnchanged;
     // The record follows the new config even when the kernel need not change.
     const std::string digest = digestHex(newConf->stableJson.dump());
     if (!opts.dryRun && digest != rec.configDigest) {
@@ -283,7 +299,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     return out;
   }
   if (opts.dryRun) {
-    out.status = "would change";
+    out.status = PodStatus::kWouldChange;
     return out;
   }
 
@@ -378,7 +394,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
   }
   updated.pendingHost = nullptr;
   if (auto s = store.write(updated); !s) return fail(s.error().msg);
-  out.status = damaged && out.changes.size() == 1 && out.changes[0].op == '!' ? "repaired" : "changed";
+  out.status = damaged && out.changes.size() == 1 && out.changes[0].op == '!' ? PodStatus::kRepaired : PodStatus::kChanged;
   return out;
 }
 
@@ -411,7 +427,7 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   nl::parkNftSocketCloses(true);
   for (const auto& rec : store.list(opts.network)) {
     if (alreadyCurrent(opts, *entry, rec)) {
-      outcomes.push_back(PodOutcome{labelOf(rec), "unchanged", {}, {}});
+      outcomes.push_back(PodOutcome{labelOf(rec), PodStatus::kUnchanged, {}, {}});
       continue;
     }
     outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
@@ -429,16 +445,16 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   std::string text;
   nlohmann::json pods = nlohmann::json::array();
   for (const auto& o : outcomes) {
-    if (o.status == "failed") ++failed;
-    else if (o.status == "unchanged" || o.status == "gone") ++unchanged;
+    if (o.status == PodStatus::kFailed) ++failed;
+    else if (o.status == PodStatus::kUnchanged || o.status == PodStatus::kGone) ++unchanged;
     else ++changed;
-    if (o.status != "unchanged") {
-      text += o.label + ": " + o.status + (o.error.empty() ? "" : ": " + o.error) + "\n";
+    if (o.status != PodStatus::kUnchanged) {
+      text += o.label + ": " + statusText(o.status) + (o.error.empty() ? "" : ": " + o.error) + "\n";
       text += plan::renderChanges(o.changes, "  ");
     }
     nlohmann::json changes = nlohmann::json::array();
     for (const auto& c : o.changes) changes.push_back({{"op", std::string(1, c.op)}, {"where", c.where}, {"text", c.text}});
-    pods.push_back({{"pod", o.label}, {"status", o.status}, {"error", o.error}, {"changes", changes}});
+    pods.push_back({{"pod", o.label}, {"status", statusText(o.status)}, {"error", o.error}, {"changes", changes}});
   }
   std::string verb = opts.dryRun ? "would change" : "changed";
   text += "reconcile" + std::string(opts.dryRun ? " (dry run)" : "") + ": " + std::to_string(outcomes.size()) +
