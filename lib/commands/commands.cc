@@ -16,7 +16,6 @@
 #include "cni/version.h"
 #include "config/netconf.h"
 #include "config/pod.h"
-#include "nl/link_addresses.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
@@ -74,7 +73,7 @@ Status takeOverAddresses(const std::string& stateDir, const state::AttachmentKey
   return Status::success();
 }
 
-Status checkPodAddresses(nl::RtnlSocket& rtnl, const std::string& ifname, const std::vector<Cidr>& ips) {
+Status checkPodAddresses(nl::RouteSocket& rtnl, const std::string& ifname, const std::vector<Cidr>& ips) {
   if (ips.empty()) return Status::success();
   auto have = rtnl.interfaceAddresses(ifname);
   if (!have) return have.error();
@@ -195,14 +194,14 @@ CommandOutput cmdAdd(const Invocation& inv) {
 
   // Both pod-side sockets are made in one visit to the pod's namespace.
   std::optional<nl::NftSocket> sock;
-  std::optional<nl::RtnlSocket> rtnl;
+  std::optional<nl::RouteSocket> rtnl;
   {
     nl::NetnsGuard guard(ns->fd.get());
     if (!guard.status()) return failure(guard.status().error(), conf.cniVersion);
     auto n = nl::NftSocket::open();
     if (!n) return failure(n.error(), conf.cniVersion);
     sock.emplace(std::move(*n));
-    auto r = nl::RtnlSocket::open();
+    auto r = nl::RouteSocket::open();
     if (!r) return failure(r.error(), conf.cniVersion);
     rtnl.emplace(std::move(*r));
   }
