@@ -16,11 +16,27 @@
 # HEAD is on another branch; HEAD~1 (the landing commit in CI's clone, or the last commit);
 # uncommitted changes count too. With no earlier commit (a shallow clone of depth 1) there
 # is nothing to compare with and nothing is checked (said so). Exit 1 on any finding.
+#
+# Also, on the whole tree (cheap, and a layering slip anywhere is one): lib/util/ includes
+# only lib/util/ headers (and system/third-party ones). util is the bottom layer every other
+# one uses; one include of cni/, config/, nl/, state/, plan/, commands/ or install/ from it
+# makes a cycle of layers (issue 15 part 5).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-test}
 format=${CLANG_FORMAT:-clang-format-14}
 tidy=${CLANG_TIDY:-clang-tidy-14}
+
+layer_rc=0
+# Every quoted include in lib/util/ must name a util/ header (podsteer's own headers are
+# included by their path under lib/, quoted; system and third-party ones use <>).
+if upward=$(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' lib/util | grep -vE '#[[:space:]]*include[[:space:]]*"util/'); then
+  echo "$upward"
+  echo "FAIL layers: lib/util/ includes a header outside lib/util/ (util is the bottom layer)"
+  layer_rc=1
+else
+  echo "PASS layers (lib/util/ includes only util/)"
+fi
 
 if [ -n "${PODSTEER_LINT_BASE:-}" ]; then
   base=$PODSTEER_LINT_BASE
@@ -30,14 +46,14 @@ elif git rev-parse -q --verify HEAD~1 >/dev/null; then
   base=HEAD~1
 else
   echo "lint: no earlier commit to compare with (shallow clone?): nothing checked"
-  exit 0
+  exit $layer_rc
 fi
 
 # C++ sources of podsteer and its C++ tests (not third-party, not generated).
 mapfile -t files < <(git diff --name-only --diff-filter=ACMR "$base" -- \
   'lib/*.cc' 'lib/*.h' 'plugin/*.cc' 'plugin/*.h' 'tests/unit/*.cc' 'tests/unit/*.h' 'tests/fuzz/*.cc')
 echo "lint: ${#files[@]} changed C++ files against $(git rev-parse --short "$base")"
-[ ${#files[@]} -eq 0 ] && exit 0
+[ ${#files[@]} -eq 0 ] && exit $layer_rc
 for tool in "$format" "$tidy"; do
   command -v "$tool" >/dev/null || { echo "FAIL lint: $tool not found (bash scripts/deps.sh installs it)"; exit 1; }
 done
@@ -88,4 +104,4 @@ for cc in "${!units[@]}"; do
   fi
 done
 [ $rc -eq 0 ] && echo "PASS clang-tidy (${#units[@]} files)"
-exit $rc
+exit $((rc | layer_rc))

@@ -324,19 +324,17 @@ void checkAttachments(const std::string& stateDir, std::vector<Finding>& out) {
                      "doctor cannot tell whether it is intact", "run podsteer list on the node as root"});
       continue;
     }
-    if (v->empty()) continue;
-    const bool gone = std::any_of(v->begin(), v->end(), [](const std::string& d) {
-      return d.rfind("pod netns ", 0) == 0 && d.find(" is gone") != std::string::npos;
-    });
-    if (gone) {
+    if (v->state == RecordState::kIntact) continue;
+    if (v->state == RecordState::kNetnsGone) {
       out.push_back({Severity::kWarning, "attachment-stale", who,
                      "its pod's network namespace " + rec.netns + " is gone, the record and its node objects remain",
                      "its addresses, port block and domain membership stay claimed until DEL or GC (a new pod "
                      "that gets the address takes it over)",
                      "let the runtime run CNI GC (or DEL), or podsteer gc"});
     } else {
-      std::string more = v->size() > 1 ? " (+" + std::to_string(v->size() - 1) + " more)" : "";
-      out.push_back({Severity::kError, "attachment-check-failed", who, v->front() + more,
+      const auto& d = v->differences;
+      std::string more = d.size() > 1 ? " (+" + std::to_string(d.size() - 1) + " more)" : "";
+      out.push_back({Severity::kError, "attachment-check-failed", who, d.front() + more,
                      "CHECK fails: the pod is not steered as configured",
                      "podsteer reconcile --conf FILE --repair (re-applies the recorded plan), or recreate the pod"});
     }

@@ -46,8 +46,9 @@ PodInfo podFromRecord(const state::AttachmentRecord& rec) {
   return pod;
 }
 
-Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir) {
-  std::vector<std::string> diffs;
+Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir) {
+  RecordCheck check;
+  std::vector<std::string>& diffs = check.differences;
   auto conf = confFromRecord(rec);
   if (!conf) return conf.error();
   // The pod side is checked against the plan, the host side against the recorded
@@ -59,6 +60,7 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   const bool same = ns->state == nl::NetnsState::kOpen &&
                     (rec.netnsIdentity.empty() || rec.netnsIdentity == netnsIdentity(ns->fd.get()));
   if (!same) {
+    check.state = RecordState::kNetnsGone;
     diffs.push_back("pod netns " + rec.netns + " is gone");
   } else {
     auto sock = nl::NftSocket::openIn(ns->fd.get());
@@ -76,7 +78,8 @@ Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec
   auto host = checkHostMembership(stateDir, membershipFromJson(rec.host));
   if (!host) return host.error();
   diffs.insert(diffs.end(), host->begin(), host->end());
-  return diffs;
+  if (check.state == RecordState::kIntact && !diffs.empty()) check.state = RecordState::kDamaged;
+  return check;
 }
 
 bool hasCapability(int cap) {
@@ -136,17 +139,18 @@ CommandOutput runList(const std::string& stateDir, bool json) {
     const auto why = cannotVerify(rec);
     // Stale: the pod's netns (by the identity recorded at ADD) is gone, a DEL was missed.
     const bool stale = !why && !podAlive(rec);
-    auto v = why ? Result<std::vector<std::string>>(makeError(ErrorCode::kState, *why)) : verifyRecord(rec, stateDir);
+    auto v = why ? Result<RecordCheck>(makeError(ErrorCode::kState, *why)) : verifyRecord(rec, stateDir);
     if (v)
-      for (const auto& d : *v) diffs.push_back(d);
+      for (const auto& d : v->differences) diffs.push_back(d);
     if (stale) {
       stateText = "stale: pod netns " + rec.netns + " is gone (podsteer gc collects it)";
     } else if (why) {
       stateText = "unverified: " + *why;
     } else if (!v) {
       stateText = "unknown: " + v.error().msg;
-    } else if (!v->empty()) {
-      stateText = "damaged: " + v->front() + (v->size() > 1 ? " (+" + std::to_string(v->size() - 1) + " more)" : "");
+    } else if (v->state != RecordState::kIntact) {
+      const auto& d = v->differences;
+      stateText = "damaged: " + d.front() + (d.size() > 1 ? " (+" + std::to_string(d.size() - 1) + " more)" : "");
     }
     std::string addrs;
     for (const auto& ip : rec.ips) addrs += (addrs.empty() ? "" : ",") + ip;
@@ -160,7 +164,7 @@ CommandOutput runList(const std::string& stateDir, bool json) {
                            {"domain", m.domain},
                            {"hairpin", m.hairpin},
                            {"configDigest", rec.configDigest},
-                           {"intact", v && v->empty()},
+                           {"intact", v && v->state == RecordState::kIntact},
                            {"verified", !why.has_value()},
                            {"stale", stale},
                            {"state", stateText},

@@ -21,9 +21,17 @@ namespace podsteer {
 Result<NetConf> confFromRecord(const state::AttachmentRecord& rec, const nlohmann::json* configOverride = nullptr);
 PodInfo podFromRecord(const state::AttachmentRecord& rec);
 
-// Differences between the kernel and what the record says is programmed (empty: intact).
-// A pod netns that is gone is reported as such.
-Result<std::vector<std::string>> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir);
+// What verifyRecord found. Callers branch on `state` (a pod netns that is gone is not
+// damage to repair but a missed DEL); `differences` are for people, in the order CHECK
+// reports them (a gone netns is one of them, first).
+enum class RecordState { kIntact, kDamaged, kNetnsGone };
+struct RecordCheck {
+  RecordState state = RecordState::kIntact;
+  std::vector<std::string> differences;
+};
+
+// Differences between the kernel and what the record says is programmed.
+Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir);
 
 // `podsteer list [--json] [--state-dir DIR]`.
 // Whether this process has `cap` in its effective set (true when it cannot tell: the

@@ -85,9 +85,25 @@ Status completeBareEntry(nlohmann::json& entry, const ReconcileOptions& opts, co
   return Status::success();
 }
 
+// What reconcile did to one attachment. The summary counts and the exit code branch on it;
+// statusText is what the text and JSON reports print.
+enum class PodStatus { kChanged, kUnchanged, kFailed, kGone, kWouldChange, kRepaired };
+
+const char* statusText(PodStatus s) {
+  switch (s) {
+  case PodStatus::kChanged: return "changed";
+  case PodStatus::kUnchanged: return "unchanged";
+  case PodStatus::kFailed: return "failed";
+  case PodStatus::kGone: return "gone";
+  case PodStatus::kWouldChange: return "would change";
+  case PodStatus::kRepaired: return "repaired";
+  }
+  return "failed";
+}
+
 struct PodOutcome {
   std::string label;
-  std::string status; // changed, unchanged, failed, would change
+  PodStatus status = PodStatus::kFailed;
   std::vector<plan::Change> changes;
   std::string error;
 };
@@ -190,195 +206,269 @@ size_t parkedSocketBudget() {
   return lim.rlim_cur > 2 * room ? std::min<size_t>(4096, lim.rlim_cur - room) : 8;
 }
 
-PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
-                        const std::string& containerId, const std::string& ifname) {
-  PodOutcome out;
-  out.label = containerId + "/" + ifname;
-  auto fail = [&](const std::string& why) {
-    out.status = "failed";
-    out.error = why;
-    return out;
-  };
-  // Per pod: ADD and DEL for other pods wait at most one pod's worth of work.
-  auto lock = state::NodeLock::acquire(opts.stateDir);
-  if (!lock) return fail(lock.error().msg);
-  state::RecordStore store(opts.stateDir);
-  auto read = store.read(network, containerId, ifname);
-  if (!read) return fail(read.error().msg);
-  if (!*read) {
-    out.status = "gone";
-    return out;
-  }
-  state::AttachmentRecord rec = **read;
-  out.label = labelOf(rec);
+// One attachment's record with the old and new plans made from it.
+struct PodPlans {
+  state::AttachmentRecord rec;
+  NetConf newConf;
+  plan::Plan oldPlan, newPlan;
+  std::string userKey;
+};
 
+// The recorded plan (its host part and pod-side extras as recorded) and the new config's
+// plan for the same pod, the new one with the pod's port block (kept, or claimed anew).
+Result<PodPlans> planPod(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
+                         state::AttachmentRecord rec) {
   auto oldConf = confFromRecord(rec);
-  if (!oldConf) return fail("recorded config: " + oldConf.error().msg);
+  if (!oldConf) return makeError(oldConf.error().code, "recorded config: " + oldConf.error().msg);
   auto newConf = confFromRecord(rec, &entry);
-  if (!newConf) return fail("new config: " + newConf.error().msg);
+  if (!newConf) return makeError(newConf.error().code, "new config: " + newConf.error().msg);
   PodInfo pod = podFromRecord(rec);
   // The old plan's host part is the recorded membership: the annotations' old choices are
   // not judged again (the new plan judges them under the new config).
   auto oldPlan = plan::buildPlan(*oldConf, withoutHostChoices(pod));
-  if (!oldPlan) return fail(oldPlan.error().msg);
+  if (!oldPlan) return oldPlan.error();
   oldPlan->host = membershipFromJson(rec.host);
   oldPlan->podRoutes = plan::podRoutesFromJson(rec.podRoutes); // what the pod netns holds
   oldPlan->passthroughAddress6 = !rec.loAddress6.empty();
   auto newPlan = plan::buildPlan(*newConf, pod);
-  if (!newPlan) return fail(newPlan.error().msg);
-  const std::string userKey = state::attachmentUserKey(network, containerId, ifname);
+  if (!newPlan) return newPlan.error();
+  const std::string userKey = state::attachmentUserKey(network, rec.containerId, rec.ifname);
   if (newPlan->host.portPool) {
-    if (oldPlan->host.portBlock && (opts.dryRun || *oldPlan->host.portBlock < newConf->egressPortPool->blockCount())) {
-      plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *oldPlan->host.portBlock);
+    const EgressPortPool& pool = *newConf->egressPortPool;
+    if (oldPlan->host.portBlock && (opts.dryRun || *oldPlan->host.portBlock < pool.blockCount())) {
+      plan::addPortBlockElements(newPlan->host, pod.ips, pool, *oldPlan->host.portBlock);
     } else if (!opts.dryRun) {
-      auto block = claimPortBlock(opts.stateDir, userKey, *newConf->egressPortPool, oldPlan->host.portBlock);
-      if (!block) return fail(block.error().msg);
-      plan::addPortBlockElements(newPlan->host, pod.ips, *newConf->egressPortPool, *block);
+      auto block = claimPortBlock(opts.stateDir, userKey, pool, oldPlan->host.portBlock);
+      if (!block) return block.error();
+      plan::addPortBlockElements(newPlan->host, pod.ips, pool, *block);
     }
   }
+  return PodPlans{std::move(rec), std::move(*newConf), std::move(*oldPlan), std::move(*newPlan), userKey};
+}
 
-  bool damaged = false;
-  if (!rec.pendingHost.is_null()) {
+// The change set from the recorded plan to the new one, and whether the pod is to be
+// re-programmed whole (`damaged`: an earlier reconcile did not finish, this release plans
+// another table for the recorded config, a shared definition changed, or --repair found
+// the kernel differing from the record).
+Status findChanges(const ReconcileOptions& opts, PodPlans& p, std::vector<plan::Change>& changes, bool& damaged) {
+  damaged = false;
+  if (!p.rec.pendingHost.is_null()) {
     // A reconcile died between its record and the kernel: finish the move from the
     // membership it started from.
-    oldPlan->host = membershipFromJson(rec.pendingHost);
+    p.oldPlan.host = membershipFromJson(p.rec.pendingHost);
     damaged = true;
   }
-  out.changes = plan::diffPlans(*oldPlan, *newPlan);
-  if (damaged) out.changes.push_back({'!', "repair", "an earlier reconcile of this pod did not finish"});
+  changes = plan::diffPlans(p.oldPlan, p.newPlan);
+  if (damaged) changes.push_back({'!', "repair", "an earlier reconcile of this pod did not finish"});
   // The kernel holds the table recorded when the pod was last programmed. When this release
   // plans another one for that same recorded config (an upgrade changed the rules, e.g. a
   // security fix), the pod is re-programmed too: a reconcile must not leave running pods
   // with the previous release's rules because their config did not change. The pod's
   // changes are then those from the recorded table to the new one.
-  if (auto stale = recordedTableChanges(rec.podTable, *oldPlan, *newPlan)) {
-    std::erase_if(out.changes, [](const plan::Change& c) { return c.where == "pod"; });
-    out.changes.insert(out.changes.begin(), stale->begin(), stale->end());
+  if (auto stale = recordedTableChanges(p.rec.podTable, p.oldPlan, p.newPlan)) {
+    std::erase_if(changes, [](const plan::Change& c) { return c.where == "pod"; });
+    changes.insert(changes.begin(), stale->begin(), stale->end());
     damaged = true;
   }
   // A domain or port pool whose definition changed must reach the node even when the
   // pod's own elements stay the same.
-  if (auto why = sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host); !why.empty()) {
-    out.changes.push_back({'~', "host", why});
+  if (auto why = sharedDefinitionChange(opts.stateDir, p.newConf, p.newPlan.host); !why.empty()) {
+    changes.push_back({'~', "host", why});
     damaged = true;
   }
-  if (opts.repair) {
-    auto v = verifyRecord(rec, opts.stateDir);
-    if (!v) return fail(v.error().msg);
-    for (const auto& d : *v) {
-      if (d.find("is gone") != std::string::npos) return fail(d);
-      out.changes.push_back({'!', "repair", d});
-      damaged = true;
-    }
+  if (!opts.repair) return Status::success();
+  auto v = verifyRecord(p.rec, opts.stateDir);
+  if (!v) return v.error();
+  if (v->state == RecordState::kNetnsGone) return makeError(ErrorCode::kState, v->differences.front());
+  for (const auto& d : v->differences) {
+    changes.push_back({'!', "repair", d});
+    damaged = true;
   }
+  return Status::success();
+}
+
+// Applies a pod's change set in the order that keeps it safe to kill at any point: the
+// record first (naming old and new routes), new routes and ::6 on lo, the pod table
+// (undone on failure), the routes and address no longer wanted, the node's membership,
+// then the record as it ends.
+class PodApply {
+public:
+  PodApply(const ReconcileOptions& opts, state::RecordStore& store, const PodPlans& p, bool damaged)
+      : opts_(opts),
+        store_(store),
+        p_(p),
+        damaged_(damaged),
+        updated_(p.rec),
+        addLo_(p.newPlan.passthroughAddress6 && (p.rec.loAddress6.empty() || damaged)),
+        dropLo_(!p.newPlan.passthroughAddress6 && p.rec.loAddress6 == "podsteer") {
+    // TPROXY's routes: the record names the old and the new ones until the old are gone.
+    for (const auto& r : p.newPlan.podRoutes)
+      if (std::find(p.oldPlan.podRoutes.begin(), p.oldPlan.podRoutes.end(), r) == p.oldPlan.podRoutes.end())
+        addedRoutes_.push_back(r);
+    for (const auto& r : p.oldPlan.podRoutes)
+      if (std::find(p.newPlan.podRoutes.begin(), p.newPlan.podRoutes.end(), r) == p.newPlan.podRoutes.end())
+        staleRoutes_.push_back(r);
+  }
+
+  Status run() {
+    if (auto s = openPodNetns(); !s) return s;
+    if (auto s = writeRecordFirst(); !s) return s;
+    faultPoint("reconcile:record-written");
+    if (auto s = addRoutesAndLo(); !s) return s;
+    if (auto s = replaceTable(); !s) return s;
+    if (auto s = dropStale(); !s) return s;
+    return finishHostAndRecord();
+  }
+
+private:
+  Status openPodNetns() {
+    auto ns = nl::openNetns(p_.rec.netns);
+    if (!ns) return ns.error();
+    if (ns->state != nl::NetnsState::kOpen ||
+        (!p_.rec.netnsIdentity.empty() && netnsIdentity(ns->fd.get()) != p_.rec.netnsIdentity))
+      return makeError(ErrorCode::kState, "pod netns " + p_.rec.netns + " is gone; record left for DEL/GC");
+    ns_ = std::move(ns->fd);
+    return Status::success();
+  }
+
+  // Record first (as ADD does): a reconcile killed half-way is finished by the next one.
+  Status writeRecordFirst() {
+    updated_.config = p_.newConf.stableJson;
+    updated_.configDigest = digestHex(p_.newConf.stableJson.dump());
+    updated_.podTable = p_.newPlan.podTable ? plan::renderTable(*p_.newPlan.podTable) : "";
+    updated_.planDigest = digestHex(updated_.podTable);
+    updated_.host = membershipToJson(p_.newPlan.host);
+    updated_.pendingHost = p_.rec.pendingHost.is_null() ? p_.rec.host : p_.rec.pendingHost;
+    updated_.updatedAt = state::nowUtc();
+    std::vector<plan::PodRoute> recorded = p_.newPlan.podRoutes;
+    recorded.insert(recorded.end(), staleRoutes_.begin(), staleRoutes_.end());
+    updated_.podRoutes = recorded.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(recorded);
+    return store_.write(updated_);
+  }
+
+  // New routes before the table that marks packets for them (all of them when repairing);
+  // ::6 on lo (istio-cni's) where it is missing (pods of an earlier release get it here).
+  Status addRoutesAndLo() {
+    if (!p_.newPlan.podRoutes.empty() || !staleRoutes_.empty() || addLo_ || dropLo_) {
+      nl::NetnsGuard guard(ns_.get());
+      if (!guard.status()) return guard.status();
+      auto rs = nl::RouteSocket::open();
+      if (!rs) return rs.error();
+      routes_.emplace(std::move(*rs));
+    }
+    for (const auto& r : damaged_ ? p_.newPlan.podRoutes : addedRoutes_)
+      if (auto s = routes_->addPodRoute(r); !s) return s;
+    if (addLo_ && p_.rec.loAddress6.empty()) {
+      auto have = routes_->hasLoAddress(lo6_);
+      if (!have) return have.error();
+      updated_.loAddress6 = *have ? "found" : "podsteer";
+      if (auto s = store_.write(updated_); !s) return s; // before it is added
+      auto a = routes_->addLoAddress(lo6_);
+      if (!a) return a.error();
+      addedLo_ = *a;
+    } else if (addLo_ && p_.rec.loAddress6 == "podsteer") {
+      if (auto a = routes_->addLoAddress(lo6_); !a) return a.error();
+    }
+    return Status::success();
+  }
+
+  Status replaceTable() {
+    if (p_.oldPlan.podTable == p_.newPlan.podTable && !damaged_) return Status::success();
+    auto sock = nl::NftSocket::openIn(ns_.get());
+    if (!sock) return sock.error();
+    nl::NftBatch batch;
+    if (p_.newPlan.podTable) nl::batchReplaceTable(batch, *p_.newPlan.podTable);
+    else nl::batchDeleteTable(batch, "inet", plan::kTableName);
+    auto s = sock->commit(batch);
+    if (s) return s;
+    // Back to the recorded state: what this reconcile added goes again.
+    for (const auto& r : addedRoutes_) (void)routes_->deletePodRoute(r);
+    if (addedLo_) (void)routes_->deleteLoAddress(lo6_);
+    (void)store_.write(p_.rec);
+    return s;
+  }
+
+  // Old routes after the table that no longer marks packets for them; ::6 when no longer
+  // wanted, if it is podsteer's.
+  Status dropStale() {
+    for (const auto& r : staleRoutes_)
+      if (auto s = routes_->deletePodRoute(r); !s) return s;
+    if (dropLo_) {
+      if (auto s = routes_->deleteLoAddress(lo6_); !s) return s;
+      updated_.loAddress6.clear();
+    }
+    if (!p_.newPlan.passthroughAddress6) updated_.loAddress6.clear();
+    updated_.podRoutes =
+        p_.newPlan.podRoutes.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(p_.newPlan.podRoutes);
+    return Status::success();
+  }
+
+  Status finishHostAndRecord() {
+    if (!(p_.oldPlan.host == p_.newPlan.host) || damaged_) {
+      if (auto s = applyHostMembership(opts_.stateDir, p_.userKey, p_.newPlan.host, p_.oldPlan.host,
+                                       p_.newConf.routingDomains, p_.newConf.egressPortPool);
+          !s)
+        return s;
+    }
+    updated_.pendingHost = nullptr;
+    return store_.write(updated_);
+  }
+
+  const ReconcileOptions& opts_;
+  state::RecordStore& store_;
+  const PodPlans& p_;
+  const bool damaged_;
+  state::AttachmentRecord updated_;
+  const bool addLo_, dropLo_;
+  std::vector<plan::PodRoute> addedRoutes_, staleRoutes_;
+  const Cidr lo6_ = *parseCidr(plan::kPassthroughAddress6);
+  UniqueFd ns_;
+  std::optional<nl::RouteSocket> routes_;
+  bool addedLo_ = false;
+};
+
+PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
+                        const std::string& containerId, const std::string& ifname) {
+  PodOutcome out;
+  out.label = containerId + "/" + ifname;
+  auto fail = [&](const Error& why) {
+    out.status = PodStatus::kFailed;
+    out.error = why.msg;
+    return out;
+  };
+  // Per pod: ADD and DEL for other pods wait at most one pod's worth of work.
+  auto lock = state::NodeLock::acquire(opts.stateDir);
+  if (!lock) return fail(lock.error());
+  state::RecordStore store(opts.stateDir);
+  auto read = store.read(network, containerId, ifname);
+  if (!read) return fail(read.error());
+  if (!*read) {
+    out.status = PodStatus::kGone;
+    return out;
+  }
+  out.label = labelOf(**read);
+  auto plans = planPod(opts, entry, network, **read);
+  if (!plans) return fail(plans.error());
+  bool damaged = false;
+  if (auto s = findChanges(opts, *plans, out.changes, damaged); !s) return fail(s.error());
   if (out.changes.empty()) {
-    out.status = "unchanged";
+    out.status = PodStatus::kUnchanged;
     // The record follows the new config even when the kernel need not change.
-    const std::string digest = digestHex(newConf->stableJson.dump());
-    if (!opts.dryRun && digest != rec.configDigest) {
-      rec.config = newConf->stableJson;
-      rec.configDigest = digest;
-      (void)store.write(rec);
+    const std::string digest = digestHex(plans->newConf.stableJson.dump());
+    if (!opts.dryRun && digest != plans->rec.configDigest) {
+      plans->rec.config = plans->newConf.stableJson;
+      plans->rec.configDigest = digest;
+      (void)store.write(plans->rec);
     }
     return out;
   }
   if (opts.dryRun) {
-    out.status = "would change";
+    out.status = PodStatus::kWouldChange;
     return out;
   }
-
-  auto ns = nl::openNetns(rec.netns);
-  if (!ns) return fail(ns.error().msg);
-  if (ns->state != nl::NetnsState::kOpen ||
-      (!rec.netnsIdentity.empty() && netnsIdentity(ns->fd.get()) != rec.netnsIdentity))
-    return fail("pod netns " + rec.netns + " is gone; record left for DEL/GC");
-
-  // Record first (as ADD does): a reconcile killed half-way is finished by the next one.
-  state::AttachmentRecord updated = rec;
-  updated.config = newConf->stableJson;
-  updated.configDigest = digestHex(newConf->stableJson.dump());
-  updated.podTable = newPlan->podTable ? plan::renderTable(*newPlan->podTable) : "";
-  updated.planDigest = digestHex(updated.podTable);
-  updated.host = membershipToJson(newPlan->host);
-  updated.pendingHost = rec.pendingHost.is_null() ? rec.host : rec.pendingHost;
-  updated.updatedAt = state::nowUtc();
-  // TPROXY's routes: the record names the old and the new ones until the old are gone.
-  std::vector<plan::PodRoute> addedRoutes, staleRoutes;
-  for (const auto& r : newPlan->podRoutes)
-    if (std::find(oldPlan->podRoutes.begin(), oldPlan->podRoutes.end(), r) == oldPlan->podRoutes.end())
-      addedRoutes.push_back(r);
-  for (const auto& r : oldPlan->podRoutes)
-    if (std::find(newPlan->podRoutes.begin(), newPlan->podRoutes.end(), r) == newPlan->podRoutes.end())
-      staleRoutes.push_back(r);
-  {
-    std::vector<plan::PodRoute> recorded = newPlan->podRoutes;
-    recorded.insert(recorded.end(), staleRoutes.begin(), staleRoutes.end());
-    updated.podRoutes = recorded.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(recorded);
-  }
-  if (auto s = store.write(updated); !s) return fail(s.error().msg);
-  faultPoint("reconcile:record-written");
-
-  // ::6 on lo (istio-cni's): added where it is missing (pods of an earlier release get it
-  // here), removed when no longer wanted, if it is podsteer's.
-  const bool addLo = newPlan->passthroughAddress6 && (rec.loAddress6.empty() || damaged);
-  const bool dropLo = !newPlan->passthroughAddress6 && rec.loAddress6 == "podsteer";
-  std::optional<nl::RouteSocket> routes;
-  if (!newPlan->podRoutes.empty() || !staleRoutes.empty() || addLo || dropLo) {
-    nl::NetnsGuard guard(ns->fd.get());
-    if (!guard.status()) return fail(guard.status().error().msg);
-    auto rs = nl::RouteSocket::open();
-    if (!rs) return fail(rs.error().msg);
-    routes.emplace(std::move(*rs));
-  }
-  // New routes before the table that marks packets for them (all of them when repairing).
-  for (const auto& r : damaged ? newPlan->podRoutes : addedRoutes)
-    if (auto s = routes->addPodRoute(r); !s) return fail(s.error().msg);
-  const Cidr lo6 = *parseCidr(plan::kPassthroughAddress6);
-  bool addedLo = false;
-  if (addLo && rec.loAddress6.empty()) {
-    auto have = routes->hasLoAddress(lo6);
-    if (!have) return fail(have.error().msg);
-    updated.loAddress6 = *have ? "found" : "podsteer";
-    if (auto s = store.write(updated); !s) return fail(s.error().msg); // before it is added
-    auto a = routes->addLoAddress(lo6);
-    if (!a) return fail(a.error().msg);
-    addedLo = *a;
-  } else if (addLo && rec.loAddress6 == "podsteer") {
-    if (auto a = routes->addLoAddress(lo6); !a) return fail(a.error().msg);
-  }
-
-  if (oldPlan->podTable != newPlan->podTable || damaged) {
-    auto sock = nl::NftSocket::openIn(ns->fd.get());
-    if (!sock) return fail(sock.error().msg);
-    nl::NftBatch batch;
-    if (newPlan->podTable) nl::batchReplaceTable(batch, *newPlan->podTable);
-    else nl::batchDeleteTable(batch, "inet", plan::kTableName);
-    if (auto s = sock->commit(batch); !s) {
-      // Back to the recorded state: what this reconcile added goes again.
-      for (const auto& r : addedRoutes) (void)routes->deletePodRoute(r);
-      if (addedLo) (void)routes->deleteLoAddress(lo6);
-      (void)store.write(rec);
-      return fail(s.error().msg);
-    }
-  }
-  // Old routes after the table that no longer marks packets for them.
-  for (const auto& r : staleRoutes)
-    if (auto s = routes->deletePodRoute(r); !s) return fail(s.error().msg);
-  if (dropLo) {
-    if (auto s = routes->deleteLoAddress(lo6); !s) return fail(s.error().msg);
-    updated.loAddress6.clear();
-  }
-  if (!newPlan->passthroughAddress6) updated.loAddress6.clear();
-  updated.podRoutes = newPlan->podRoutes.empty() ? nlohmann::json(nullptr) : plan::podRoutesToJson(newPlan->podRoutes);
-  if (!(oldPlan->host == newPlan->host) || damaged) {
-    if (auto s = applyHostMembership(opts.stateDir, userKey, newPlan->host, oldPlan->host, newConf->routingDomains,
-                                     newConf->egressPortPool);
-        !s)
-      return fail(s.error().msg);
-  }
-  updated.pendingHost = nullptr;
-  if (auto s = store.write(updated); !s) return fail(s.error().msg);
-  out.status = damaged && out.changes.size() == 1 && out.changes[0].op == '!' ? "repaired" : "changed";
+  if (auto s = PodApply(opts, store, *plans, damaged).run(); !s) return fail(s.error());
+  out.status =
+      damaged && out.changes.size() == 1 && out.changes[0].op == '!' ? PodStatus::kRepaired : PodStatus::kChanged;
   return out;
 }
 
@@ -411,7 +501,7 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   nl::parkNftSocketCloses(true);
   for (const auto& rec : store.list(opts.network)) {
     if (alreadyCurrent(opts, *entry, rec)) {
-      outcomes.push_back(PodOutcome{labelOf(rec), "unchanged", {}, {}});
+      outcomes.push_back(PodOutcome{labelOf(rec), PodStatus::kUnchanged, {}, {}});
       continue;
     }
     outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
@@ -429,16 +519,16 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   std::string text;
   nlohmann::json pods = nlohmann::json::array();
   for (const auto& o : outcomes) {
-    if (o.status == "failed") ++failed;
-    else if (o.status == "unchanged" || o.status == "gone") ++unchanged;
+    if (o.status == PodStatus::kFailed) ++failed;
+    else if (o.status == PodStatus::kUnchanged || o.status == PodStatus::kGone) ++unchanged;
     else ++changed;
-    if (o.status != "unchanged") {
-      text += o.label + ": " + o.status + (o.error.empty() ? "" : ": " + o.error) + "\n";
+    if (o.status != PodStatus::kUnchanged) {
+      text += o.label + ": " + statusText(o.status) + (o.error.empty() ? "" : ": " + o.error) + "\n";
       text += plan::renderChanges(o.changes, "  ");
     }
     nlohmann::json changes = nlohmann::json::array();
     for (const auto& c : o.changes) changes.push_back({{"op", std::string(1, c.op)}, {"where", c.where}, {"text", c.text}});
-    pods.push_back({{"pod", o.label}, {"status", o.status}, {"error", o.error}, {"changes", changes}});
+    pods.push_back({{"pod", o.label}, {"status", statusText(o.status)}, {"error", o.error}, {"changes", changes}});
   }
   std::string verb = opts.dryRun ? "would change" : "changed";
   text += "reconcile" + std::string(opts.dryRun ? " (dry run)" : "") + ": " + std::to_string(outcomes.size()) +

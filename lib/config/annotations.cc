@@ -160,6 +160,141 @@ void appendCidrs(CidrList& to, const CidrList& extra) {
     if (std::find(to.cidrs.begin(), to.cidrs.end(), c) == to.cidrs.end()) to.cidrs.push_back(c);
 }
 
+// Whether the pod switches capture off (istio's redirect annotation "disabled", or
+// sidecar.istio.io/inject false); refused when the config does not let pods opt out.
+Result<bool> captureSwitchedOff(const RedirectConfig& base, const std::map<std::string, std::string>& annotations) {
+  bool disabled = false;
+  auto redirect = podAnnotation(annotations, kAnnRedirect);
+  if (!redirect) return redirect.error();
+  if (*redirect) {
+    if (**redirect == "disabled") disabled = true;
+    else if (**redirect != "enabled")
+      return fieldError(annotationPath(kAnnRedirect),
+                        "must be \"enabled\" or \"disabled\", got " + quoteForMessage(**redirect)).error();
+    if (disabled && !base.allowOptOut) return optOutRefused(kAnnRedirect, "\"disabled\" switches capture off").error();
+  }
+  auto inject = podAnnotation(annotations, kAnnIstioInject);
+  if (!inject) return inject.error();
+  if (*inject) {
+    auto b = parseBool(**inject, kAnnIstioInject);
+    if (!b) return b.error();
+    if (!*b && !base.allowOptOut)
+      return optOutRefused(kAnnIstioInject, quoteForMessage(**inject) + " switches capture off").error();
+    if (!*b) disabled = true;
+  }
+  return disabled;
+}
+
+// The config's redirect block with the pod's list and mode annotations applied, one
+// annotation at a time, in a fixed order (the first bad one is the error reported).
+// With allowOptOut false, each list annotation may widen capture but not narrow it: what
+// the pod captures after it is applied must still cover what the config captures.
+class PodRedirect {
+public:
+  PodRedirect(const RedirectConfig& base, const std::map<std::string, std::string>& annotations)
+      : annotations_(annotations),
+        r_(base),
+        floor_(base.allowOptOut ? std::nullopt : std::optional<Captured>(captured(base))) {}
+
+  const RedirectConfig& result() const { return r_; }
+
+  Status applyPortAndCidrLists() {
+    if (auto s = ports(kAnnIncludeInboundPorts, true, [&](const PortList& l) { r_.includeInboundPorts = l; }); !s)
+      return s;
+    if (auto s =
+            ports(kAnnExcludeInboundPorts, false, [&](const PortList& l) { appendPorts(r_.excludeInboundPorts, l); });
+        !s)
+      return s;
+    if (auto s =
+            ports(kAnnExcludeOutboundPorts, false, [&](const PortList& l) { appendPorts(r_.excludeOutboundPorts, l); });
+        !s)
+      return s;
+    if (auto s = cidrs(kAnnIncludeOutboundIPRanges, true, [&](const CidrList& l) { r_.includeOutboundCidrs = l; }); !s)
+      return s;
+    if (auto s = cidrs(kAnnExcludeOutboundIPRanges, false,
+                       [&](const CidrList& l) { appendCidrs(r_.excludeOutboundCidrs, l); });
+        !s)
+      return s;
+    return ports(kAnnIncludeOutboundPorts, false, [&](const PortList& l) { r_.includeOutboundPorts = l; });
+  }
+
+  Status applyInterfaceLists() {
+    if (auto s = interfaces(kAnnExcludeInterfaces,
+                            [&](const std::vector<std::string>& l) {
+                              for (const auto& x : l)
+                                if (std::find(r_.excludeInterfaces.begin(), r_.excludeInterfaces.end(), x) ==
+                                    r_.excludeInterfaces.end())
+                                  r_.excludeInterfaces.push_back(x);
+                            });
+        !s)
+      return s;
+    // As istio-cni: reroute-virtual-interfaces when present, else the deprecated name.
+    const char* virt =
+        annotations_.count(kAnnRerouteVirtualInterfaces) ? kAnnRerouteVirtualInterfaces : kAnnKubevirtInterfaces;
+    return interfaces(virt, [&](const std::vector<std::string>& l) { r_.kubevirtInterfaces = l; });
+  }
+
+  // How inbound TCP reaches the proxy. Either mode captures the same connections (TPROXY
+  // keeps the client's source address), so a pod may choose it whatever allowOptOut says.
+  Status applyInterceptionMode() {
+    auto mode = podAnnotation(annotations_, kAnnInterceptionMode);
+    if (!mode) return mode.error();
+    if (!*mode) return Status::success();
+    auto m = parseInterceptionMode(**mode);
+    if (!m)
+      return fieldError(annotationPath(kAnnInterceptionMode),
+                        "must be \"REDIRECT\" or \"TPROXY\", got " + quoteForMessage(**mode));
+    r_.interceptionMode = *m;
+    return Status::success();
+  }
+
+private:
+  Status notNarrowed(const char* name) const {
+    if (!floor_ || capturesAtLeast(captured(r_), *floor_)) return Status::success();
+    return optOutRefused(name, "would capture less than the config does");
+  }
+
+  // One list annotation: parsed with `parse`, "*" refused unless `starAllowed`, applied,
+  // then held against the floor.
+  template <typename List, typename Parse, typename Apply>
+  Status list(const char* name, bool starAllowed, Parse parse, Apply apply) {
+    auto v = podAnnotation(annotations_, name);
+    if (!v) return v.error();
+    if (!*v) return Status::success();
+    Result<List> l = parse(**v, annotationPath(name));
+    if (!l) return l.error();
+    if (!starAllowed && l->all) return fieldError(annotationPath(name), "\"*\" is not allowed here");
+    apply(*l);
+    return notNarrowed(name);
+  }
+  template <typename Apply>
+  Status ports(const char* name, bool starAllowed, Apply apply) {
+    return list<PortList>(name, starAllowed, parsePortListText, apply);
+  }
+  template <typename Apply>
+  Status cidrs(const char* name, bool starAllowed, Apply apply) {
+    return list<CidrList>(name, starAllowed, parseCidrListText, apply);
+  }
+
+  template <typename Apply>
+  Status interfaces(const char* name, Apply apply) {
+    auto v = podAnnotation(annotations_, name);
+    if (!v) return v.error();
+    if (!*v) return Status::success();
+    auto l = parseInterfaceListText(**v, name);
+    if (!l) return l.error();
+    apply(*l);
+    for (const auto& k : r_.kubevirtInterfaces)
+      if (std::find(r_.excludeInterfaces.begin(), r_.excludeInterfaces.end(), k) != r_.excludeInterfaces.end())
+        return fieldError(annotationPath(name), quoteForMessage(k) + " would be both an excluded and a KubeVirt interface");
+    return notNarrowed(name);
+  }
+
+  const std::map<std::string, std::string>& annotations_;
+  RedirectConfig r_;
+  const std::optional<Captured> floor_;
+};
+
 } // namespace
 
 std::string annotationPath(const std::string& name) {
@@ -183,132 +318,15 @@ Result<std::optional<std::string>> podAnnotation(const std::map<std::string, std
 
 Result<std::optional<RedirectConfig>> effectiveRedirect(const RedirectConfig& base,
                                                         const std::map<std::string, std::string>& annotations) {
-  using Out = std::optional<RedirectConfig>;
-  RedirectConfig r = base;
-  bool disabled = false;
-
-  auto redirect = podAnnotation(annotations, kAnnRedirect);
-  if (!redirect) return redirect.error();
-  if (*redirect) {
-    if (**redirect == "disabled") disabled = true;
-    else if (**redirect != "enabled")
-      return fieldError(annotationPath(kAnnRedirect),
-                        "must be \"enabled\" or \"disabled\", got " + quoteForMessage(**redirect)).error();
-    if (disabled && !base.allowOptOut) return optOutRefused(kAnnRedirect, "\"disabled\" switches capture off").error();
-  }
-  auto inject = podAnnotation(annotations, kAnnIstioInject);
-  if (!inject) return inject.error();
-  if (*inject) {
-    auto b = parseBool(**inject, kAnnIstioInject);
-    if (!b) return b.error();
-    if (!*b && !base.allowOptOut)
-      return optOutRefused(kAnnIstioInject, quoteForMessage(**inject) + " switches capture off").error();
-    if (!*b) disabled = true;
-  }
-
-  // With allowOptOut false, each list annotation may widen capture but not narrow it:
-  // what the pod captures after it is applied must still cover what the config captures.
-  const std::optional<Captured> floor = base.allowOptOut ? std::nullopt : std::optional<Captured>(captured(base));
-  auto notNarrowed = [&](const char* name) -> Status {
-    if (!floor || capturesAtLeast(captured(r), *floor)) return Status::success();
-    return optOutRefused(name, "would capture less than the config does");
-  };
-  // Parse every annotation even when disabled: a bad value is reported the same way.
-  auto portsAnn = [&](const char* name, auto apply) -> Status {
-    auto v = podAnnotation(annotations, name);
-    if (!v) return v.error();
-    if (!*v) return Status::success();
-    auto list = parsePortListText(**v, annotationPath(name));
-    if (!list) return list.error();
-    if (auto s = apply(*list, name); !s) return s;
-    return notNarrowed(name);
-  };
-  auto cidrsAnn = [&](const char* name, auto apply) -> Status {
-    auto v = podAnnotation(annotations, name);
-    if (!v) return v.error();
-    if (!*v) return Status::success();
-    auto list = parseCidrListText(**v, annotationPath(name));
-    if (!list) return list.error();
-    if (auto s = apply(*list, name); !s) return s;
-    return notNarrowed(name);
-  };
-  auto noStar = [](bool all, const char* name) -> Status {
-    if (all) return fieldError(annotationPath(name), "\"*\" is not allowed here");
-    return Status::success();
-  };
-
-  if (auto s = portsAnn(kAnnIncludeInboundPorts, [&](const PortList& l, const char*) {
-        r.includeInboundPorts = l;
-        return Status::success();
-      }); !s)
-    return s.error();
-  if (auto s = portsAnn(kAnnExcludeInboundPorts, [&](const PortList& l, const char* n) {
-        if (auto st = noStar(l.all, n); !st) return st;
-        appendPorts(r.excludeInboundPorts, l);
-        return Status::success();
-      }); !s)
-    return s.error();
-  if (auto s = portsAnn(kAnnExcludeOutboundPorts, [&](const PortList& l, const char* n) {
-        if (auto st = noStar(l.all, n); !st) return st;
-        appendPorts(r.excludeOutboundPorts, l);
-        return Status::success();
-      }); !s)
-    return s.error();
-  if (auto s = cidrsAnn(kAnnIncludeOutboundIPRanges, [&](const CidrList& l, const char*) {
-        r.includeOutboundCidrs = l;
-        return Status::success();
-      }); !s)
-    return s.error();
-  if (auto s = cidrsAnn(kAnnExcludeOutboundIPRanges, [&](const CidrList& l, const char* n) {
-        if (auto st = noStar(l.all, n); !st) return st;
-        appendCidrs(r.excludeOutboundCidrs, l);
-        return Status::success();
-      }); !s)
-    return s.error();
-
-  if (auto s = portsAnn(kAnnIncludeOutboundPorts, [&](const PortList& l, const char* n) {
-        if (auto st = noStar(l.all, n); !st) return st;
-        r.includeOutboundPorts = l;
-        return Status::success();
-      }); !s)
-    return s.error();
-  auto interfacesAnn = [&](const char* name, auto apply) -> Status {
-    auto v = podAnnotation(annotations, name);
-    if (!v) return v.error();
-    if (!*v) return Status::success();
-    auto list = parseInterfaceListText(**v, name);
-    if (!list) return list.error();
-    apply(*list);
-    for (const auto& k : r.kubevirtInterfaces)
-      if (std::find(r.excludeInterfaces.begin(), r.excludeInterfaces.end(), k) != r.excludeInterfaces.end())
-        return fieldError(annotationPath(name), quoteForMessage(k) + " would be both an excluded and a KubeVirt interface");
-    return notNarrowed(name);
-  };
-  if (auto s = interfacesAnn(kAnnExcludeInterfaces, [&](const std::vector<std::string>& l) {
-        for (const auto& x : l)
-          if (std::find(r.excludeInterfaces.begin(), r.excludeInterfaces.end(), x) == r.excludeInterfaces.end())
-            r.excludeInterfaces.push_back(x);
-      }); !s)
-    return s.error();
-  // As istio-cni: reroute-virtual-interfaces when present, else the deprecated name.
-  const char* virt = annotations.count(kAnnRerouteVirtualInterfaces) ? kAnnRerouteVirtualInterfaces : kAnnKubevirtInterfaces;
-  if (auto s = interfacesAnn(virt, [&](const std::vector<std::string>& l) { r.kubevirtInterfaces = l; }); !s)
-    return s.error();
-
-  // How inbound TCP reaches the proxy. Either mode captures the same connections (TPROXY
-  // keeps the client's source address), so a pod may choose it whatever allowOptOut says.
-  auto mode = podAnnotation(annotations, kAnnInterceptionMode);
-  if (!mode) return mode.error();
-  if (*mode) {
-    auto m = parseInterceptionMode(**mode);
-    if (!m)
-      return fieldError(annotationPath(kAnnInterceptionMode),
-                        "must be \"REDIRECT\" or \"TPROXY\", got " + quoteForMessage(**mode)).error();
-    r.interceptionMode = *m;
-  }
-
-  if (disabled) return Out{};
-  return Out{r};
+  auto off = captureSwitchedOff(base, annotations);
+  if (!off) return off.error();
+  // Every annotation is parsed even when capture is off: a bad value is reported the same way.
+  PodRedirect pod(base, annotations);
+  if (auto s = pod.applyPortAndCidrLists(); !s) return s.error();
+  if (auto s = pod.applyInterfaceLists(); !s) return s.error();
+  if (auto s = pod.applyInterceptionMode(); !s) return s.error();
+  if (*off) return std::optional<RedirectConfig>{};
+  return std::optional<RedirectConfig>{pod.result()};
 }
 
 } // namespace podsteer

@@ -427,6 +427,113 @@ Status parsePrevResult(const nlohmann::json& root, NetConf& conf) {
   return Status::success();
 }
 
+// The stdin text as a JSON object, bounded before it is parsed.
+Result<nlohmann::json> decodeRoot(const std::string& stdinText) {
+  if (auto s = checkJsonBounds(stdinText); !s) return s.error();
+  nlohmann::json root = nlohmann::json::parse(stdinText, nullptr, /*allow_exceptions=*/false);
+  if (root.is_discarded())
+    return makeError(ErrorCode::kDecode, "stdin: not valid JSON", "the network configuration could not be decoded");
+  if (!root.is_object()) return makeError(ErrorCode::kDecode, "stdin: the network configuration must be a JSON object");
+  return root;
+}
+
+Status readVersion(const nlohmann::json& root, NetConf& conf) {
+  auto v = root.find("cniVersion");
+  if (v == root.end() || !v->is_string())
+    return makeError(ErrorCode::kIncompatibleVersion, "cniVersion: missing or not a string");
+  conf.cniVersion = v->get<std::string>();
+  if (!isSupportedVersion(conf.cniVersion))
+    return makeError(ErrorCode::kIncompatibleVersion,
+                     "cniVersion: unsupported version " + quoteForMessage(conf.cniVersion),
+                     "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
+  return Status::success();
+}
+
+Status readIdentityAndLogging(const nlohmann::json& root, NetConf& conf) {
+  if (auto s = readNetworkName(root, conf.name); !s) return s;
+  if (auto s = readStringField(root, "", "type", conf.type); !s) return s;
+  if (auto s = readStringField(root, "", "logFile", conf.logFile); !s) return s;
+  if (!conf.logFile.empty() && conf.logFile[0] != '/') return fieldError("logFile", "must be an absolute path");
+  return readLogLevel(root, conf.logLevel);
+}
+
+// stateDir in lexical normal form: "/run/x/", "/run/x/." and "/run//x" are "/run/x", so
+// the symlink check on the last component sees the component (lstat follows a link named
+// with a trailing slash).
+Status readStateDir(const nlohmann::json& root, NetConf& conf) {
+  if (auto s = readStringField(root, "", "stateDir", conf.stateDir); !s) return s;
+  if (conf.stateDir.empty() || conf.stateDir[0] != '/') return fieldError("stateDir", "must be an absolute path");
+  std::string normal;
+  size_t start = 1;
+  while (start <= conf.stateDir.size()) {
+    size_t end = conf.stateDir.find('/', start);
+    std::string part = conf.stateDir.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    if (part == "..") return fieldError("stateDir", "must not contain '..'");
+    if (!part.empty() && part != ".") normal += "/" + part;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  if (normal.empty()) return fieldError("stateDir", "must not be the root directory");
+  conf.stateDir = normal;
+  return Status::success();
+}
+
+// kLenient (DEL must clean up even when the capability blocks are broken): a bad field
+// read through this is left at its default instead of failing the parse.
+Status strictOnly(ParseMode mode, Status s) { return mode == ParseMode::kStrict ? s : Status::success(); }
+
+// What is captured and how packets are marked: excludeNamespaces, redirect, hairpin, markMask.
+Status readSteering(const nlohmann::json& root, ParseMode mode, NetConf& conf) {
+  if (auto s = strictOnly(mode, readGlobList(root, "excludeNamespaces", conf.excludeNamespaces)); !s) return s;
+  if (auto r = root.find("redirect"); r != root.end() && !r->is_null()) {
+    RedirectConfig redirect;
+    auto s = parseRedirect(*r, redirect, conf.warnings);
+    if (s) conf.redirect = redirect;
+    else if (mode == ParseMode::kStrict) return s;
+  }
+  if (auto h = root.find("hairpin"); h != root.end() && !h->is_null()) {
+    if (!h->is_boolean()) {
+      if (mode == ParseMode::kStrict) return fieldError("hairpin", "must be true or false");
+    } else {
+      conf.hairpin = h->get<bool>();
+    }
+  }
+  if (auto s = strictOnly(mode, readMarkField(root, "", "markMask", conf.markMask)); !s) return s;
+  if (conf.markMask == 0 && mode == ParseMode::kStrict) return fieldError("markMask", "must not be 0");
+  return Status::success();
+}
+
+// The node-wide definitions: routingDomains, egressPortPool, firewall.
+Status readNodeObjects(const nlohmann::json& root, ParseMode mode, NetConf& conf) {
+  std::vector<RoutingDomain> domains;
+  if (auto s = parseRoutingDomains(root, conf.markMask, domains); s) conf.routingDomains = std::move(domains);
+  else if (mode == ParseMode::kStrict) return s;
+  for (size_t i = 0; i < conf.routingDomains.size(); ++i)
+    warnMisspelled(root.at("routingDomains").at(i), kKnownDomain, "routingDomains[" + std::to_string(i) + "].",
+                   conf.warnings);
+  if (auto pp = root.find("egressPortPool"); pp != root.end() && !pp->is_null()) {
+    auto pool = parseEgressPortPool(*pp, "egressPortPool");
+    if (pool) warnMisspelled(*pp, kKnownPortPool, "egressPortPool.", conf.warnings);
+    if (pool) conf.egressPortPool = *pool;
+    else if (mode == ParseMode::kStrict) return pool.error();
+  }
+  if (auto fw = root.find("firewall"); fw != root.end() && !fw->is_null()) {
+    auto f = parseFirewall(*fw, "firewall");
+    if (f) conf.firewall = *f;
+    else if (mode == ParseMode::kStrict) return f.error();
+  }
+  return Status::success();
+}
+
+// What the runtime adds per invocation: prevResult, the pod's annotations, args,
+// cni.dev/valid-attachments.
+Status readRuntimeInputs(const nlohmann::json& root, ParseMode mode, NetConf& conf) {
+  if (auto s = strictOnly(mode, parsePrevResult(root, conf)); !s) return s;
+  if (auto s = strictOnly(mode, parseAnnotations(root, conf)); !s) return s;
+  if (auto s = parseStdinArgs(root, conf); !s && mode == ParseMode::kStrict) return s;
+  return parseValidAttachments(root, conf);
+}
+
 } // namespace
 
 Status checkInterfaceName(const std::string& name, const std::string& path) {
@@ -462,93 +569,17 @@ Status checkJsonBounds(const std::string& text) {
 }
 
 Result<NetConf> parseNetConf(const std::string& stdinText, ParseMode mode) {
-  if (auto s = checkJsonBounds(stdinText); !s) return s.error();
-  nlohmann::json root = nlohmann::json::parse(stdinText, nullptr, /*allow_exceptions=*/false);
-  if (root.is_discarded())
-    return makeError(ErrorCode::kDecode, "stdin: not valid JSON", "the network configuration could not be decoded");
-  if (!root.is_object()) return makeError(ErrorCode::kDecode, "stdin: the network configuration must be a JSON object");
-
+  auto root = decodeRoot(stdinText);
+  if (!root) return root.error();
   NetConf conf;
-  auto v = root.find("cniVersion");
-  if (v == root.end() || !v->is_string())
-    return makeError(ErrorCode::kIncompatibleVersion, "cniVersion: missing or not a string");
-  conf.cniVersion = v->get<std::string>();
-  if (!isSupportedVersion(conf.cniVersion))
-    return makeError(ErrorCode::kIncompatibleVersion,
-                     "cniVersion: unsupported version " + quoteForMessage(conf.cniVersion),
-                     "supported: 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0");
-
-  std::vector<std::string>& warnings = conf.warnings;
-  warnMisspelled(root, kKnownTopLevel, "", warnings);
-
-  if (auto s = readNetworkName(root, conf.name); !s) return s.error();
-  if (auto s = readStringField(root, "", "type", conf.type); !s) return s.error();
-  if (auto s = readStringField(root, "", "logFile", conf.logFile); !s) return s.error();
-  if (!conf.logFile.empty() && conf.logFile[0] != '/') return fieldError("logFile", "must be an absolute path").error();
-  if (auto s = readLogLevel(root, conf.logLevel); !s) return s.error();
-  if (auto s = readStringField(root, "", "stateDir", conf.stateDir); !s) return s.error();
-  if (conf.stateDir.empty() || conf.stateDir[0] != '/')
-    return fieldError("stateDir", "must be an absolute path").error();
-  {
-    // Lexical normal form: "/run/x/", "/run/x/." and "/run//x" are "/run/x", so the
-    // symlink check on the last component sees the component (lstat follows a link
-    // named with a trailing slash).
-    std::string normal;
-    size_t start = 1;
-    while (start <= conf.stateDir.size()) {
-      size_t end = conf.stateDir.find('/', start);
-      std::string part = conf.stateDir.substr(start, end == std::string::npos ? std::string::npos : end - start);
-      if (part == "..") return fieldError("stateDir", "must not contain '..'").error();
-      if (!part.empty() && part != ".") normal += "/" + part;
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
-    if (normal.empty()) return fieldError("stateDir", "must not be the root directory").error();
-    conf.stateDir = normal;
-  }
-
-  auto strict = [&](Status s) -> Status { return mode == ParseMode::kStrict ? s : Status::success(); };
-  if (auto s = strict(readGlobList(root, "excludeNamespaces", conf.excludeNamespaces)); !s) return s.error();
-  if (auto r = root.find("redirect"); r != root.end() && !r->is_null()) {
-    RedirectConfig redirect;
-    auto s = parseRedirect(*r, redirect, warnings);
-    if (s) conf.redirect = redirect;
-    else if (mode == ParseMode::kStrict) return s.error();
-  }
-  if (auto h = root.find("hairpin"); h != root.end() && !h->is_null()) {
-    if (!h->is_boolean()) {
-      if (mode == ParseMode::kStrict) return fieldError("hairpin", "must be true or false").error();
-    } else {
-      conf.hairpin = h->get<bool>();
-    }
-  }
-  if (auto s = strict(readMarkField(root, "", "markMask", conf.markMask)); !s) return s.error();
-  if (conf.markMask == 0 && mode == ParseMode::kStrict) return fieldError("markMask", "must not be 0").error();
-  {
-    std::vector<RoutingDomain> domains;
-    auto s = parseRoutingDomains(root, conf.markMask, domains);
-    if (s) conf.routingDomains = std::move(domains);
-    else if (mode == ParseMode::kStrict) return s.error();
-    for (size_t i = 0; i < conf.routingDomains.size(); ++i)
-      warnMisspelled(root.at("routingDomains").at(i), kKnownDomain, "routingDomains[" + std::to_string(i) + "].", warnings);
-  }
-  if (auto pp = root.find("egressPortPool"); pp != root.end() && !pp->is_null()) {
-    auto pool = parseEgressPortPool(*pp, "egressPortPool");
-    if (pool) warnMisspelled(*pp, kKnownPortPool, "egressPortPool.", warnings);
-    if (pool) conf.egressPortPool = *pool;
-    else if (mode == ParseMode::kStrict) return pool.error();
-  }
-  if (auto fw = root.find("firewall"); fw != root.end() && !fw->is_null()) {
-    auto f = parseFirewall(*fw, "firewall");
-    if (f) conf.firewall = *f;
-    else if (mode == ParseMode::kStrict) return f.error();
-  }
-  if (auto s = strict(parsePrevResult(root, conf)); !s) return s.error();
-  if (auto s = strict(parseAnnotations(root, conf)); !s) return s.error();
-  if (auto s = parseStdinArgs(root, conf); !s && mode == ParseMode::kStrict) return s.error();
-  if (auto s = parseValidAttachments(root, conf); !s) return s.error();
-
-  conf.stableJson = root;
+  if (auto s = readVersion(*root, conf); !s) return s.error();
+  warnMisspelled(*root, kKnownTopLevel, "", conf.warnings);
+  if (auto s = readIdentityAndLogging(*root, conf); !s) return s.error();
+  if (auto s = readStateDir(*root, conf); !s) return s.error();
+  if (auto s = readSteering(*root, mode, conf); !s) return s.error();
+  if (auto s = readNodeObjects(*root, mode, conf); !s) return s.error();
+  if (auto s = readRuntimeInputs(*root, mode, conf); !s) return s.error();
+  conf.stableJson = std::move(*root);
   for (const char* k : {"prevResult", "runtimeConfig", "args", "cni.dev/valid-attachments", "cni.dev/attachments"})
     conf.stableJson.erase(k);
   return conf;

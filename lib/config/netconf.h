@@ -11,6 +11,7 @@
 #include "cni/error.h"
 #include "config/cidr.h"
 #include "config/ports.h"
+#include "util/log.h"
 
 namespace podsteer {
 
@@ -196,8 +197,6 @@ struct FirewallConfig {
 // Default: bits 12-13. Avoids kube-proxy's 0x4000 (masquerade) and 0x8000 (drop),
 // Calico's default 0xffff0000 and Cilium's 0x0f00 range.
 inline constexpr uint32_t kDefaultMarkMask = 0x3000;
-
-enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 inline constexpr const char* kAnnotationsCapability = "io.kubernetes.cri.pod-annotations";
 inline constexpr const char* kDefaultStateDir = "/run/podsteer";

@@ -356,64 +356,6 @@ void pauseWatchers(const std::string& binDir, std::string& report) {
   ::closedir(d);
 }
 
-} // namespace
-
-std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) {
-  for (const auto& n : configFiles(confDir)) {
-    const std::string path = confDir + "/" + n;
-    auto file = readValidConfig(path, n);
-    if (!file) {
-      if (skipped != nullptr) *skipped += skippedLine(path, file.error());
-      continue;
-    }
-    if (onlyOurs(nlohmann::json::parse(file->text)) || isOwnedConflist(file->text)) continue;
-    return n;
-  }
-  return {};
-}
-
-Status installOnce(const InstallOptions& opts, bool& changed, std::string& report) {
-  changed = false;
-  auto deadline = std::chrono::steady_clock::now() + opts.waitForPrimary;
-  std::string skipped;
-  std::string primary = findPrimaryConfig(opts.confDir, &skipped);
-  report += skipped;
-  bool told = false;
-  if (primary.empty()) {
-    // The primary CNI removed its config: an owned conflist would keep its old plugins
-    // in use. (A missing primary is the node's state to report, not to paper over.)
-    // Only when the file it was made from is gone (not merely half-written now).
-    InstallLock lock(opts.binDir);
-    auto owned = ownedConflist(opts.confDir);
-    struct stat st {};
-    if (!gStop && !gPaused && owned && *owned &&
-        ::lstat((opts.confDir + "/" + ownedFrom((*owned)->text).value_or("")).c_str(), &st) != 0)
-      if (auto s = removeOwnedConflist(opts.confDir, changed, report); !s) return s;
-  }
-  while (primary.empty()) {
-    if (std::chrono::steady_clock::now() >= deadline || gStop || gPaused)
-      return makeError(ErrorCode::kTryAgain, "no primary CNI config (*.conflist, *.conf) in " + opts.confDir +
-                                                 " after " + std::to_string(opts.waitForPrimary.count()) + " s",
-                       "podsteer is a chained plugin: install the primary network plugin first");
-    if (!told) FdWriter(STDERR_FILENO) << "podsteer install: waiting for a primary CNI config in " << opts.confDir << "\n";
-    told = true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    primary = findPrimaryConfig(opts.confDir);
-  }
-  InstallLock lock(opts.binDir);
-  // Told to stop or to stand down (uninstall) while waiting for the lock: write nothing.
-  if (gStop || gPaused) return Status::success();
-  // An entry the plugin would refuse changes nothing on the node, not even the binary
-  // (installEntry checks again against the text it edits).
-  if (auto file = readValidConfig(opts.confDir + "/" + primary, primary))
-    if (auto s = validateFor(opts.entry, nlohmann::json::parse(file->text), file->path); !s) return s;
-  if (auto s = installBinary(opts, changed, report); !s) return s;
-  if (opts.ownedConflist) return installOwned(opts, primary, changed, report);
-  if (auto s = installEntry(opts, primary, changed, report); !s) return s;
-  return removeOwnedConflist(opts.confDir, changed, report);
-}
-
-namespace {
 
 // Whether the bin dir holds opts.binary (or this executable).
 Status checkBinary(const InstallOptions& opts) {
@@ -443,35 +385,6 @@ Status checkOwned(const InstallOptions& opts, const ConfigFile& primary, const s
   return checkBinary(opts);
 }
 
-} // namespace
-
-Status checkInstalled(const InstallOptions& opts) {
-  std::string primary = findPrimaryConfig(opts.confDir);
-  if (primary.empty()) return makeError(ErrorCode::kTryAgain, "no primary CNI config in " + opts.confDir);
-  const std::string path = opts.confDir + "/" + primary;
-  auto file = readValidConfig(path, primary);
-  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
-  if (opts.ownedConflist) return checkOwned(opts, *file, primary);
-  auto parsed = nlohmann::json::parse(file->text);
-  if (!parsed.contains("plugins")) return makeError(ErrorCode::kTryAgain, path + ": podsteer is not installed (a .conf)");
-  nlohmann::json entry = opts.entry;
-  entry["type"] = kPluginType;
-  entry.erase(kInstallKey);
-  if (auto s = validateFor(entry, parsed, path); !s) return s;
-  auto existing = findEntry(file->text);
-  if (!existing) return makeError(ErrorCode::kTryAgain, path + ": no podsteer entry");
-  if (existing->contains(kInstallKey)) entry[kInstallKey] = (*existing)[kInstallKey];
-  // The same test installEntryOnce uses: nothing to write means ours, once, after the primary.
-  auto updated = withEntry(file->text, entry);
-  if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
-  if (*updated)
-    return makeError(ErrorCode::kTryAgain, path + (entryPlacement(file->text) == EntryPlacement::kAfterPrimary
-                                                       ? ": the podsteer entry differs from --conf"
-                                                       : ": the podsteer entry is not after the primary plugin"));
-  return checkBinary(opts);
-}
-
-namespace {
 
 // The stateDir an installed entry names (the plugin's default when it names none).
 std::string stateDirOf(const nlohmann::json& entry) {
@@ -528,7 +441,358 @@ Result<bool> uninstallFileOnce(const std::string& confDir, const std::string& n,
   return true;
 }
 
+// --interval below 100 ms turns --watch into a busy loop (0 spun at 96% CPU); above an
+// hour the entry could stay missing for that long. --timeout: up to a day of waiting
+// for the primary CNI; 0 means look once.
+constexpr long long kMinIntervalMs = 100;
+constexpr long long kMaxIntervalMs = 3600 * 1000;
+constexpr long long kMaxTimeoutSeconds = 24 * 3600;
+
+// A decimal integer in [lo, hi], all of the text: atoi read "abc" and "10x" as 0 and 10.
+std::optional<long long> boundedNumber(const std::string& cmd, const char* flag, const std::string& text, long long lo,
+                                       long long hi) {
+  long long n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < lo || n > hi) {
+    FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << flag << " \"" << printable(text)
+                            << "\": want a whole number from " << lo << " to " << hi << "\n";
+    return std::nullopt;
+  }
+  return n;
+}
+
+// What `podsteer install|uninstall` was asked to do, from argv.
+struct InstallArgs {
+  std::string cmd; // "install" or "uninstall"
+  InstallOptions opts;
+  UninstallOptions removal;
+  bool watch = false;
+  bool reconcileOnChange = false;
+  bool readyCheck = false;
+  std::string confFile;
+  std::chrono::milliseconds interval{2000};
+  std::chrono::seconds gcInterval{60};
+};
+
+// Reads the flag argv[i] (and its value: i moves past it) into `a`. false: a usage error,
+// said on stderr.
+bool readInstallFlag(int argc, char** argv, int& i, InstallArgs& a) {
+  const std::string& cmd = a.cmd;
+  const std::string f = argv[i];
+  auto value = [&](const char* flag) -> std::optional<std::string> {
+    if (i + 1 >= argc) {
+      FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << flag << " needs a value\n";
+      return std::nullopt;
+    }
+    return std::string(argv[++i]);
+  };
+  auto number = [&](const char* flag, const std::string& text, long long lo, long long hi, long long& out) {
+    auto n = boundedNumber(cmd, flag, text, lo, hi);
+    if (n) out = *n;
+    return n.has_value();
+  };
+  std::optional<std::string> v;
+  long long n = 0;
+  if (f == "--watch") a.watch = true;
+  else if (f == "--ready-check" && cmd == "install") a.readyCheck = true;
+  else if (f == "--owned-conflist" && cmd == "install") a.opts.ownedConflist = true;
+  else if (f == "--reconcile") a.reconcileOnChange = true;
+  else if (f == "--state-dir" && cmd == "uninstall" && (v = value("--state-dir"))) a.removal.stateDirs.push_back(*v);
+  else if (f == "--remove-binary" && cmd == "uninstall") a.removal.removeBinary = true;
+  else if (f == "--keep-node-state" && cmd == "uninstall") a.removal.removeNodeState = nullptr;
+  else if (f == "--cni-bin-dir" && (v = value("--cni-bin-dir"))) a.opts.binDir = *v;
+  else if (f == "--cni-conf-dir" && (v = value("--cni-conf-dir"))) a.opts.confDir = *v;
+  else if (f == "--binary" && (v = value("--binary"))) a.opts.binary = *v;
+  else if (f == "--timeout" && (v = value("--timeout"))) {
+    if (!number("--timeout", *v, 0, kMaxTimeoutSeconds, n)) return false;
+    a.opts.waitForPrimary = std::chrono::seconds(n);
+  } else if (f == "--interval" && (v = value("--interval"))) {
+    if (!number("--interval", *v, kMinIntervalMs, kMaxIntervalMs, n)) return false;
+    a.interval = std::chrono::milliseconds(n);
+  } else if (f == "--gc-interval" && (v = value("--gc-interval"))) {
+    if (!number("--gc-interval", *v, 0, kMaxTimeoutSeconds, n)) return false;
+    a.gcInterval = std::chrono::seconds(n);
+  } else if (f == "--conf" && (v = value("--conf"))) {
+    a.confFile = *v;
+  } else {
+    FdWriter(STDERR_FILENO)
+        << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
+           "[--binary PATH] [--timeout SEC] [--owned-conflist] [--watch [--interval MS] [--reconcile] | "
+           "--ready-check]\n"
+           "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--state-dir DIR]... "
+           "[--remove-binary] [--keep-node-state]\n";
+    return false;
+  }
+  return true;
+}
+
+// nullopt: a usage error, said on stderr (exit 2).
+std::optional<InstallArgs> readInstallArgs(int argc, char** argv, const InstallHooks& hooks) {
+  InstallArgs a;
+  a.cmd = argv[1];
+  a.removal.removeNodeState = hooks.removeNodeState;
+  for (int i = 2; i < argc; ++i)
+    if (!readInstallFlag(argc, argv, i, a)) return std::nullopt;
+  // The DaemonSet's knob (a ConfigMap key passed as this variable, for the watcher and its
+  // readiness probe alike).
+  if (const char* owned = ::getenv("PODSTEER_OWNED_CONFLIST"); owned != nullptr && std::string(owned) == "true")
+    a.opts.ownedConflist = true;
+  return a;
+}
+
+int runUninstall(InstallArgs& a) {
+  a.removal.binDir = a.opts.binDir;
+  a.removal.confDir = a.opts.confDir;
+  std::string report;
+  auto s = uninstall(a.removal, report);
+  FdWriter(STDOUT_FILENO) << report;
+  if (!s) FdWriter(STDERR_FILENO) << "podsteer uninstall: " << s.error().msg << "\n";
+  return s ? 0 : 1;
+}
+
+// --conf: validated before anything is written. install exits non-zero naming the
+// field; --watch logs the rejection and keeps whatever entry is installed (a typo in
+// the ConfigMap must not take the node's pod networking down), trying again when the
+// file changes. (uninstall does not need the entry: a broken one must not stop it.)
+// nullopt: go on; otherwise the exit code.
+std::optional<int> readConfEntry(InstallArgs& a, std::optional<EntryFile>& entryFile) {
+  if (a.confFile.empty()) return std::nullopt;
+  entryFile.emplace(a.confFile);
+  std::string log;
+  if (entryFile->poll(log) != EntryFile::Change::kNew) {
+    FdWriter(STDERR_FILENO) << "podsteer install: " << log;
+    if (!a.watch || a.readyCheck) return 1;
+  } else {
+    a.opts.entry = *entryFile->current();
+  }
+  return std::nullopt;
+}
+
+// The DaemonSet's readiness probe: ready only while the --conf entry is valid and is what
+// the primary conflist holds, after the primary, with this binary in the bin dir.
+int runReadyCheck(const InstallArgs& a) {
+  if (a.watch) {
+    FdWriter(STDERR_FILENO) << "podsteer install: --ready-check does not go with --watch\n";
+    return 2;
+  }
+  auto s = checkInstalled(a.opts);
+  if (!s) {
+    FdWriter(STDERR_FILENO) << "podsteer install --ready-check: not ready: " << s.error().msg << "\n";
+    return 1;
+  }
+  FdWriter(STDOUT_FILENO) << "ready\n";
+  return 0;
+}
+
+// `install` once, or with --watch a pass per change or interval until SIGTERM/SIGINT.
+class Installer {
+public:
+  Installer(InstallArgs& a, const InstallHooks& hooks, std::optional<EntryFile>& entryFile)
+      : a_(a),
+        hooks_(hooks),
+        entryFile_(entryFile),
+        // --reconcile: running pods are brought onto the installed entry after it is
+        // written (pods ADDed meanwhile already get it), from the conflist that holds it
+        // (the bare --conf entry has no name and cniVersion), and again each pass until a
+        // reconcile succeeds, i.e. every record's config is the installed one. Also once at
+        // start: the ConfigMap may have changed while no watcher ran.
+        reconcilePending_(a.watch && a.reconcileOnChange && hooks.reconcile) {
+    if (!a.watch) return;
+    std::vector<std::string> dirs = {a.opts.confDir};
+    if (!a.confFile.empty())
+      dirs.push_back(a.confFile.find('/') == std::string::npos ? "." : a.confFile.substr(0, a.confFile.rfind('/')));
+    dirWatch_.emplace(dirs);
+  }
+
+  int run() {
+    signal(SIGTERM, [](int) { gStop = 1; });
+    signal(SIGINT, [](int) { gStop = 1; });
+    if (a_.watch) signal(SIGUSR1, [](int) { gPaused = 1; });
+    do {
+      if (auto rc = pass()) return *rc;
+    } while (a_.watch && !gStop);
+    gPaused = 0;
+    gStop = 0; // this command is done; a later one in the same process (the unit tests) starts afresh
+    return 0;
+  }
+
+private:
+  static bool stopped() { return gStop != 0; }
+
+  // One pass; an exit code ends the command.
+  std::optional<int> pass() {
+    if (gPaused) {
+      // `podsteer uninstall` ran: stay up (as PID 1 our exit would kill it, and a
+      // restarted container would install again) but never put podsteer back.
+      if (!toldPaused_)
+        FdWriter(STDOUT_FILENO) << "podsteer install: podsteer uninstall ran; installing nothing until restarted\n";
+      toldPaused_ = true;
+      dirWatch_->wait(a_.interval, stopped);
+      return std::nullopt;
+    }
+    pickUpEntry();
+    if (entryFile_ && !entryFile_->current()) {
+      // No valid entry yet: nothing to install (an entry already in the conflist stays).
+      if (dirWatch_) dirWatch_->wait(a_.interval, stopped);
+      return std::nullopt;
+    }
+    bool changed = false;
+    std::string report;
+    auto s = installOnce(a_.opts, changed, report);
+    FdWriter(STDOUT_FILENO) << (a_.watch ? withoutRepeatedSkips(report, lastSkipped_) : report);
+    if (!s) {
+      if (auto rc = reportFailure(s.error())) return rc;
+    } else {
+      lastError_.clear();
+      if (hooks_.doctor && (!a_.watch || changed)) hooks_.doctor(a_.opts);
+      reconcileIfPending();
+    }
+    gcIfDue();
+    // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
+    // put our entry back whenever it disappears: at once on the conf dir's inotify
+    // events (a pod created meanwhile would start unsteered), else at the next poll.
+    if (a_.watch) dirWatch_->wait(a_.interval, stopped);
+    return std::nullopt;
+  }
+
+  // A ConfigMap volume swaps the file on edit: pick up the new entry each pass.
+  void pickUpEntry() {
+    if (!a_.watch || !entryFile_) return;
+    std::string log;
+    auto change = entryFile_->poll(log);
+    if (change == EntryFile::Change::kRejected) FdWriter(STDERR_FILENO) << "podsteer install: " << log;
+    if (change == EntryFile::Change::kNew) {
+      a_.opts.entry = *entryFile_->current();
+      FdWriter(STDOUT_FILENO) << "podsteer install: " << a_.confFile << " changed\n";
+      reconcilePending_ = a_.reconcileOnChange && hooks_.reconcile;
+    }
+  }
+
+  // Without --watch a failed install ends the command (1); with it, the error is said once
+  // (not every interval) and the next pass tries again.
+  std::optional<int> reportFailure(const Error& e) {
+    std::string line = "podsteer install: " + e.msg + (e.details.empty() ? "" : " (" + e.details + ")") + "\n";
+    if (!a_.watch) {
+      FdWriter(STDERR_FILENO) << line;
+      return 1;
+    }
+    if (line != lastError_) FdWriter(STDERR_FILENO) << line;
+    lastError_ = line;
+    return std::nullopt;
+  }
+
+  void reconcileIfPending() {
+    if (!reconcilePending_) return;
+    const std::string primary = a_.opts.ownedConflist ? kOwnedConflistName : findPrimaryConfig(a_.opts.confDir);
+    if (primary.empty()) return;
+    int rc = hooks_.reconcile(a_.opts.confDir + "/" + primary);
+    FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc
+                            << (rc != 0 ? " (tried again next pass)" : "") << "\n";
+    reconcilePending_ = rc != 0;
+  }
+
+  // Missed DELs: containerd never calls CNI GC.
+  void gcIfDue() {
+    if (!a_.watch || !hooks_.gc || a_.gcInterval.count() <= 0 || std::chrono::steady_clock::now() < nextGc_) return;
+    hooks_.gc(a_.opts.entry);
+    nextGc_ = std::chrono::steady_clock::now() + a_.gcInterval;
+  }
+
+  InstallArgs& a_;
+  const InstallHooks& hooks_;
+  std::optional<EntryFile>& entryFile_;
+  bool reconcilePending_;
+  std::optional<DirWatch> dirWatch_;
+  std::chrono::steady_clock::time_point nextGc_ = std::chrono::steady_clock::now();
+  bool toldPaused_ = false;
+  std::string lastSkipped_, lastError_;
+};
+
 } // namespace
+
+std::string findPrimaryConfig(const std::string& confDir, std::string* skipped) {
+  for (const auto& n : configFiles(confDir)) {
+    const std::string path = confDir + "/" + n;
+    auto file = readValidConfig(path, n);
+    if (!file) {
+      if (skipped != nullptr) *skipped += skippedLine(path, file.error());
+      continue;
+    }
+    if (onlyOurs(nlohmann::json::parse(file->text)) || isOwnedConflist(file->text)) continue;
+    return n;
+  }
+  return {};
+}
+
+Status installOnce(const InstallOptions& opts, bool& changed, std::string& report) {
+  changed = false;
+  auto deadline = std::chrono::steady_clock::now() + opts.waitForPrimary;
+  std::string skipped;
+  std::string primary = findPrimaryConfig(opts.confDir, &skipped);
+  report += skipped;
+  bool told = false;
+  if (primary.empty()) {
+    // The primary CNI removed its config: an owned conflist would keep its old plugins
+    // in use. (A missing primary is the node's state to report, not to paper over.)
+    // Only when the file it was made from is gone (not merely half-written now).
+    InstallLock lock(opts.binDir);
+    auto owned = ownedConflist(opts.confDir);
+    struct stat st {};
+    if (!gStop && !gPaused && owned && *owned &&
+        ::lstat((opts.confDir + "/" + ownedFrom((*owned)->text).value_or("")).c_str(), &st) != 0)
+      if (auto s = removeOwnedConflist(opts.confDir, changed, report); !s) return s;
+  }
+  while (primary.empty()) {
+    if (std::chrono::steady_clock::now() >= deadline || gStop || gPaused)
+      return makeError(ErrorCode::kTryAgain,
+                       "no primary CNI config (*.conflist, *.conf) in " + opts.confDir + " after " +
+                           std::to_string(opts.waitForPrimary.count()) + " s",
+                       "podsteer is a chained plugin: install the primary network plugin first");
+    if (!told)
+      FdWriter(STDERR_FILENO) << "podsteer install: waiting for a primary CNI config in " << opts.confDir << "\n";
+    told = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    primary = findPrimaryConfig(opts.confDir);
+  }
+  InstallLock lock(opts.binDir);
+  // Told to stop or to stand down (uninstall) while waiting for the lock: write nothing.
+  if (gStop || gPaused) return Status::success();
+  // An entry the plugin would refuse changes nothing on the node, not even the binary
+  // (installEntry checks again against the text it edits).
+  if (auto file = readValidConfig(opts.confDir + "/" + primary, primary))
+    if (auto s = validateFor(opts.entry, nlohmann::json::parse(file->text), file->path); !s) return s;
+  if (auto s = installBinary(opts, changed, report); !s) return s;
+  if (opts.ownedConflist) return installOwned(opts, primary, changed, report);
+  if (auto s = installEntry(opts, primary, changed, report); !s) return s;
+  return removeOwnedConflist(opts.confDir, changed, report);
+}
+
+Status checkInstalled(const InstallOptions& opts) {
+  std::string primary = findPrimaryConfig(opts.confDir);
+  if (primary.empty()) return makeError(ErrorCode::kTryAgain, "no primary CNI config in " + opts.confDir);
+  const std::string path = opts.confDir + "/" + primary;
+  auto file = readValidConfig(path, primary);
+  if (!file) return makeError(file.error().code, path + ": " + file.error().msg);
+  if (opts.ownedConflist) return checkOwned(opts, *file, primary);
+  auto parsed = nlohmann::json::parse(file->text);
+  if (!parsed.contains("plugins"))
+    return makeError(ErrorCode::kTryAgain, path + ": podsteer is not installed (a .conf)");
+  nlohmann::json entry = opts.entry;
+  entry["type"] = kPluginType;
+  entry.erase(kInstallKey);
+  if (auto s = validateFor(entry, parsed, path); !s) return s;
+  auto existing = findEntry(file->text);
+  if (!existing) return makeError(ErrorCode::kTryAgain, path + ": no podsteer entry");
+  if (existing->contains(kInstallKey)) entry[kInstallKey] = (*existing)[kInstallKey];
+  // The same test installEntryOnce uses: nothing to write means ours, once, after the primary.
+  auto updated = withEntry(file->text, entry);
+  if (!updated) return makeError(ErrorCode::kInvalidConfig, path + ": " + updated.error().msg);
+  if (*updated)
+    return makeError(ErrorCode::kTryAgain, path + (entryPlacement(file->text) == EntryPlacement::kAfterPrimary
+                                                       ? ": the podsteer entry differs from --conf"
+                                                       : ": the podsteer entry is not after the primary plugin"));
+  return checkBinary(opts);
+}
 
 Status uninstall(const UninstallOptions& opts, std::string& report) {
   pauseWatchers(opts.binDir, report);
@@ -578,214 +842,14 @@ Status uninstall(const std::string& binDir, const std::string& confDir, std::str
   return uninstall(opts, report);
 }
 
-namespace {
-
-// --interval below 100 ms turns --watch into a busy loop (0 spun at 96% CPU); above an
-// hour the entry could stay missing for that long. --timeout: up to a day of waiting
-// for the primary CNI; 0 means look once.
-constexpr long long kMinIntervalMs = 100;
-constexpr long long kMaxIntervalMs = 3600 * 1000;
-constexpr long long kMaxTimeoutSeconds = 24 * 3600;
-
-// A decimal integer in [lo, hi], all of the text: atoi read "abc" and "10x" as 0 and 10.
-std::optional<long long> boundedNumber(const std::string& cmd, const char* flag, const std::string& text, long long lo,
-                                       long long hi) {
-  long long n = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || n < lo || n > hi) {
-    FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << flag << " \"" << printable(text)
-                            << "\": want a whole number from " << lo << " to " << hi << "\n";
-    return std::nullopt;
-  }
-  return n;
-}
-
-} // namespace
-
 int runInstallCommand(int argc, char** argv, const InstallHooks& hooks) {
-  const auto& reconcile = hooks.reconcile;
-  const auto& doctor = hooks.doctor;
-  const auto& gc = hooks.gc;
-  const std::string cmd = argv[1];
-  InstallOptions opts;
-  UninstallOptions removal;
-  removal.removeNodeState = hooks.removeNodeState;
-  bool watch = false;
-  bool reconcileOnChange = false;
-  bool readyCheck = false;
-  std::string confFile;
-  std::chrono::milliseconds interval{2000};
-  std::chrono::seconds gcInterval{60};
-  auto nextGc = std::chrono::steady_clock::now();
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const char* flag) -> std::optional<std::string> {
-      if (i + 1 >= argc) {
-        FdWriter(STDERR_FILENO) << "podsteer " << cmd << ": " << flag << " needs a value\n";
-        return std::nullopt;
-      }
-      return std::string(argv[++i]);
-    };
-    std::optional<std::string> v;
-    if (a == "--watch") watch = true;
-    else if (a == "--ready-check" && cmd == "install") readyCheck = true;
-    else if (a == "--owned-conflist" && cmd == "install") opts.ownedConflist = true;
-    else if (a == "--reconcile") reconcileOnChange = true;
-    else if (a == "--state-dir" && cmd == "uninstall" && (v = value("--state-dir"))) removal.stateDirs.push_back(*v);
-    else if (a == "--remove-binary" && cmd == "uninstall") removal.removeBinary = true;
-    else if (a == "--keep-node-state" && cmd == "uninstall") removal.removeNodeState = nullptr;
-    else if (a == "--cni-bin-dir" && (v = value("--cni-bin-dir"))) opts.binDir = *v;
-    else if (a == "--cni-conf-dir" && (v = value("--cni-conf-dir"))) opts.confDir = *v;
-    else if (a == "--binary" && (v = value("--binary"))) opts.binary = *v;
-    else if (a == "--timeout" && (v = value("--timeout"))) {
-      auto n = boundedNumber(cmd, "--timeout", *v, 0, kMaxTimeoutSeconds);
-      if (!n) return 2;
-      opts.waitForPrimary = std::chrono::seconds(*n);
-    } else if (a == "--interval" && (v = value("--interval"))) {
-      auto n = boundedNumber(cmd, "--interval", *v, kMinIntervalMs, kMaxIntervalMs);
-      if (!n) return 2;
-      interval = std::chrono::milliseconds(*n);
-    } else if (a == "--gc-interval" && (v = value("--gc-interval"))) {
-      auto n = boundedNumber(cmd, "--gc-interval", *v, 0, kMaxTimeoutSeconds);
-      if (!n) return 2;
-      gcInterval = std::chrono::seconds(*n);
-    }
-    else if (a == "--conf" && (v = value("--conf"))) {
-      confFile = *v;
-    } else {
-      FdWriter(STDERR_FILENO) << "usage: podsteer install [--conf ENTRY.json] [--cni-bin-dir DIR] [--cni-conf-dir DIR] "
-                   "[--binary PATH] [--timeout SEC] [--owned-conflist] [--watch [--interval MS] [--reconcile] | "
-                   "--ready-check]\n"
-                   "       podsteer uninstall [--cni-bin-dir DIR] [--cni-conf-dir DIR] [--state-dir DIR]... "
-                   "[--remove-binary] [--keep-node-state]\n";
-      return 2;
-    }
-  }
-  // The DaemonSet's knob (a ConfigMap key passed as this variable, for the watcher and its
-  // readiness probe alike).
-  if (const char* owned = ::getenv("PODSTEER_OWNED_CONFLIST"); owned != nullptr && std::string(owned) == "true")
-    opts.ownedConflist = true;
-  std::string report;
-  if (cmd == "uninstall") {
-    removal.binDir = opts.binDir;
-    removal.confDir = opts.confDir;
-    auto s = uninstall(removal, report);
-    FdWriter(STDOUT_FILENO) << report;
-    if (!s) FdWriter(STDERR_FILENO) << "podsteer uninstall: " << s.error().msg << "\n";
-    return s ? 0 : 1;
-  }
-  // --conf: validated before anything is written. install exits non-zero naming the
-  // field; --watch logs the rejection and keeps whatever entry is installed (a typo in
-  // the ConfigMap must not take the node's pod networking down), trying again when the
-  // file changes. (uninstall does not need the entry: a broken one must not stop it.)
+  auto args = readInstallArgs(argc, argv, hooks);
+  if (!args) return 2;
+  if (args->cmd == "uninstall") return runUninstall(*args);
   std::optional<EntryFile> entryFile;
-  if (!confFile.empty()) {
-    entryFile.emplace(confFile);
-    std::string log;
-    if (entryFile->poll(log) != EntryFile::Change::kNew) {
-      FdWriter(STDERR_FILENO) << "podsteer install: " << log;
-      if (!watch || readyCheck) return 1;
-    } else {
-      opts.entry = *entryFile->current();
-    }
-  }
-  if (readyCheck) {
-    // The DaemonSet's readiness probe: ready only while the --conf entry is valid and is
-    // what the primary conflist holds, after the primary, with this binary in the bin dir.
-    if (watch) {
-      FdWriter(STDERR_FILENO) << "podsteer install: --ready-check does not go with --watch\n";
-      return 2;
-    }
-    auto s = checkInstalled(opts);
-    if (!s) {
-      FdWriter(STDERR_FILENO) << "podsteer install --ready-check: not ready: " << s.error().msg << "\n";
-      return 1;
-    }
-    FdWriter(STDOUT_FILENO) << "ready\n";
-    return 0;
-  }
-  signal(SIGTERM, [](int) { gStop = 1; });
-  signal(SIGINT, [](int) { gStop = 1; });
-  if (watch) signal(SIGUSR1, [](int) { gPaused = 1; });
-  bool toldPaused = false;
-  std::string lastSkipped, lastError;
-  // --reconcile: running pods are brought onto the installed entry after it is written
-  // (pods ADDed meanwhile already get it), from the conflist that holds it (the bare
-  // --conf entry has no name and cniVersion), and again each pass until a reconcile
-  // succeeds, i.e. every record's config is the installed one. Also once at start: the
-  // ConfigMap may have changed while no watcher ran.
-  bool reconcilePending = watch && reconcileOnChange && reconcile;
-  std::optional<DirWatch> dirWatch;
-  if (watch) {
-    std::vector<std::string> dirs = {opts.confDir};
-    if (!confFile.empty()) dirs.push_back(confFile.find('/') == std::string::npos ? "." : confFile.substr(0, confFile.rfind('/')));
-    dirWatch.emplace(dirs);
-  }
-  const auto stopped = [] { return gStop != 0; };
-  do {
-    bool changed = false;
-    report.clear();
-    if (gPaused) {
-      // `podsteer uninstall` ran: stay up (as PID 1 our exit would kill it, and a
-      // restarted container would install again) but never put podsteer back.
-      if (!toldPaused)
-        FdWriter(STDOUT_FILENO) << "podsteer install: podsteer uninstall ran; installing nothing until restarted\n";
-      toldPaused = true;
-      dirWatch->wait(interval, stopped);
-      continue;
-    }
-    if (watch && entryFile) {
-      // A ConfigMap volume swaps the file on edit: pick up the new entry each pass.
-      std::string log;
-      auto change = entryFile->poll(log);
-      if (change == EntryFile::Change::kRejected) FdWriter(STDERR_FILENO) << "podsteer install: " << log;
-      if (change == EntryFile::Change::kNew) {
-        opts.entry = *entryFile->current();
-        FdWriter(STDOUT_FILENO) << "podsteer install: " << confFile << " changed\n";
-        reconcilePending = reconcileOnChange && reconcile;
-      }
-    }
-    if (entryFile && !entryFile->current()) {
-      // No valid entry yet: nothing to install (an entry already in the conflist stays).
-      if (dirWatch) dirWatch->wait(interval, stopped);
-      continue;
-    }
-    auto s = installOnce(opts, changed, report);
-    FdWriter(STDOUT_FILENO) << (watch ? withoutRepeatedSkips(report, lastSkipped) : report);
-    if (!s) {
-      std::string line = "podsteer install: " + s.error().msg +
-                         (s.error().details.empty() ? "" : " (" + s.error().details + ")") + "\n";
-      if (!watch) {
-        FdWriter(STDERR_FILENO) << line;
-        return 1;
-      }
-      if (line != lastError) FdWriter(STDERR_FILENO) << line; // once, not every interval
-      lastError = line;
-    } else {
-      lastError.clear();
-      if (doctor && (!watch || changed)) doctor(opts);
-      if (reconcilePending) {
-        const std::string primary = opts.ownedConflist ? kOwnedConflistName : findPrimaryConfig(opts.confDir);
-        if (!primary.empty()) {
-          int rc = reconcile(opts.confDir + "/" + primary);
-          FdWriter(STDOUT_FILENO) << "podsteer install: reconcile exited " << rc
-                                  << (rc != 0 ? " (tried again next pass)" : "") << "\n";
-          reconcilePending = rc != 0;
-        }
-      }
-    }
-    if (watch && gc && gcInterval.count() > 0 && std::chrono::steady_clock::now() >= nextGc) {
-      gc(opts.entry); // missed DELs: containerd never calls CNI GC
-      nextGc = std::chrono::steady_clock::now() + gcInterval;
-    }
-    // --watch: the primary plugin may rewrite its file at any time (e.g. on upgrade);
-    // put our entry back whenever it disappears: at once on the conf dir's inotify
-    // events (a pod created meanwhile would start unsteered), else at the next poll.
-    if (watch) dirWatch->wait(interval, stopped);
-  } while (watch && !gStop);
-  gPaused = 0;
-  gStop = 0; // this command is done; a later one in the same process (the unit tests) starts afresh
-  return 0;
+  if (auto rc = readConfEntry(*args, entryFile)) return *rc;
+  if (args->readyCheck) return runReadyCheck(*args);
+  return Installer(*args, hooks, entryFile).run();
 }
 
 } // namespace podsteer::install

@@ -2,11 +2,8 @@
 
 // RAII for every C handle podsteer touches: a unique_ptr with a stateless deleter.
 
-#include <unistd.h>
-
 #include <cstddef>
 #include <memory>
-#include <utility>
 
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
@@ -14,6 +11,8 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
+
+#include "util/unique_fd.h"
 
 namespace podsteer::nl {
 
@@ -39,31 +38,7 @@ using RulePtr = std::unique_ptr<nftnl_rule, CDeleter<nftnl_rule_free>>;
 using SetPtr = std::unique_ptr<nftnl_set, CDeleter<nftnl_set_free>>;
 using ExprPtr = std::unique_ptr<nftnl_expr, CDeleter<nftnl_expr_free>>;
 
-// A file descriptor closed on scope exit.
-class UniqueFd {
-public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
-private:
-  int fd_ = -1;
-};
+// A file descriptor closed on scope exit (util/unique_fd.h).
+using UniqueFd = podsteer::UniqueFd;
 
 } // namespace podsteer::nl

@@ -4,7 +4,6 @@
 
 #include <cerrno>
 
-#include "nl/link_addresses.h"
 #include "nl/netns.h"
 #include "nl/nft_socket.h"
 #include "nl/nft_table.h"
@@ -36,7 +35,7 @@ public:
       nft_.emplace(std::move(*n));
     }
     if (sockets & PodKernel::kAddressSocket) {
-      auto r = RtnlSocket::open();
+      auto r = RouteSocket::open();
       if (!r) return r.error();
       rtnl_.emplace(std::move(*r));
     }
@@ -127,7 +126,7 @@ public:
     if (!rtnl_) {
       NetnsGuard guard(fd_.get());
       if (!guard.status()) return guard.status().error();
-      auto r = RtnlSocket::open();
+      auto r = RouteSocket::open();
       if (!r) return r.error();
       rtnl_.emplace(std::move(*r));
     }
@@ -158,7 +157,7 @@ private:
 
   UniqueFd fd_;
   std::optional<NftSocket> nft_;
-  std::optional<RtnlSocket> rtnl_;
+  std::optional<RouteSocket> rtnl_;
   std::optional<RouteSocket> route_;
   size_t operations_ = 0;
 };

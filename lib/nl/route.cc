@@ -2,19 +2,26 @@
 
 #include <linux/fib_rules.h>
 #include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <netlink/attr.h>
 #include <netlink/errno.h>
+#include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
+#include <netlink/socket.h>
 #include <sys/socket.h>
 
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <utility>
 
 #include "nl/handles.h"
-
 
 namespace podsteer::nl {
 
@@ -25,6 +32,7 @@ using RoutePtrNl = std::unique_ptr<rtnl_route, CDeleter<rtnl_route_put>>;
 using AddrPtr = std::unique_ptr<nl_addr, CDeleter<nl_addr_put>>;
 using CachePtr = std::unique_ptr<nl_cache, CDeleter<nl_cache_free>>;
 using AddrObjPtr = std::unique_ptr<rtnl_addr, CDeleter<rtnl_addr_put>>;
+using MsgPtr = std::unique_ptr<nl_msg, CDeleter<nlmsg_free>>;
 
 int af(Family f) { return f == Family::kIpv4 ? AF_INET : AF_INET6; }
 
@@ -111,6 +119,87 @@ bool sameAddr(nl_addr* a, const std::optional<Cidr>& c) {
   return nl_addr_cmp(a, want.get()) == 0;
 }
 
+AddrObjPtr buildLoAddress(const Cidr& a) {
+  AddrObjPtr addr(rtnl_addr_alloc());
+  rtnl_addr_set_ifindex(addr.get(), kLoopbackIfindex);
+  rtnl_addr_set_family(addr.get(), af(a.family));
+  AddrPtr local = toNlAddr(a);
+  rtnl_addr_set_local(addr.get(), local.get());
+  rtnl_addr_set_prefixlen(addr.get(), a.prefixLen);
+  // lo does no duplicate address detection anyway; say so, as `ip addr add ... nodad`.
+  if (a.family == Family::kIpv6) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
+  return addr;
+}
+
+std::string loAddressText(const Cidr& a) {
+  return std::string(a.family == Family::kIpv4 ? "ip" : "ip -6") + " addr add " + a.toString() + " dev lo";
+}
+
+// ---- the pod interface's addresses: two plain requests, parsed as they come ------------
+
+constexpr size_t kReceiveBuffer = 16384;
+// Listings read again when the kernel marks them interrupted.
+constexpr int kDumpAttempts = 10;
+
+Error podRtnlError(const std::string& what, int err) {
+  return makeError(ErrorCode::kNetlink, "rtnetlink: " + what + " in the pod netns: " + std::strerror(err));
+}
+
+// Sends `msg` and hands each answer of its sequence number to `onAnswer`: for a dump until
+// its end, otherwise the one answer (the object asked for, or the error). 0, or -errno
+// (the kernel's answer or the socket's). A dump the kernel marked interrupted
+// (NLM_F_DUMP_INTR: the objects changed between its parts, so it may miss some) is read to
+// its end, so the socket is clean for the next request, and is -EAGAIN; `onAnswer` may have
+// seen part of it.
+template <typename OnAnswer>
+int exchange(nl_sock* sock, nl_msg* msg, char* buf, OnAnswer onAnswer) {
+  nlmsghdr* request = nlmsg_hdr(msg);
+  request->nlmsg_seq = nl_socket_use_seq(sock);
+  const uint32_t seq = request->nlmsg_seq;
+  const bool dump = (request->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
+  if (nl_send(sock, msg) < 0) return errno != 0 ? -errno : -EIO;
+  const int fd = nl_socket_get_fd(sock);
+  bool interrupted = false;
+  while (true) {
+    const ssize_t n = ::recv(fd, buf, kReceiveBuffer, MSG_TRUNC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (static_cast<size_t>(n) > kReceiveBuffer) return -ENOSPC;
+    int left = static_cast<int>(n);
+    for (auto* m = reinterpret_cast<nlmsghdr*>(buf); nlmsg_ok(m, left); m = nlmsg_next(m, &left)) {
+      if (m->nlmsg_seq != seq) continue;
+      if (m->nlmsg_flags & NLM_F_DUMP_INTR) interrupted = true;
+      if (m->nlmsg_type == NLMSG_ERROR || m->nlmsg_type == NLMSG_DONE) {
+        const int err = nlmsg_datalen(m) >= static_cast<int>(sizeof(int)) ? *static_cast<int*>(nlmsg_data(m)) : 0;
+        if (err < 0) return err;
+        return interrupted ? -EAGAIN : 0;
+      }
+      if (!interrupted) onAnswer(m);
+      if (!dump) return 0;
+    }
+  }
+}
+
+// The interface's address in an RTM_NEWADDR message, when it is on interface `index`:
+// IFA_LOCAL on point-to-point links, IFA_ADDRESS otherwise.
+std::optional<Cidr> addressOf(nlmsghdr* m, int index) {
+  const auto* ifa = static_cast<const ifaddrmsg*>(nlmsg_data(m));
+  if (m->nlmsg_type != RTM_NEWADDR || static_cast<int>(ifa->ifa_index) != index) return std::nullopt;
+  nlattr* tb[IFA_MAX + 1] = {};
+  if (nlmsg_parse(m, sizeof(ifaddrmsg), tb, IFA_MAX, nullptr) < 0) return std::nullopt;
+  const nlattr* own = tb[IFA_LOCAL] != nullptr ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+  if (own == nullptr) return std::nullopt;
+  const size_t len = static_cast<size_t>(nla_len(own));
+  if (!((ifa->ifa_family == AF_INET && len == 4) || (ifa->ifa_family == AF_INET6 && len == 16))) return std::nullopt;
+  Cidr c;
+  c.family = ifa->ifa_family == AF_INET ? Family::kIpv4 : Family::kIpv6;
+  std::memcpy(c.addr.data(), nla_data(own), len);
+  c.prefixLen = c.maxPrefix();
+  return c;
+}
+
 } // namespace
 
 Result<RouteSocket> RouteSocket::open() {
@@ -152,6 +241,7 @@ Status RouteSocket::deleteRule(const plan::IpRule& r) {
 }
 
 Result<bool> RouteSocket::hasRule(const plan::IpRule& r) {
+  strictChecking(false); // its listing is a libnl cache dump
   nl_cache* raw = nullptr;
   if (int err = rtnl_rule_alloc_cache(sock_, af(r.family), &raw); err < 0) return rtnlError("list rules", err);
   CachePtr cache(raw);
@@ -199,6 +289,7 @@ Status RouteSocket::deleteRoute(const plan::IpRoute& r) {
 }
 
 Result<bool> RouteSocket::hasRoute(const plan::IpRoute& r) {
+  strictChecking(false); // its listing is a libnl cache dump
   nl_cache* raw = nullptr;
   if (int err = rtnl_route_alloc_cache(sock_, af(r.dst.family), 0, &raw); err < 0) return rtnlError("list routes", err);
   CachePtr cache(raw);
@@ -240,26 +331,6 @@ Status RouteSocket::deletePodRoute(const plan::PodRoute& r) {
   return Status::success();
 }
 
-namespace {
-
-AddrObjPtr buildLoAddress(const Cidr& a) {
-  AddrObjPtr addr(rtnl_addr_alloc());
-  rtnl_addr_set_ifindex(addr.get(), kLoopbackIfindex);
-  rtnl_addr_set_family(addr.get(), af(a.family));
-  AddrPtr local = toNlAddr(a);
-  rtnl_addr_set_local(addr.get(), local.get());
-  rtnl_addr_set_prefixlen(addr.get(), a.prefixLen);
-  // lo does no duplicate address detection anyway; say so, as `ip addr add ... nodad`.
-  if (a.family == Family::kIpv6) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
-  return addr;
-}
-
-std::string loAddressText(const Cidr& a) {
-  return std::string(a.family == Family::kIpv4 ? "ip" : "ip -6") + " addr add " + a.toString() + " dev lo";
-}
-
-} // namespace
-
 Result<bool> RouteSocket::addLoAddress(const Cidr& a) {
   AddrObjPtr addr = buildLoAddress(a);
   int err = rtnl_addr_add(sock_, addr.get(), NLM_F_CREATE | NLM_F_EXCL);
@@ -277,6 +348,7 @@ Status RouteSocket::deleteLoAddress(const Cidr& a) {
 }
 
 Result<bool> RouteSocket::hasLoAddress(const Cidr& a) {
+  strictChecking(false); // its listing is a libnl cache dump
   nl_cache* raw = nullptr;
   if (int err = rtnl_addr_alloc_cache(sock_, &raw); err < 0) return rtnlError("list addresses", err);
   CachePtr cache(raw);
@@ -292,6 +364,7 @@ Result<bool> RouteSocket::hasLoAddress(const Cidr& a) {
 }
 
 Result<std::vector<std::string>> RouteSocket::checkPodRoute(const plan::PodRoute& r) {
+  strictChecking(false); // its listing is a libnl cache dump
   std::vector<std::string> missing;
   auto rule = hasRule(r.rule());
   if (!rule) return rule.error();
@@ -311,6 +384,56 @@ Result<std::vector<std::string>> RouteSocket::checkPodRoute(const plan::PodRoute
   }
   if (!found) missing.push_back(r.routeText() + ": missing");
   return missing;
+}
+
+void RouteSocket::strictChecking(bool on) {
+  if (strict_ == on) return;
+  int value = on ? 1 : 0;
+  // Best effort: kernels before 4.20 lack it (an address dump is then filtered here).
+  ::setsockopt(nl_socket_get_fd(sock_), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &value, sizeof(value));
+  strict_ = on;
+}
+
+Result<std::optional<std::vector<Cidr>>> RouteSocket::interfaceAddresses(const std::string& ifname) {
+  auto buf = std::make_unique<char[]>(kReceiveBuffer);
+  // The interface by name: its answer is the link, or an error (no ack to wait for).
+  MsgPtr link(nlmsg_alloc_simple(RTM_GETLINK, NLM_F_REQUEST));
+  ifinfomsg ifi{};
+  ifi.ifi_family = AF_UNSPEC;
+  if (!link || nlmsg_append(link.get(), &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
+      nla_put_string(link.get(), IFLA_IFNAME, ifname.c_str()) < 0 ||
+      nla_put_u32(link.get(), IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS) < 0)
+    return podRtnlError("look up interface " + ifname, ENOMEM);
+  int index = 0;
+  const int err = exchange(sock_, link.get(), buf.get(), [&](nlmsghdr* m) {
+    if (m->nlmsg_type == RTM_NEWLINK) index = static_cast<const ifinfomsg*>(nlmsg_data(m))->ifi_index;
+  });
+  if (err == -ENODEV) return std::optional<std::vector<Cidr>>{};
+  if (err < 0) return podRtnlError("look up interface " + ifname, -err);
+  if (index == 0) return std::optional<std::vector<Cidr>>{};
+
+  // Strict checking makes the kernel apply the dump's ifa_index filter itself: the answer
+  // holds the pod interface's few addresses in one message, instead of every address of
+  // the netns (a pod with thousands on another interface made a multi-message listing that
+  // other changes kept interrupting). The answers are filtered here as well.
+  strictChecking(true);
+  std::vector<Cidr> out;
+  for (int attempt = 1;; ++attempt) {
+    MsgPtr dump(nlmsg_alloc_simple(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP));
+    ifaddrmsg ifa{};
+    ifa.ifa_family = AF_UNSPEC;
+    ifa.ifa_index = static_cast<uint32_t>(index);
+    if (!dump || nlmsg_append(dump.get(), &ifa, sizeof(ifa), NLMSG_ALIGNTO) < 0)
+      return podRtnlError("list addresses of " + ifname, ENOMEM);
+    out.clear();
+    const int e = exchange(sock_, dump.get(), buf.get(), [&](nlmsghdr* m) {
+      if (auto c = addressOf(m, index)) out.push_back(*c);
+    });
+    if (e >= 0) break;
+    if (e != -EAGAIN || attempt == kDumpAttempts)
+      return podRtnlError("list addresses of " + ifname + (e == -EAGAIN ? " (the addresses kept changing)" : ""), -e);
+  }
+  return std::optional<std::vector<Cidr>>{out};
 }
 
 } // namespace podsteer::nl

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "cni/error.h"
@@ -43,9 +44,21 @@ public:
   Status deleteLoAddress(const Cidr& address); // absent already: fine
   Result<bool> hasLoAddress(const Cidr& address);
 
+  // The addresses on interface `ifname` in the socket's namespace (each a full-length
+  // prefix: 10.0.0.5/32); nullopt when the namespace has no such interface. What ADD and
+  // CHECK hold prevResult's addresses against. Two plain requests (the interface by name,
+  // then the kernel-filtered dump of its addresses), parsed as they come: a link cache
+  // would dump every link with its statistics.
+  Result<std::optional<std::vector<Cidr>>> interfaceAddresses(const std::string& ifname);
+
 private:
   explicit RouteSocket(nl_sock* s) : sock_(s) {}
+  // NETLINK_GET_STRICT_CHK on or off. On, the kernel filters an address dump by interface
+  // itself; off is what libnl's cache dumps need (their requests carry the short header
+  // strict checking refuses). Changed only when a call needs the other setting.
+  void strictChecking(bool on);
   nl_sock* sock_ = nullptr;
+  bool strict_ = false;
 };
 
 } // namespace podsteer::nl

@@ -17,55 +17,16 @@
 
 namespace podsteer::state {
 
-Status ensureDirectory(const std::string& dir) {
-  // A parent that another process removes once it is empty (the node-wide root, which the
-  // last command of another node's podsteer state takes away) can vanish at any step
-  // here: start over, a bounded number of times (each costs a few syscalls).
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    struct stat existing {};
-    // The common case (it exists) costs one lstat; a new directory under an existing one
-    // (a new container's) one mkdir; only a missing parent walks up.
-    if (::lstat(dir.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) return Status::success();
-    if (::mkdir(dir.c_str(), 0700) == 0) return Status::success(); // ours, just made: a directory
-    if (errno == ENOENT) {
-      const size_t slash = dir.rfind('/');
-      if (slash != std::string::npos && slash > 0)
-        if (auto s = ensureDirectory(dir.substr(0, slash)); !s) return s;
-      if (::mkdir(dir.c_str(), 0700) == 0) return Status::success();
-      if (errno == ENOENT) continue; // the parent went again
-    }
-    if (errno != EEXIST)
-      return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
-    struct stat st {};
-    if (::lstat(dir.c_str(), &st) != 0) {
-      if (errno == ENOENT) continue; // removed between its mkdir and our lstat
-      return makeError(ErrorCode::kState, "stateDir: " + dir + ": " + std::strerror(errno));
-    }
-    if (S_ISLNK(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is a symlink");
-    if (!S_ISDIR(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is not a directory");
-    return Status::success();
-  }
-  return makeError(ErrorCode::kTryAgain, "stateDir: " + dir + " keeps being removed while it is created", "retry");
-}
-
-Status checkStateDir(const std::string& dir) {
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0) return Status::success();
-  if (S_ISLNK(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is a symlink");
-  if (!S_ISDIR(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is not a directory");
-  return Status::success();
-}
-
 namespace {
 
 // Takes an exclusive flock on the directory `path`, waiting until `deadline`.
 // `openErrno` (optional) receives the errno of a failed open.
-Result<nl::UniqueFd> lockDirectory(const std::string& path, std::chrono::steady_clock::time_point deadline,
+Result<UniqueFd> lockDirectory(const std::string& path, std::chrono::steady_clock::time_point deadline,
                                    int* openErrno = nullptr) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0 && openErrno != nullptr) *openErrno = errno;
   if (fd < 0) return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(errno));
-  nl::UniqueFd lockFd(fd);
+  UniqueFd lockFd(fd);
   // Uncontended (the common case): taken at once, no timer to arm.
   if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return lockFd;
   const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - std::chrono::steady_clock::now());
@@ -100,7 +61,7 @@ Result<nl::UniqueFd> lockDirectory(const std::string& path, std::chrono::steady_
 // The node-wide directory's lock. The directory is removed by the last holder that leaves
 // it empty, so a waiter may get the lock of a directory that is gone: it then starts over
 // on the new one (st_nlink 0 says the directory was removed).
-Result<nl::UniqueFd> lockNodeDirectory(std::chrono::steady_clock::time_point deadline) {
+Result<UniqueFd> lockNodeDirectory(std::chrono::steady_clock::time_point deadline) {
   const std::string& dir = nodeStateDir();
   for (int attempt = 0; attempt < 1000; ++attempt) {
     if (auto s = ensureDirectory(dir); !s) return s.error();

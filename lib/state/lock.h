@@ -3,8 +3,9 @@
 #include <chrono>
 #include <string>
 
-#include "cni/error.h"
-#include "nl/handles.h"
+#include "util/file_io.h"
+#include "util/result.h"
+#include "util/unique_fd.h"
 
 namespace podsteer::state {
 
@@ -27,17 +28,15 @@ public:
   ~NodeLock();
 
 private:
-  NodeLock(nl::UniqueFd stateFd, nl::UniqueFd nodeFd) : stateFd_(std::move(stateFd)), nodeFd_(std::move(nodeFd)) {}
-  nl::UniqueFd stateFd_;
-  nl::UniqueFd nodeFd_;
+  NodeLock(UniqueFd stateFd, UniqueFd nodeFd) : stateFd_(std::move(stateFd)), nodeFd_(std::move(nodeFd)) {}
+  UniqueFd stateFd_;
+  UniqueFd nodeFd_;
 };
 
-// Creates `dir` (and parents) mode 0700 and refuses a symlink in its place: the state
-// directory decides what DEL and GC delete, so it must be the directory it says it is.
-Status ensureDirectory(const std::string& dir);
-// For commands that only read state (CHECK): the directory may be missing, but it must
-// not be a symlink or something other than a directory.
-Status checkStateDir(const std::string& dir);
+// The directory helpers live in util/file_io.h; callers of the state layer name them
+// state::ensureDirectory and state::checkStateDir.
+using podsteer::checkStateDir;
+using podsteer::ensureDirectory;
 // For commands that take no lock (CHECK, list): a stateDir still in the previous
 // release's layout is moved to the node-wide one first (under the lock, once).
 Status adoptLegacyStateIfAny(const std::string& stateDir);

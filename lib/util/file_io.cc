@@ -160,4 +160,43 @@ Status syncDirectory(const std::string& dir, ErrorCode code) {
   return Status::success();
 }
 
+Status ensureDirectory(const std::string& dir) {
+  // A parent that another process removes once it is empty (the node-wide root, which the
+  // last command of another node's podsteer state takes away) can vanish at any step
+  // here: start over, a bounded number of times (each costs a few syscalls).
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    struct stat existing {};
+    // The common case (it exists) costs one lstat; a new directory under an existing one
+    // (a new container's) one mkdir; only a missing parent walks up.
+    if (::lstat(dir.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode)) return Status::success();
+    if (::mkdir(dir.c_str(), 0700) == 0) return Status::success(); // ours, just made: a directory
+    if (errno == ENOENT) {
+      const size_t slash = dir.rfind('/');
+      if (slash != std::string::npos && slash > 0)
+        if (auto s = ensureDirectory(dir.substr(0, slash)); !s) return s;
+      if (::mkdir(dir.c_str(), 0700) == 0) return Status::success();
+      if (errno == ENOENT) continue; // the parent went again
+    }
+    if (errno != EEXIST)
+      return makeError(ErrorCode::kState, "stateDir: cannot create " + dir + ": " + std::strerror(errno));
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0) {
+      if (errno == ENOENT) continue; // removed between its mkdir and our lstat
+      return makeError(ErrorCode::kState, "stateDir: " + dir + ": " + std::strerror(errno));
+    }
+    if (S_ISLNK(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is a symlink");
+    if (!S_ISDIR(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is not a directory");
+    return Status::success();
+  }
+  return makeError(ErrorCode::kTryAgain, "stateDir: " + dir + " keeps being removed while it is created", "retry");
+}
+
+Status checkStateDir(const std::string& dir) {
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) return Status::success();
+  if (S_ISLNK(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is a symlink");
+  if (!S_ISDIR(st.st_mode)) return makeError(ErrorCode::kInvalidConfig, "stateDir: " + dir + " is not a directory");
+  return Status::success();
+}
+
 } // namespace podsteer

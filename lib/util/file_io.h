@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cni/error.h"
+#include "util/result.h"
 
 namespace podsteer {
 
@@ -17,6 +17,13 @@ namespace podsteer {
 
 // The names in `dir` except "." and ".." (readdir order), none when it cannot be read.
 std::vector<std::string> directoryEntries(const std::string& dir);
+
+// Creates `dir` (and parents) mode 0700 and refuses a symlink in its place: the state
+// directory decides what DEL and GC delete, so it must be the directory it says it is.
+Status ensureDirectory(const std::string& dir);
+// For commands that only read state (CHECK): the directory may be missing, but it must
+// not be a symlink or something other than a directory.
+Status checkStateDir(const std::string& dir);
 
 // The file's bytes, or nullopt with errno set (ENOENT when it does not exist).
 std::optional<std::string> readFile(const std::string& path);

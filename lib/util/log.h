@@ -2,9 +2,10 @@
 
 #include <string>
 
-#include "config/netconf.h"
 
 namespace podsteer {
+
+enum class LogLevel { kDebug, kInfo, kWarn, kError };
 
 // Logs go to stderr, or to `logFile` when one is configured (errors go to both, so a
 // runtime that shows the plugin's stderr still shows why it failed). Never to stdout:
