@@ -61,9 +61,9 @@ Status checkPodAddresses(nl::PodNetns& ns, const std::string& ifname, const std:
     Cidr host = ips[i];
     host.prefixLen = host.maxPrefix();
     if (std::find((*have)->begin(), (*have)->end(), host) == (*have)->end())
-      return makeError(ErrorCode::kInvalidConfig, "prevResult.ips[" + std::to_string(i) + "].address: " +
-                                                      host.addressString() + " is not an address of " + ifname +
-                                                      " in the pod's network namespace");
+      return makeError(ErrorCode::kInvalidConfig, "prevResult.ips[" + std::to_string(i) +
+                                                      "].address: " + host.addressString() + " is not an address of " +
+                                                      ifname + " in the pod's network namespace");
   }
   return Status::success();
 }
@@ -91,7 +91,8 @@ Status takeOverAddresses(const Kernels& k, const std::string& stateDir, const st
                        "prevResult.ips[" + std::to_string(i) + "].address: " + address + " belongs on this node to " +
                            who + ", whose pod is still running; attachment " + me.userKey() + " cannot also have it",
                        "two live pods cannot hold one address on one node: check the IPAM");
-    logWarn("address " + address + " was held by " + who + ", whose pod is gone (DEL missed): its node objects "
+    logWarn("address " + address + " was held by " + who +
+            ", whose pod is gone (DEL missed): its node objects "
             "are removed and its record retired");
     if (auto s = collectAttachment(k, ownerDir, r); !s) return s;
   }
@@ -103,7 +104,10 @@ Status takeOverAddresses(const Kernels& k, const std::string& stateDir, const st
 class AddFlow {
 public:
   AddFlow(const Kernels& k, const Invocation& inv)
-      : k_(k), env_(inv.env), conf_(inv.conf), store_(conf_.stateDir),
+      : k_(k),
+        env_(inv.env),
+        conf_(inv.conf),
+        store_(conf_.stateDir),
         userKey_(state::HostUsers::userKey(conf_.name, env_.containerId, env_.ifname)),
         me_{conf_.name, env_.containerId, env_.ifname, conf_.stateDir} {}
 
@@ -135,16 +139,17 @@ private:
   // address check; nothing is changed yet.
   Status prepare() {
     if (!conf_.prevResult)
-      return makeError(ErrorCode::kInvalidConfig, "prevResult: missing; podsteer is a chained plugin and must "
-                                                  "follow the plugin that creates the pod's interface");
+      return makeError(ErrorCode::kInvalidConfig,
+                       "prevResult: missing; podsteer is a chained plugin and must "
+                       "follow the plugin that creates the pod's interface");
     pod_ = podFromInvocation(env_, conf_);
     if (auto s = validatePodIdentity(pod_.podNamespace, pod_.podName); !s) return s;
     auto plan = plan::buildPlan(conf_, pod_);
     if (!plan) return plan.error();
     plan_ = std::move(*plan);
     // Both pod-side sockets are made in one visit to the pod's namespace.
-    auto ns = k_.pod.open(env_.netns, nl::PodKernel::kTableSocket |
-                                          (pod_.ips.empty() ? nl::PodKernel::kNoSockets : nl::PodKernel::kAddressSocket));
+    auto ns = k_.pod.open(env_.netns, nl::PodKernel::kTableSocket | (pod_.ips.empty() ? nl::PodKernel::kNoSockets
+                                                                                      : nl::PodKernel::kAddressSocket));
     if (!ns) return ns.error();
     if (!*ns) return makeError(ErrorCode::kInvalidEnv, "CNI_NETNS: " + env_.netns + " does not exist");
     ns_ = std::move(*ns);

@@ -80,7 +80,8 @@ bool samePodSide(const std::optional<AttachmentRecord>& a, const std::optional<A
 Status delPodSideLocked(const Kernels& k, const CniEnv& env, const std::optional<AttachmentRecord>& seen,
                         const std::optional<AttachmentRecord>& rec) {
   const PodExtras extras = rec ? podExtrasOf(*rec) : PodExtras{};
-  if (!env.netns.empty()) return samePodSide(seen, rec) ? Status::success() : cleanupPodNetns(k.pod, env.netns, "", extras);
+  if (!env.netns.empty())
+    return samePodSide(seen, rec) ? Status::success() : cleanupPodNetns(k.pod, env.netns, "", extras);
   if (!rec) return Status::success();
   return cleanupPodNetns(k.pod, rec->netns, rec->netnsIdentity, extras);
 }
@@ -184,8 +185,10 @@ Status checkHost(const Kernels& k, const Invocation& inv, const PodInfo& pod, co
   plan::HostMembership programmed = rec ? membershipFromJson(rec->host) : plan.host;
   if (programmed.domain != plan.host.domain || programmed.hairpin != plan.host.hairpin ||
       programmed.portPool != plan.host.portPool)
-    diffs.push_back("host: the pod's routing domain, hairpin or port pool differs from the config "
-                    "(programmed domain \"" + programmed.domain + "\", config domain \"" + plan.host.domain + "\")");
+    diffs.push_back(
+        "host: the pod's routing domain, hairpin or port pool differs from the config "
+        "(programmed domain \"" +
+        programmed.domain + "\", config domain \"" + plan.host.domain + "\")");
   if (!programmed.empty()) {
     const state::AddressOwners owners = k.nodeState.owners();
     const state::AttachmentKey me{conf.name, env.containerId, env.ifname, conf.stateDir};
@@ -209,7 +212,8 @@ struct CheckInputs {
 
 Result<CheckInputs> checkInputs(const Kernels& k, const Invocation& inv) {
   const auto& [env, conf] = inv;
-  if (!conf.prevResult) return makeError(ErrorCode::kInvalidConfig, "prevResult: missing; CHECK needs the previous result");
+  if (!conf.prevResult)
+    return makeError(ErrorCode::kInvalidConfig, "prevResult: missing; CHECK needs the previous result");
   CheckInputs in;
   in.pod = podFromInvocation(env, conf);
   if (auto s = validatePodIdentity(in.pod.podNamespace, in.pod.podName); !s) return s.error();
@@ -432,7 +436,8 @@ CommandOutput runCniCommand(const EnvLookup& getenv, const std::string& stdinTex
   CommandOutput out;
   auto inv = readInvocation(getenv, stdinText, out);
   if (!inv) return out;
-  return runParsed(*inv, [&](const Invocation& i) { return isFlow(i.env.command) ? dispatch(kernels, i) : cmdStatus(i); });
+  return runParsed(*inv,
+                   [&](const Invocation& i) { return isFlow(i.env.command) ? dispatch(kernels, i) : cmdStatus(i); });
 }
 
 } // namespace podsteer

@@ -5,8 +5,8 @@
 
 #include "commands/host.h"
 #include "commands/node_objects.h"
-#include "nl/node_kernel.h"
 #include "config/netconf.h"
+#include "nl/node_kernel.h"
 #include "plan/plan.h"
 #include "state/lock.h"
 #include "state/node_state.h"

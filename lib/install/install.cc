@@ -356,7 +356,6 @@ void pauseWatchers(const std::string& binDir, std::string& report) {
   ::closedir(d);
 }
 
-
 // Whether the bin dir holds opts.binary (or this executable).
 Status checkBinary(const InstallOptions& opts) {
   const std::string source = opts.binary.empty() ? "/proc/self/exe" : opts.binary;
@@ -384,7 +383,6 @@ Status checkOwned(const InstallOptions& opts, const ConfigFile& primary, const s
     return makeError(ErrorCode::kTryAgain, (*owned)->path + " is not the primary's plugins and the --conf entry");
   return checkBinary(opts);
 }
-
 
 // The stateDir an installed entry names (the plugin's default when it names none).
 std::string stateDirOf(const nlohmann::json& entry) {

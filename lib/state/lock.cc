@@ -22,7 +22,7 @@ namespace {
 // Takes an exclusive flock on the directory `path`, waiting until `deadline`.
 // `openErrno` (optional) receives the errno of a failed open.
 Result<UniqueFd> lockDirectory(const std::string& path, std::chrono::steady_clock::time_point deadline,
-                                   int* openErrno = nullptr) {
+                               int* openErrno = nullptr) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0 && openErrno != nullptr) *openErrno = errno;
   if (fd < 0) return makeError(ErrorCode::kState, "lock " + path + ": " + std::strerror(errno));

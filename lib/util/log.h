@@ -2,7 +2,6 @@
 
 #include <string>
 
-
 namespace podsteer {
 
 enum class LogLevel { kDebug, kInfo, kWarn, kError };

@@ -8,7 +8,8 @@
 namespace podsteer {
 
 // Errors are values: no exception crosses a lib/ API. Result<T> holds a T or an Error.
-template <typename T> class [[nodiscard]] Result {
+template <typename T>
+class [[nodiscard]] Result {
 public:
   Result(T value) : v_(std::move(value)) {}
   Result(Error error) : v_(std::move(error)) {}

@@ -73,7 +73,7 @@ struct World {
 
   // The conflist entry: capture (REDIRECT) and hairpin unless `extra` says otherwise.
   json conf(const PodSpec& p, json extra = json::object(), bool prev = true) const {
-    json c = {{"cniVersion", "1.0.0"}, {"name", kNet}, {"type", "podsteer"}, {"stateDir", stateDir.string()},
+    json c = {{"cniVersion", "1.0.0"},      {"name", kNet},   {"type", "podsteer"}, {"stateDir", stateDir.string()},
               {"redirect", json::object()}, {"hairpin", true}};
     if (prev)
       c["prevResult"] = {{"cniVersion", "1.0.0"},
@@ -88,10 +88,12 @@ struct World {
 
   CommandOutput run(const std::string& command, const PodSpec& p, const json& conf,
                     std::optional<std::string> netns = std::nullopt) {
-    std::map<std::string, std::string> env = {
-        {"CNI_COMMAND", command},     {"CNI_CONTAINERID", p.containerId},
-        {"CNI_NETNS", netns.value_or(p.netns)}, {"CNI_IFNAME", "eth0"},
-        {"CNI_PATH", "/opt/cni/bin"}, {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}};
+    std::map<std::string, std::string> env = {{"CNI_COMMAND", command},
+                                              {"CNI_CONTAINERID", p.containerId},
+                                              {"CNI_NETNS", netns.value_or(p.netns)},
+                                              {"CNI_IFNAME", "eth0"},
+                                              {"CNI_PATH", "/opt/cni/bin"},
+                                              {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}};
     if (command == "GC") env.erase("CNI_CONTAINERID");
     EnvLookup lookup = [env](const char* key) -> std::optional<std::string> {
       auto it = env.find(key);
@@ -143,8 +145,9 @@ const json kTproxy = {{"redirect", {{"interceptionMode", "TPROXY"}}}};
 
 } // namespace
 
-TEST_CASE("ADD: a first ADD creates the pod's table before the node lock, then under it the record, the "
-          "address claim and the node objects, and passes prevResult through") {
+TEST_CASE(
+    "ADD: a first ADD creates the pod's table before the node lock, then under it the record, the "
+    "address claim and the node objects, and passes prevResult through") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -190,8 +193,9 @@ TEST_CASE("ADD repeated: the table is replaced under the lock, one record, the s
   CHECK(state::RecordStore(w.stateDir.string()).list(kNet).size() == 1);
 }
 
-TEST_CASE("ADD over a table without a record (a killed ADD's): the optimistic creates meet it (EEXIST) and it "
-          "is replaced under the lock") {
+TEST_CASE(
+    "ADD over a table without a record (a killed ADD's): the optimistic creates meet it (EEXIST) and it "
+    "is replaced under the lock") {
   World w;
   PodSpec p;
   w.addPod(p).table = "table inet podsteer {\n}\n";
@@ -204,8 +208,9 @@ TEST_CASE("ADD over a table without a record (a killed ADD's): the optimistic cr
   CHECK(w.hasRecord(p));
 }
 
-TEST_CASE("ADD: a refused pod-table commit fails the ADD with the kernel's error (100) before the lock; "
-          "nothing is left") {
+TEST_CASE(
+    "ADD: a refused pod-table commit fails the ADD with the kernel's error (100) before the lock; "
+    "nothing is left") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -219,8 +224,9 @@ TEST_CASE("ADD: a refused pod-table commit fails the ADD with the kernel's error
   expectNothingOf(w, p);
 }
 
-TEST_CASE("ADD: a refused pod-table commit under the lock (TPROXY) removes the routes it added, the record, "
-          "the claims and the node objects") {
+TEST_CASE(
+    "ADD: a refused pod-table commit under the lock (TPROXY) removes the routes it added, the record, "
+    "the claims and the node objects") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -237,8 +243,9 @@ TEST_CASE("ADD: a refused pod-table commit under the lock (TPROXY) removes the r
   expectNothingOf(w, p);
 }
 
-TEST_CASE("ADD: a refused node commit after the pod table was programmed takes the table away again and "
-          "leaves no record, claim or node object") {
+TEST_CASE(
+    "ADD: a refused node commit after the pod table was programmed takes the table away again and "
+    "leaves no record, claim or node object") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -250,11 +257,12 @@ TEST_CASE("ADD: a refused node commit after the pod table was programmed takes t
   CHECK_FALSE(w.hasTable(p));
   CHECK(w.nodeKernel.clean());
   expectNothingOf(w, p);
-  CHECK(fs::is_empty(w.stateDir) );
+  CHECK(fs::is_empty(w.stateDir));
 }
 
-TEST_CASE("ADD: a record that cannot be written fails the ADD and takes the early table away; no node "
-          "objects, no claims, no port block") {
+TEST_CASE(
+    "ADD: a record that cannot be written fails the ADD and takes the early table away; no node "
+    "objects, no claims, no port block") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -263,8 +271,8 @@ TEST_CASE("ADD: a record that cannot be written fails the ADD and takes the earl
     fs::create_directories(w.stateDir);
     std::ofstream(w.stateDir / kNet) << "not a directory";
   };
-  const json pool = {{"egressPortPool", {{"ports", "60000-60255"}, {"blockSize", 64},
-                                         {"destinations", {"198.51.100.0/24"}}}}};
+  const json pool = {
+      {"egressPortPool", {{"ports", "60000-60255"}, {"blockSize", 64}, {"destinations", {"198.51.100.0/24"}}}}};
   auto out = w.add(p, pool);
   CHECK(out.exitCode == 1);
   CHECK(codeOf(out) != 0);
@@ -289,8 +297,9 @@ TEST_CASE("ADD: the node lock not granted (11) takes the early table away") {
   expectNothingOf(w, p);
 }
 
-TEST_CASE("ADD: a netns that is gone is error 4, and an address not on the pod's interface error 7; "
-          "neither touches the kernel or the node") {
+TEST_CASE(
+    "ADD: a netns that is gone is error 4, and an address not on the pod's interface error 7; "
+    "neither touches the kernel or the node") {
   World w;
   PodSpec p;
   auto out = w.add(p);
@@ -306,8 +315,9 @@ TEST_CASE("ADD: a netns that is gone is error 4, and an address not on the pod's
   expectNothingOf(w, p);
 }
 
-TEST_CASE("ADD: an address held by a pod that is gone is taken over (its attachment collected); one held by a "
-          "live pod is refused with 7") {
+TEST_CASE(
+    "ADD: an address held by a pod that is gone is taken over (its attachment collected); one held by a "
+    "live pod is refused with 7") {
   World w;
   PodSpec a, b = secondPod(/*sameAddress=*/true);
   w.addPod(a);
@@ -328,8 +338,9 @@ TEST_CASE("ADD: an address held by a pod that is gone is taken over (its attachm
   CHECK(w.hasRecord(b));
 }
 
-TEST_CASE("DEL: cleans the pod before the lock and the node under it; repeated DEL succeeds with nothing "
-          "left to do") {
+TEST_CASE(
+    "DEL: cleans the pod before the lock and the node under it; repeated DEL succeeds with nothing "
+    "left to do") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -408,8 +419,9 @@ TEST_CASE("DEL: a refused table delete fails the DEL (100) before the lock; the 
   expectNothingOf(w, p);
 }
 
-TEST_CASE("CHECK: passes after ADD; a missing table, a missing rule, a missing node element or route each "
-          "fail it with 103 naming the difference") {
+TEST_CASE(
+    "CHECK: passes after ADD; a missing table, a missing rule, a missing node element or route each "
+    "fail it with 103 naming the difference") {
   World w;
   PodSpec p;
   w.addPod(p);
@@ -460,8 +472,9 @@ TEST_CASE("CHECK (TPROXY): a pod route removed behind podsteer's back fails it w
   CHECK(msgOf(out).find("ip rule add fwmark") != std::string::npos);
 }
 
-TEST_CASE("GC keeps the attachments the runtime names and collects the others (their table, node objects, "
-          "claims and record)") {
+TEST_CASE(
+    "GC keeps the attachments the runtime names and collects the others (their table, node objects, "
+    "claims and record)") {
   World w;
   PodSpec a, b = secondPod();
   w.addPod(a);
@@ -483,8 +496,9 @@ TEST_CASE("GC keeps the attachments the runtime names and collects the others (t
   CHECK(w.locker.held == 0);
 }
 
-TEST_CASE("GC: one attachment that cannot be collected is reported (its record stays), the others are "
-          "collected") {
+TEST_CASE(
+    "GC: one attachment that cannot be collected is reported (its record stays), the others are "
+    "collected") {
   World w;
   PodSpec a, b = secondPod();
   w.addPod(a);

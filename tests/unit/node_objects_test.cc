@@ -221,7 +221,8 @@ TEST_CASE("remove: a shared resource is retired only when its last user goes; th
   writeRecord(node, kA, a);
   writeRecord(node, kB, b);
 
-  struct stat digestBefore {}, digestAfter {};
+  struct stat digestBefore {
+  }, digestAfter{};
   REQUIRE(::stat((node.nodeDir / "host/base.json").c_str(), &digestBefore) == 0);
   REQUIRE(node.objects().remove(node.stateDir.string(), kA.key(), a).ok());
   // The base stayed as it was: its digest is not written again (a DEL holds the node lock
