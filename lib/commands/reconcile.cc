@@ -14,14 +14,12 @@
 #include "commands/gc.h"
 #include "commands/host.h"
 #include "commands/inspect.h"
-#include "nl/netns.h"
+#include "commands/kernels.h"
+#include "commands/node_objects.h"
 #include "nl/nft_socket.h"
-#include "nl/nft_table.h"
-#include "nl/route.h"
 #include "plan/align.h"
 #include "plan/diff.h"
 #include "plan/render.h"
-#include "state/lock.h"
 #include "state/node_state.h"
 #include "util/digest.h"
 #include "util/file_io.h"
@@ -110,8 +108,8 @@ struct PodOutcome {
 
 // Whether the node holds another definition of the pod's domain or port pool than the
 // new config ("" when not).
-std::string sharedDefinitionChange(const std::string& /*stateDir: definitions are node-wide*/, const NetConf& conf, const plan::HostMembership& m) {
-  const state::HostUsers users = state::NodeState::node().users();
+std::string sharedDefinitionChange(const Kernels& k, const NetConf& conf, const plan::HostMembership& m) {
+  const state::HostUsers users = k.nodeState.users();
   if (!m.domain.empty()) {
     for (const auto& d : conf.routingDomains)
       if (d.name == m.domain && users.holdsOtherDefinition(d)) return "routing domain " + d.name + " definition changed";
@@ -155,7 +153,7 @@ std::optional<std::vector<plan::Change>> recordedTableChanges(const std::string&
 // the new config's, no earlier reconcile left work, and the node holds the new shared
 // definitions. Such an attachment is neither locked nor entered: the kernel is not read
 // (that is --repair's job), so a no-op reconcile costs a record read and a plan per pod.
-bool alreadyCurrent(const ReconcileOptions& opts, const nlohmann::json& entry, const state::AttachmentRecord& rec) {
+bool alreadyCurrent(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry, const state::AttachmentRecord& rec) {
   if (opts.repair || !rec.pendingHost.is_null()) return false;
   auto newConf = confFromRecord(rec, &entry);
   if (!newConf) return false; // reconcileOne reports it
@@ -179,7 +177,7 @@ bool alreadyCurrent(const ReconcileOptions& opts, const nlohmann::json& entry, c
   if (routes != (rec.podRoutes.is_null() || rec.podRoutes.empty() ? nlohmann::json(nullptr) : rec.podRoutes))
     return false;
   if (newPlan->passthroughAddress6 ? rec.loAddress6.empty() : rec.loAddress6 == "podsteer") return false;
-  return sharedDefinitionChange(opts.stateDir, *newConf, newPlan->host).empty();
+  return sharedDefinitionChange(k, *newConf, newPlan->host).empty();
 }
 
 std::string labelOf(const state::AttachmentRecord& rec) {
@@ -206,6 +204,36 @@ size_t parkedSocketBudget() {
   return lim.rlim_cur > 2 * room ? std::min<size_t>(4096, lim.rlim_cur - room) : 8;
 }
 
+// verifyRecord (commands/inspect.cc) through the seam: the pod's table against the plan
+// for the recorded config, the node objects against the recorded membership.
+Result<RecordCheck> verifyRecordOn(const Kernels& k, const state::AttachmentRecord& rec) {
+  RecordCheck check;
+  std::vector<std::string>& diffs = check.differences;
+  auto conf = confFromRecord(rec);
+  if (!conf) return conf.error();
+  auto plan = plan::buildPlan(*conf, withoutHostChoices(podFromRecord(rec)));
+  if (!plan) return plan.error();
+  auto ns = k.pod.open(rec.netns);
+  if (!ns) return ns.error();
+  if (!*ns || (!rec.netnsIdentity.empty() && rec.netnsIdentity != (*ns)->identity())) {
+    check.state = RecordState::kNetnsGone;
+    diffs.push_back("pod netns " + rec.netns + " is gone");
+  } else if (plan->podTable) {
+    auto d = (*ns)->diffTable(*plan->podTable);
+    if (!d) return d.error();
+    diffs.insert(diffs.end(), d->begin(), d->end());
+  } else {
+    auto exists = (*ns)->tableExists();
+    if (!exists) return exists.error();
+    if (*exists) diffs.push_back("table inet podsteer present, but " + plan->reason);
+  }
+  auto host = NodeObjects(k.nodeState, k.node).check(membershipFromJson(rec.host));
+  if (!host) return host.error();
+  diffs.insert(diffs.end(), host->begin(), host->end());
+  if (check.state == RecordState::kIntact && !diffs.empty()) check.state = RecordState::kDamaged;
+  return check;
+}
+
 // One attachment's record with the old and new plans made from it.
 struct PodPlans {
   state::AttachmentRecord rec;
@@ -216,7 +244,7 @@ struct PodPlans {
 
 // The recorded plan (its host part and pod-side extras as recorded) and the new config's
 // plan for the same pod, the new one with the pod's port block (kept, or claimed anew).
-Result<PodPlans> planPod(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
+Result<PodPlans> planPod(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
                          state::AttachmentRecord rec) {
   auto oldConf = confFromRecord(rec);
   if (!oldConf) return makeError(oldConf.error().code, "recorded config: " + oldConf.error().msg);
@@ -238,7 +266,7 @@ Result<PodPlans> planPod(const ReconcileOptions& opts, const nlohmann::json& ent
     if (oldPlan->host.portBlock && (opts.dryRun || *oldPlan->host.portBlock < pool.blockCount())) {
       plan::addPortBlockElements(newPlan->host, pod.ips, pool, *oldPlan->host.portBlock);
     } else if (!opts.dryRun) {
-      auto block = claimPortBlock(opts.stateDir, userKey, pool, oldPlan->host.portBlock);
+      auto block = NodeObjects(k.nodeState, k.node).claimPortBlock(userKey, pool, oldPlan->host.portBlock);
       if (!block) return block.error();
       plan::addPortBlockElements(newPlan->host, pod.ips, pool, *block);
     }
@@ -250,7 +278,7 @@ Result<PodPlans> planPod(const ReconcileOptions& opts, const nlohmann::json& ent
 // re-programmed whole (`damaged`: an earlier reconcile did not finish, this release plans
 // another table for the recorded config, a shared definition changed, or --repair found
 // the kernel differing from the record).
-Status findChanges(const ReconcileOptions& opts, PodPlans& p, std::vector<plan::Change>& changes, bool& damaged) {
+Status findChanges(const Kernels& k, const ReconcileOptions& opts, PodPlans& p, std::vector<plan::Change>& changes, bool& damaged) {
   damaged = false;
   if (!p.rec.pendingHost.is_null()) {
     // A reconcile died between its record and the kernel: finish the move from the
@@ -272,12 +300,12 @@ Status findChanges(const ReconcileOptions& opts, PodPlans& p, std::vector<plan::
   }
   // A domain or port pool whose definition changed must reach the node even when the
   // pod's own elements stay the same.
-  if (auto why = sharedDefinitionChange(opts.stateDir, p.newConf, p.newPlan.host); !why.empty()) {
+  if (auto why = sharedDefinitionChange(k, p.newConf, p.newPlan.host); !why.empty()) {
     changes.push_back({'~', "host", why});
     damaged = true;
   }
   if (!opts.repair) return Status::success();
-  auto v = verifyRecord(p.rec, opts.stateDir);
+  auto v = verifyRecordOn(k, p.rec);
   if (!v) return v.error();
   if (v->state == RecordState::kNetnsGone) return makeError(ErrorCode::kState, v->differences.front());
   for (const auto& d : v->differences) {
@@ -293,8 +321,8 @@ Status findChanges(const ReconcileOptions& opts, PodPlans& p, std::vector<plan::
 // then the record as it ends.
 class PodApply {
 public:
-  PodApply(const ReconcileOptions& opts, state::RecordStore& store, const PodPlans& p, bool damaged)
-      : opts_(opts),
+  PodApply(const Kernels& k, state::RecordStore& store, const PodPlans& p, bool damaged)
+      : k_(k),
         store_(store),
         p_(p),
         damaged_(damaged),
@@ -322,12 +350,11 @@ public:
 
 private:
   Status openPodNetns() {
-    auto ns = nl::openNetns(p_.rec.netns);
+    auto ns = k_.pod.open(p_.rec.netns);
     if (!ns) return ns.error();
-    if (ns->state != nl::NetnsState::kOpen ||
-        (!p_.rec.netnsIdentity.empty() && netnsIdentity(ns->fd.get()) != p_.rec.netnsIdentity))
+    if (!*ns || (!p_.rec.netnsIdentity.empty() && (*ns)->identity() != p_.rec.netnsIdentity))
       return makeError(ErrorCode::kState, "pod netns " + p_.rec.netns + " is gone; record left for DEL/GC");
-    ns_ = std::move(ns->fd);
+    ns_ = std::move(*ns);
     return Status::success();
   }
 
@@ -348,42 +375,32 @@ private:
 
   // New routes before the table that marks packets for them (all of them when repairing);
   // ::6 on lo (istio-cni's) where it is missing (pods of an earlier release get it here).
+  // (The pod's rtnetlink socket is opened on the first of these calls, as before only
+  // when there is one to make.)
   Status addRoutesAndLo() {
-    if (!p_.newPlan.podRoutes.empty() || !staleRoutes_.empty() || addLo_ || dropLo_) {
-      nl::NetnsGuard guard(ns_.get());
-      if (!guard.status()) return guard.status();
-      auto rs = nl::RouteSocket::open();
-      if (!rs) return rs.error();
-      routes_.emplace(std::move(*rs));
-    }
     for (const auto& r : damaged_ ? p_.newPlan.podRoutes : addedRoutes_)
-      if (auto s = routes_->addPodRoute(r); !s) return s;
+      if (auto s = ns_->addPodRoute(r); !s) return s;
     if (addLo_ && p_.rec.loAddress6.empty()) {
-      auto have = routes_->hasLoAddress(lo6_);
+      auto have = ns_->hasLoAddress(lo6_);
       if (!have) return have.error();
       updated_.loAddress6 = *have ? "found" : "podsteer";
       if (auto s = store_.write(updated_); !s) return s; // before it is added
-      auto a = routes_->addLoAddress(lo6_);
+      auto a = ns_->addLoAddress(lo6_);
       if (!a) return a.error();
       addedLo_ = *a;
     } else if (addLo_ && p_.rec.loAddress6 == "podsteer") {
-      if (auto a = routes_->addLoAddress(lo6_); !a) return a.error();
+      if (auto a = ns_->addLoAddress(lo6_); !a) return a.error();
     }
     return Status::success();
   }
 
   Status replaceTable() {
     if (p_.oldPlan.podTable == p_.newPlan.podTable && !damaged_) return Status::success();
-    auto sock = nl::NftSocket::openIn(ns_.get());
-    if (!sock) return sock.error();
-    nl::NftBatch batch;
-    if (p_.newPlan.podTable) nl::batchReplaceTable(batch, *p_.newPlan.podTable);
-    else nl::batchDeleteTable(batch, "inet", plan::kTableName);
-    auto s = sock->commit(batch);
+    auto s = ns_->setTable(p_.newPlan.podTable ? &*p_.newPlan.podTable : nullptr);
     if (s) return s;
     // Back to the recorded state: what this reconcile added goes again.
-    for (const auto& r : addedRoutes_) (void)routes_->deletePodRoute(r);
-    if (addedLo_) (void)routes_->deleteLoAddress(lo6_);
+    for (const auto& r : addedRoutes_) (void)ns_->deletePodRoute(r);
+    if (addedLo_) (void)ns_->deleteLoAddress(lo6_);
     (void)store_.write(p_.rec);
     return s;
   }
@@ -392,9 +409,9 @@ private:
   // wanted, if it is podsteer's.
   Status dropStale() {
     for (const auto& r : staleRoutes_)
-      if (auto s = routes_->deletePodRoute(r); !s) return s;
+      if (auto s = ns_->deletePodRoute(r); !s) return s;
     if (dropLo_) {
-      if (auto s = routes_->deleteLoAddress(lo6_); !s) return s;
+      if (auto s = ns_->deleteLoAddress(lo6_); !s) return s;
       updated_.loAddress6.clear();
     }
     if (!p_.newPlan.passthroughAddress6) updated_.loAddress6.clear();
@@ -405,8 +422,9 @@ private:
 
   Status finishHostAndRecord() {
     if (!(p_.oldPlan.host == p_.newPlan.host) || damaged_) {
-      if (auto s = applyHostMembership(opts_.stateDir, p_.userKey, p_.newPlan.host, p_.oldPlan.host,
-                                       p_.newConf.routingDomains, p_.newConf.egressPortPool);
+      if (auto s = NodeObjects(k_.nodeState, k_.node)
+                       .apply(p_.userKey, p_.newPlan.host, p_.oldPlan.host, p_.newConf.routingDomains,
+                              p_.newConf.egressPortPool);
           !s)
         return s;
     }
@@ -414,7 +432,7 @@ private:
     return store_.write(updated_);
   }
 
-  const ReconcileOptions& opts_;
+  const Kernels& k_;
   state::RecordStore& store_;
   const PodPlans& p_;
   const bool damaged_;
@@ -422,12 +440,11 @@ private:
   const bool addLo_, dropLo_;
   std::vector<plan::PodRoute> addedRoutes_, staleRoutes_;
   const Cidr lo6_ = *parseCidr(plan::kPassthroughAddress6);
-  UniqueFd ns_;
-  std::optional<nl::RouteSocket> routes_;
+  std::unique_ptr<nl::PodNetns> ns_;
   bool addedLo_ = false;
 };
 
-PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
+PodOutcome reconcileOne(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
                         const std::string& containerId, const std::string& ifname) {
   PodOutcome out;
   out.label = containerId + "/" + ifname;
@@ -437,7 +454,7 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     return out;
   };
   // Per pod: ADD and DEL for other pods wait at most one pod's worth of work.
-  auto lock = state::NodeLock::acquire(opts.stateDir);
+  auto lock = k.locker.acquire(opts.stateDir);
   if (!lock) return fail(lock.error());
   state::RecordStore store(opts.stateDir);
   auto read = store.read(network, containerId, ifname);
@@ -447,10 +464,10 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     return out;
   }
   out.label = labelOf(**read);
-  auto plans = planPod(opts, entry, network, **read);
+  auto plans = planPod(k, opts, entry, network, **read);
   if (!plans) return fail(plans.error());
   bool damaged = false;
-  if (auto s = findChanges(opts, *plans, out.changes, damaged); !s) return fail(s.error());
+  if (auto s = findChanges(k, opts, *plans, out.changes, damaged); !s) return fail(s.error());
   if (out.changes.empty()) {
     out.status = PodStatus::kUnchanged;
     // The record follows the new config even when the kernel need not change.
@@ -466,15 +483,58 @@ PodOutcome reconcileOne(const ReconcileOptions& opts, const nlohmann::json& entr
     out.status = PodStatus::kWouldChange;
     return out;
   }
-  if (auto s = PodApply(opts, store, *plans, damaged).run(); !s) return fail(s.error());
+  if (auto s = PodApply(k, store, *plans, damaged).run(); !s) return fail(s.error());
   out.status =
       damaged && out.changes.size() == 1 && out.changes[0].op == '!' ? PodStatus::kRepaired : PodStatus::kChanged;
   return out;
 }
 
+// The plugin's node side for reconcile: a fresh netlink NodeKernel for each pod (renewed
+// as the pod takes the node lock), so each changed pod's node-side nftables socket is its
+// own and is parked with its pod socket, to be closed with the others at the end (one
+// socket kept for the whole run would hold commits of every pod, and close with none).
+class PerPodNodeKernel : public nl::NodeKernel {
+public:
+  void renew() { k_ = std::make_unique<nl::NetlinkNodeKernel>(); }
+  Result<Elements> applyElements(const std::vector<plan::HostElement>& remove,
+                                 const std::vector<plan::HostElement>& add) override {
+    return k_->applyElements(remove, add);
+  }
+  Status applyBase(const plan::Table& base, const std::vector<plan::HostElement>& remove,
+                   const std::vector<plan::HostElement>& add) override {
+    return k_->applyBase(base, remove, add);
+  }
+  Status deleteTable() override { return k_->deleteTable(); }
+  Result<bool> tableExists() override { return k_->tableExists(); }
+  Result<std::vector<std::string>> diffBase(const plan::Table& base) override { return k_->diffBase(base); }
+  Result<bool> hasElement(const plan::HostElement& e) override { return k_->hasElement(e); }
+  Status addRule(const plan::IpRule& r) override { return k_->addRule(r); }
+  Status deleteRule(const plan::IpRule& r) override { return k_->deleteRule(r); }
+  Result<bool> hasRule(const plan::IpRule& r) override { return k_->hasRule(r); }
+  Status addRoute(const plan::IpRoute& r) override { return k_->addRoute(r); }
+  Status deleteRoute(const plan::IpRoute& r) override { return k_->deleteRoute(r); }
+  Result<bool> hasRoute(const plan::IpRoute& r) override { return k_->hasRoute(r); }
+
+private:
+  std::unique_ptr<nl::NetlinkNodeKernel> k_ = std::make_unique<nl::NetlinkNodeKernel>();
+};
+
+class PerPodLocker : public NodeLocker {
+public:
+  explicit PerPodLocker(PerPodNodeKernel& node) : node_(node) {}
+  Result<std::unique_ptr<Held>> acquire(const std::string& stateDir) override {
+    node_.renew();
+    return real_.acquire(stateDir);
+  }
+
+private:
+  PerPodNodeKernel& node_;
+  RealNodeLocker real_;
+};
+
 } // namespace
 
-CommandOutput runReconcile(const ReconcileOptions& given) {
+CommandOutput runReconcile(const ReconcileOptions& given, const Kernels& k) {
   ReconcileOptions opts = given;
   auto entry = loadEntry(opts.confFile);
   if (!entry) return {1, "podsteer reconcile: " + entry.error().msg + "\n"};
@@ -500,11 +560,11 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
   const size_t parkBudget = parkedSocketBudget();
   nl::parkNftSocketCloses(true);
   for (const auto& rec : store.list(opts.network)) {
-    if (alreadyCurrent(opts, *entry, rec)) {
+    if (alreadyCurrent(k, opts, *entry, rec)) {
       outcomes.push_back(PodOutcome{labelOf(rec), PodStatus::kUnchanged, {}, {}});
       continue;
     }
-    outcomes.push_back(reconcileOne(opts, *entry, rec.network, rec.containerId, rec.ifname));
+    outcomes.push_back(reconcileOne(k, opts, *entry, rec.network, rec.containerId, rec.ifname));
     if (nl::parkedNftSocketCount() + 4 > parkBudget) nl::closeParkedSockets();
     // Between pods the lock is free: a queued ADD or DEL was woken when it was released
     // and gets the chance to take it (flock does not hand it over; an immediate re-take
@@ -545,6 +605,13 @@ CommandOutput runReconcile(const ReconcileOptions& given) {
                          2) +
                     "\n"};
   return {rc, text};
+}
+
+CommandOutput runReconcile(const ReconcileOptions& opts) {
+  nl::NetlinkPodKernel pod;
+  PerPodNodeKernel node;
+  PerPodLocker locker(node);
+  return runReconcile(opts, Kernels{pod, node, state::NodeState::node(), locker});
 }
 
 int runReconcileCommand(int argc, char** argv) {
