@@ -22,9 +22,9 @@
 #include "plan/render.h"
 #include "state/node_state.h"
 #include "util/digest.h"
+#include "util/fault.h"
 #include "util/file_io.h"
 #include "util/json_text.h"
-#include "util/fault.h"
 
 namespace podsteer {
 
@@ -153,7 +153,8 @@ std::optional<std::vector<plan::Change>> recordedTableChanges(const std::string&
 // the new config's, no earlier reconcile left work, and the node holds the new shared
 // definitions. Such an attachment is neither locked nor entered: the kernel is not read
 // (that is --repair's job), so a no-op reconcile costs a record read and a plan per pod.
-bool alreadyCurrent(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry, const state::AttachmentRecord& rec) {
+bool alreadyCurrent(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry,
+                    const state::AttachmentRecord& rec) {
   if (opts.repair || !rec.pendingHost.is_null()) return false;
   auto newConf = confFromRecord(rec, &entry);
   if (!newConf) return false; // reconcileOne reports it
@@ -244,8 +245,8 @@ struct PodPlans {
 
 // The recorded plan (its host part and pod-side extras as recorded) and the new config's
 // plan for the same pod, the new one with the pod's port block (kept, or claimed anew).
-Result<PodPlans> planPod(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
-                         state::AttachmentRecord rec) {
+Result<PodPlans> planPod(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry,
+                         const std::string& network, state::AttachmentRecord rec) {
   auto oldConf = confFromRecord(rec);
   if (!oldConf) return makeError(oldConf.error().code, "recorded config: " + oldConf.error().msg);
   auto newConf = confFromRecord(rec, &entry);
@@ -278,7 +279,8 @@ Result<PodPlans> planPod(const Kernels& k, const ReconcileOptions& opts, const n
 // re-programmed whole (`damaged`: an earlier reconcile did not finish, this release plans
 // another table for the recorded config, a shared definition changed, or --repair found
 // the kernel differing from the record).
-Status findChanges(const Kernels& k, const ReconcileOptions& opts, PodPlans& p, std::vector<plan::Change>& changes, bool& damaged) {
+Status findChanges(const Kernels& k, const ReconcileOptions& opts, PodPlans& p, std::vector<plan::Change>& changes,
+                   bool& damaged) {
   damaged = false;
   if (!p.rec.pendingHost.is_null()) {
     // A reconcile died between its record and the kernel: finish the move from the
@@ -444,8 +446,8 @@ private:
   bool addedLo_ = false;
 };
 
-PodOutcome reconcileOne(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry, const std::string& network,
-                        const std::string& containerId, const std::string& ifname) {
+PodOutcome reconcileOne(const Kernels& k, const ReconcileOptions& opts, const nlohmann::json& entry,
+                        const std::string& network, const std::string& containerId, const std::string& ifname) {
   PodOutcome out;
   out.label = containerId + "/" + ifname;
   auto fail = [&](const Error& why) {

@@ -54,7 +54,7 @@ struct World {
   json entry(int inboundPort = 0) const {
     json redirect = json::object();
     if (inboundPort) redirect["inboundPort"] = inboundPort;
-    return {{"cniVersion", "1.0.0"}, {"name", kNet},        {"type", "podsteer"},
+    return {{"cniVersion", "1.0.0"},         {"name", kNet},         {"type", "podsteer"},
             {"stateDir", stateDir.string()}, {"redirect", redirect}, {"hairpin", true}};
   }
 
@@ -65,10 +65,12 @@ struct World {
     c["prevResult"] = {{"cniVersion", "1.0.0"},
                        {"interfaces", {{{"name", "eth0"}, {"sandbox", p.netns}}}},
                        {"ips", {{{"address", p.ip + "/24"}, {"interface", 0}}}}};
-    std::map<std::string, std::string> env = {
-        {"CNI_COMMAND", "ADD"},  {"CNI_CONTAINERID", p.containerId}, {"CNI_NETNS", p.netns},
-        {"CNI_IFNAME", "eth0"},  {"CNI_PATH", "/opt/cni/bin"},
-        {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}};
+    std::map<std::string, std::string> env = {{"CNI_COMMAND", "ADD"},
+                                              {"CNI_CONTAINERID", p.containerId},
+                                              {"CNI_NETNS", p.netns},
+                                              {"CNI_IFNAME", "eth0"},
+                                              {"CNI_PATH", "/opt/cni/bin"},
+                                              {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}};
     EnvLookup lookup = [env](const char* key) -> std::optional<std::string> {
       auto it = env.find(key);
       return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
@@ -183,8 +185,9 @@ TEST_CASE("reconcile --dry-run: reports \"would change\" and changes neither ker
   CHECK(w.record(kPodA)->updatedAt == rec->updatedAt);
 }
 
-TEST_CASE("reconcile: a pod whose netns is gone fails with \"gone; record left for DEL/GC\" and keeps its "
-          "record; a record removed while reconcile waited for the lock is reported \"gone\"") {
+TEST_CASE(
+    "reconcile: a pod whose netns is gone fails with \"gone; record left for DEL/GC\" and keeps its "
+    "record; a record removed while reconcile waited for the lock is reported \"gone\"") {
   World w;
   w.add(kPodA);
   w.add(kPodB);
@@ -214,8 +217,9 @@ TEST_CASE("reconcile: a pod whose netns is gone fails with \"gone; record left f
   CHECK(r["unchanged"] == 1); // "gone" counts as unchanged
 }
 
-TEST_CASE("reconcile: a refused pod commit is reported \"failed\", the pod's record restored, and the "
-          "other pods still reconciled") {
+TEST_CASE(
+    "reconcile: a refused pod commit is reported \"failed\", the pod's record restored, and the "
+    "other pods still reconciled") {
   World w;
   w.add(kPodA);
   w.add(kPodB);
