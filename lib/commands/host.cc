@@ -52,9 +52,4 @@ Result<uint32_t> claimPortBlock(const std::string& /*stateDir*/, const std::stri
   return NodeObjects(state::NodeState::node(), kernel).claimPortBlock(userKey, pool, preferred);
 }
 
-Result<std::vector<std::string>> checkHostMembership(const std::string& /*stateDir*/, const plan::HostMembership& m) {
-  nl::NetlinkNodeKernel kernel;
-  return NodeObjects(state::NodeState::node(), kernel).check(m);
-}
-
 } // namespace podsteer

@@ -30,9 +30,6 @@ Result<uint32_t> claimPortBlock(const std::string& stateDir, const std::string& 
 // Removes everything this attachment added, and shared objects nobody uses any more.
 Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had);
 
-// Differences between the host and what this attachment should have there.
-Result<std::vector<std::string>> checkHostMembership(const std::string& stateDir, const plan::HostMembership& m);
-
 nlohmann::json membershipToJson(const plan::HostMembership& m);
 plan::HostMembership membershipFromJson(const nlohmann::json& j);
 

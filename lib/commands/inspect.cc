@@ -10,9 +10,8 @@
 
 #include "commands/gc.h"
 #include "commands/host.h"
-#include "nl/netns.h"
-#include "nl/nft_socket.h"
-#include "nl/nft_table.h"
+#include "commands/kernels.h"
+#include "commands/node_objects.h"
 #include "plan/host.h"
 #include "state/lock.h"
 #include "util/file_io.h"
@@ -46,7 +45,7 @@ PodInfo podFromRecord(const state::AttachmentRecord& rec) {
   return pod;
 }
 
-Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir) {
+Result<RecordCheck> verifyRecordOn(const Kernels& k, const state::AttachmentRecord& rec) {
   RecordCheck check;
   std::vector<std::string>& diffs = check.differences;
   auto conf = confFromRecord(rec);
@@ -55,31 +54,30 @@ Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::
   // membership: the annotations' recorded choices are not judged again here.
   auto plan = plan::buildPlan(*conf, withoutHostChoices(podFromRecord(rec)));
   if (!plan) return plan.error();
-  auto ns = nl::openNetns(rec.netns);
+  auto ns = k.pod.open(rec.netns);
   if (!ns) return ns.error();
-  const bool same = ns->state == nl::NetnsState::kOpen &&
-                    (rec.netnsIdentity.empty() || rec.netnsIdentity == netnsIdentity(ns->fd.get()));
-  if (!same) {
+  if (!*ns || (!rec.netnsIdentity.empty() && rec.netnsIdentity != (*ns)->identity())) {
     check.state = RecordState::kNetnsGone;
     diffs.push_back("pod netns " + rec.netns + " is gone");
+  } else if (plan->podTable) {
+    auto d = (*ns)->diffTable(*plan->podTable);
+    if (!d) return d.error();
+    diffs.insert(diffs.end(), d->begin(), d->end());
   } else {
-    auto sock = nl::NftSocket::openIn(ns->fd.get());
-    if (!sock) return sock.error();
-    if (plan->podTable) {
-      auto d = nl::diffTable(*sock, *plan->podTable);
-      if (!d) return d.error();
-      diffs.insert(diffs.end(), d->begin(), d->end());
-    } else {
-      auto exists = nl::tableExists(*sock, "inet", plan::kTableName);
-      if (!exists) return exists.error();
-      if (*exists) diffs.push_back("table inet podsteer present, but " + plan->reason);
-    }
+    auto exists = (*ns)->tableExists();
+    if (!exists) return exists.error();
+    if (*exists) diffs.push_back("table inet podsteer present, but " + plan->reason);
   }
-  auto host = checkHostMembership(stateDir, membershipFromJson(rec.host));
+  auto host = NodeObjects(k.nodeState, k.node).check(membershipFromJson(rec.host));
   if (!host) return host.error();
   diffs.insert(diffs.end(), host->begin(), host->end());
   if (check.state == RecordState::kIntact && !diffs.empty()) check.state = RecordState::kDamaged;
   return check;
+}
+
+Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& /*stateDir*/) {
+  PluginKernels kernels;
+  return verifyRecordOn(kernels.view(), rec);
 }
 
 bool hasCapability(int cap) {

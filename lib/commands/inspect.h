@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "commands/commands.h"
+#include "commands/kernels.h"
 #include "config/netconf.h"
 #include "config/pod.h"
 #include "plan/plan.h"
@@ -30,7 +31,11 @@ struct RecordCheck {
   std::vector<std::string> differences;
 };
 
-// Differences between the kernel and what the record says is programmed.
+// Differences between the kernel and what the record says is programmed: the pod's
+// table against the plan for the recorded config, the node objects against the recorded
+// membership. verifyRecordOn reads through `k` (reconcile --repair, unit tests);
+// verifyRecord through the node's netlink (doctor, list).
+Result<RecordCheck> verifyRecordOn(const Kernels& k, const state::AttachmentRecord& rec);
 Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir);
 
 // `podsteer list [--json] [--state-dir DIR]`.

@@ -205,36 +205,6 @@ size_t parkedSocketBudget() {
   return lim.rlim_cur > 2 * room ? std::min<size_t>(4096, lim.rlim_cur - room) : 8;
 }
 
-// verifyRecord (commands/inspect.cc) through the seam: the pod's table against the plan
-// for the recorded config, the node objects against the recorded membership.
-Result<RecordCheck> verifyRecordOn(const Kernels& k, const state::AttachmentRecord& rec) {
-  RecordCheck check;
-  std::vector<std::string>& diffs = check.differences;
-  auto conf = confFromRecord(rec);
-  if (!conf) return conf.error();
-  auto plan = plan::buildPlan(*conf, withoutHostChoices(podFromRecord(rec)));
-  if (!plan) return plan.error();
-  auto ns = k.pod.open(rec.netns);
-  if (!ns) return ns.error();
-  if (!*ns || (!rec.netnsIdentity.empty() && rec.netnsIdentity != (*ns)->identity())) {
-    check.state = RecordState::kNetnsGone;
-    diffs.push_back("pod netns " + rec.netns + " is gone");
-  } else if (plan->podTable) {
-    auto d = (*ns)->diffTable(*plan->podTable);
-    if (!d) return d.error();
-    diffs.insert(diffs.end(), d->begin(), d->end());
-  } else {
-    auto exists = (*ns)->tableExists();
-    if (!exists) return exists.error();
-    if (*exists) diffs.push_back("table inet podsteer present, but " + plan->reason);
-  }
-  auto host = NodeObjects(k.nodeState, k.node).check(membershipFromJson(rec.host));
-  if (!host) return host.error();
-  diffs.insert(diffs.end(), host->begin(), host->end());
-  if (check.state == RecordState::kIntact && !diffs.empty()) check.state = RecordState::kDamaged;
-  return check;
-}
-
 // One attachment's record with the old and new plans made from it.
 struct PodPlans {
   state::AttachmentRecord rec;
