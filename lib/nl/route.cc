@@ -14,6 +14,7 @@
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
 #include <netlink/socket.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -135,7 +136,7 @@ std::string loAddressText(const Cidr& a) {
   return std::string(a.family == Family::kIpv4 ? "ip" : "ip -6") + " addr add " + a.toString() + " dev lo";
 }
 
-// ---- the pod interface's addresses: two plain requests, parsed as they come ------------
+// ---- the pod interface's addresses: one dump, parsed as it comes ---------------------
 
 constexpr size_t kReceiveBuffer = 16384;
 // Listings read again when the kernel marks them interrupted.
@@ -395,22 +396,18 @@ void RouteSocket::strictChecking(bool on) {
 }
 
 Result<std::optional<std::vector<Cidr>>> RouteSocket::interfaceAddresses(const std::string& ifname) {
+  // The interface's index from the socket's namespace: SIOCGIFINDEX answers from the
+  // name hash alone, where RTM_GETLINK has the kernel build the whole link message.
+  if (ifname.empty() || ifname.size() >= IFNAMSIZ) return std::optional<std::vector<Cidr>>{};
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, ifname.data(), ifname.size());
+  if (::ioctl(nl_socket_get_fd(sock_), SIOCGIFINDEX, &ifr) != 0) {
+    if (errno == ENODEV) return std::optional<std::vector<Cidr>>{};
+    return podRtnlError("look up interface " + ifname, errno);
+  }
+  const int index = ifr.ifr_ifindex;
+  if (index <= 0) return std::optional<std::vector<Cidr>>{};
   auto buf = std::make_unique<char[]>(kReceiveBuffer);
-  // The interface by name: its answer is the link, or an error (no ack to wait for).
-  MsgPtr link(nlmsg_alloc_simple(RTM_GETLINK, NLM_F_REQUEST));
-  ifinfomsg ifi{};
-  ifi.ifi_family = AF_UNSPEC;
-  if (!link || nlmsg_append(link.get(), &ifi, sizeof(ifi), NLMSG_ALIGNTO) < 0 ||
-      nla_put_string(link.get(), IFLA_IFNAME, ifname.c_str()) < 0 ||
-      nla_put_u32(link.get(), IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS) < 0)
-    return podRtnlError("look up interface " + ifname, ENOMEM);
-  int index = 0;
-  const int err = exchange(sock_, link.get(), buf.get(), [&](nlmsghdr* m) {
-    if (m->nlmsg_type == RTM_NEWLINK) index = static_cast<const ifinfomsg*>(nlmsg_data(m))->ifi_index;
-  });
-  if (err == -ENODEV) return std::optional<std::vector<Cidr>>{};
-  if (err < 0) return podRtnlError("look up interface " + ifname, -err);
-  if (index == 0) return std::optional<std::vector<Cidr>>{};
 
   // Strict checking makes the kernel apply the dump's ifa_index filter itself: the answer
   // holds the pod interface's few addresses in one message, instead of every address of

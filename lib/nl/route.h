@@ -46,9 +46,10 @@ public:
 
   // The addresses on interface `ifname` in the socket's namespace (each a full-length
   // prefix: 10.0.0.5/32); nullopt when the namespace has no such interface. What ADD and
-  // CHECK hold prevResult's addresses against. Two plain requests (the interface by name,
-  // then the kernel-filtered dump of its addresses), parsed as they come: a link cache
-  // would dump every link with its statistics.
+  // CHECK hold prevResult's addresses against. The interface's index by ioctl
+  // (SIOCGIFINDEX on this socket: its namespace's name hash; RTM_GETLINK would have the
+  // kernel build the whole link message), then one kernel-filtered dump of its addresses,
+  // parsed as it comes: a link cache would dump every link with its statistics.
   Result<std::optional<std::vector<Cidr>>> interfaceAddresses(const std::string& ifname);
 
 private:
