@@ -64,12 +64,13 @@ Result<UniqueFd> lockDirectory(const std::string& path, std::chrono::steady_cloc
 Result<UniqueFd> lockNodeDirectory(std::chrono::steady_clock::time_point deadline) {
   const std::string& dir = nodeStateDir();
   for (int attempt = 0; attempt < 1000; ++attempt) {
-    if (auto s = ensureDirectory(dir); !s) return s.error();
+    // Opened first: it exists on a node that runs pods; made when the open says it is not.
     int openErrno = 0;
     auto fd = lockDirectory(dir, deadline, &openErrno);
     if (!fd) {
-      if (openErrno == ENOENT) continue; // removed between our mkdir and our open
-      return fd.error();
+      if (openErrno != ENOENT) return fd.error();
+      if (auto s = ensureDirectory(dir); !s) return s.error();
+      continue; // made (or made by another): open it again
     }
     struct stat st {};
     if (::fstat(fd->get(), &st) == 0 && st.st_nlink > 0) return fd;
@@ -81,10 +82,16 @@ Result<UniqueFd> lockNodeDirectory(std::chrono::steady_clock::time_point deadlin
 
 Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  if (auto s = ensureDirectory(stateDir); !s) return s.error();
   // The stateDir lock is the directory itself: no lock file is left behind when the last
-  // attachment goes, and the directory cannot be swapped for a symlink under us.
-  auto stateFd = lockDirectory(stateDir, deadline);
+  // attachment goes, and the directory cannot be swapped for a symlink under us. Opened
+  // first (O_NOFOLLOW | O_DIRECTORY: no symlink, no file); when that fails, ensureDirectory
+  // makes a missing one or names what is wrong (a symlink, a file) as a config error.
+  int openErrno = 0;
+  auto stateFd = lockDirectory(stateDir, deadline, &openErrno);
+  if (!stateFd && openErrno != 0) {
+    if (auto s = ensureDirectory(stateDir); !s) return s.error();
+    stateFd = lockDirectory(stateDir, deadline);
+  }
   if (!stateFd) return stateFd.error();
   auto nodeFd = lockNodeDirectory(deadline);
   if (!nodeFd) return nodeFd.error();
@@ -98,8 +105,11 @@ Result<NodeLock> NodeLock::acquire(const std::string& stateDir, std::chrono::mil
 NodeLock::~NodeLock() {
   if (!nodeFd_.valid()) return;
   // Still holding the lock: a node without podsteer state keeps no directory (rmdir
-  // refuses a non-empty one); the root goes too when no other node has one.
-  if (::rmdir(nodeStateDir().c_str()) == 0) {
+  // refuses a non-empty one); the root goes too when no other node has one. Its state is
+  // all in subdirectories, so one with any (st_nlink > 2, the common case) is not tried.
+  struct stat st {};
+  const bool maybeEmpty = ::fstat(nodeFd_.get(), &st) != 0 || st.st_nlink <= 2;
+  if (maybeEmpty && ::rmdir(nodeStateDir().c_str()) == 0) {
     ::rmdir(kNodeStateRoot);
     nl::watchNodeDirectory(-1);
     return;
