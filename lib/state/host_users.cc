@@ -58,14 +58,16 @@ bool dirHasEntries(const std::string& dir) {
 Status HostUsers::add(const NodeResource& resource, const std::string& user) const {
   const std::string rdir = layout_.usersDir(resource);
   const std::string path = layout_.userFile(resource, user);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0 && errno == ENOENT) {
+  // An empty file made by mknod: one call (open and close would be two). One that is
+  // there already is this user's from a repeated ADD.
+  auto make = [&] { return ::mknod(path.c_str(), S_IFREG | 0600, 0) == 0 || errno == EEXIST; };
+  bool made = make();
+  if (!made && errno == ENOENT) {
     // The resource's first user: make its directory (and the checks that come with it).
     if (auto s = ensureDirectory(rdir); !s) return s;
-    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    made = make();
   }
-  if (fd < 0) return hostStateError("add user", path);
-  ::close(fd);
+  if (!made) return hostStateError("add user", path);
   return Status::success();
 }
 
@@ -122,6 +124,10 @@ std::optional<RoutingDomain> HostUsers::domainDefinition(const std::string& name
   auto d = parseRoutingDomain((*cfg)["source"], "host state " + r.fileName(), (*cfg)["markMask"].get<uint32_t>());
   if (!d) return std::nullopt;
   return *d;
+}
+
+bool HostUsers::recorded(const RoutingDomain& domain) const {
+  return readConfig(NodeResource::routingDomain(domain.name)) == domainDefinitionJson(domain);
 }
 
 Status HostUsers::recordDefinition(const RoutingDomain& domain) const {

@@ -9,6 +9,7 @@
 //   <node>/host/<resource>.json                               its definition
 //   <node>/host/base.json                                     digest of the committed base
 //   <node>/owners/<address>                                   the one owner of an address
+//                                         (a symlink to its record; main wrote a JSON file)
 //   <node>/portblocks/<index>                                 egress port block claims
 //
 // <node> is <kNodeStateRoot>/<node identity> (state/node_state.h); the release before the

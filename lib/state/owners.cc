@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -16,8 +18,20 @@
 namespace podsteer::state {
 
 Result<TempText> TempText::write(const std::string& pathBase, const std::string& text) {
-  TempText temp(pathBase + kTempInfix + std::to_string(::getpid()));
-  int fd = ::open(temp.path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  const std::string dir = pathBase.substr(0, pathBase.rfind('/'));
+  int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    UniqueFd file(fd);
+    if (!writeAll(fd, text))
+      return makeError(ErrorCode::kState, "write a temporary in " + dir + ": " + std::strerror(errno));
+    return TempText(std::move(file), {});
+  }
+  // A missing directory is the caller's to make; a filesystem or kernel without O_TMPFILE
+  // gets a named temporary.
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    return makeError(ErrorCode::kState, "create a temporary in " + dir + ": " + std::strerror(errno));
+  TempText temp({}, pathBase + kTempInfix + std::to_string(::getpid()));
+  fd = ::open(temp.path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0) {
     Error e = makeError(ErrorCode::kState, "create " + temp.path_ + ": " + std::strerror(errno));
     temp.path_.clear();
@@ -35,7 +49,18 @@ TempText::~TempText() {
 }
 
 Result<bool> TempText::linkTo(const std::string& path) const {
-  if (::link(path_.c_str(), path.c_str()) == 0) return true;
+  int rc = 0;
+  if (fd_.valid()) {
+    // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (root has it); without, the /proc path.
+    rc = ::linkat(fd_.get(), "", AT_FDCWD, path.c_str(), AT_EMPTY_PATH);
+    if (rc != 0 && errno == ENOENT) {
+      const std::string self = "/proc/self/fd/" + std::to_string(fd_.get());
+      rc = ::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, path.c_str(), AT_SYMLINK_FOLLOW);
+    }
+  } else {
+    rc = ::link(path_.c_str(), path.c_str());
+  }
+  if (rc == 0) return true;
   if (errno == EEXIST) return false;
   return makeError(ErrorCode::kState, "link " + path + ": " + std::strerror(errno));
 }
@@ -61,14 +86,30 @@ void removeTempsUnder(const std::string& dir) {
 
 namespace {
 
-std::string markerText(const AttachmentKey& k) {
-  return nlohmann::json{{"stateDir", k.stateDir}, {"network", k.network}, {"containerId", k.containerId},
-                        {"ifname", k.ifname}}
-             .dump() +
-         "\n";
+// The marker is a symlink to the owner's record, <stateDir>/<network>/<containerId>/
+// <ifname>.json: symlink() creates it complete in one call (no temporary, nothing half
+// written for a SIGKILL to leave), readlink() reads it in one, and `ls -l owners/` shows
+// each address's record. Names hold no '/', so the path reads back from its end.
+std::string recordPath(const AttachmentKey& k) {
+  return k.stateDir + "/" + k.network + "/" + k.containerId + "/" + k.ifname + ".json";
 }
 
-std::optional<AttachmentKey> parseMarker(const std::string& text) {
+std::optional<AttachmentKey> keyOfRecordPath(std::string_view path) {
+  constexpr std::string_view kSuffix = ".json";
+  if (path.size() <= kSuffix.size() || path.substr(path.size() - kSuffix.size()) != kSuffix) return std::nullopt;
+  path.remove_suffix(kSuffix.size());
+  std::string parts[3]; // ifname, containerId, network
+  for (auto& part : parts) {
+    const size_t slash = path.rfind('/');
+    if (slash == std::string_view::npos || slash + 1 == path.size()) return std::nullopt;
+    part = std::string(path.substr(slash + 1));
+    path = path.substr(0, slash);
+  }
+  return AttachmentKey{parts[2], parts[1], parts[0], std::string(path)};
+}
+
+// The previous release's marker: a file holding the key as JSON.
+std::optional<AttachmentKey> parseMarkerFile(const std::string& text) {
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (!j.is_object()) return std::nullopt;
   AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", ""), j.value("stateDir", "")};
@@ -76,26 +117,53 @@ std::optional<AttachmentKey> parseMarker(const std::string& text) {
   return k;
 }
 
+Result<bool> createMarker(const std::string& path, const AttachmentKey& owner) {
+  faultPoint("claim:owner-marker");
+  if (::symlink(recordPath(owner).c_str(), path.c_str()) == 0) return true;
+  if (errno == EEXIST) return false;
+  return makeError(ErrorCode::kState, "create " + path + ": " + std::strerror(errno));
+}
+
+// Replaces whatever marker is at `path` in one rename (a SIGKILL leaves the old marker or
+// the new one, and at most a temporary that GC collects).
+Status replaceMarker(const std::string& path, const AttachmentKey& owner) {
+  const std::string temp = path + kTempInfix + std::to_string(::getpid());
+  ::unlink(temp.c_str());
+  if (::symlink(recordPath(owner).c_str(), temp.c_str()) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
+    Error e = makeError(ErrorCode::kState, "claim address " + path + ": " + std::strerror(errno));
+    ::unlink(temp.c_str());
+    return e;
+  }
+  return Status::success();
+}
+
 } // namespace
 
 std::optional<AttachmentKey> AddressOwners::ownerOf(const std::string& address) const {
-  auto text = readFile(layout_.ownerFile(address));
+  const std::string path = layout_.ownerFile(address);
+  char target[PATH_MAX];
+  const ssize_t n = ::readlink(path.c_str(), target, sizeof(target));
+  if (n >= 0) {
+    if (static_cast<size_t>(n) >= sizeof(target)) return std::nullopt;
+    return keyOfRecordPath(std::string_view(target, static_cast<size_t>(n)));
+  }
+  if (errno != EINVAL) return std::nullopt; // none (or unreadable: no owner to honour)
+  auto text = readFile(path);               // not a symlink: the previous release's file
   if (!text) return std::nullopt;
-  return parseMarker(*text);
+  return parseMarkerFile(*text);
 }
 
 Status AddressOwners::claim(const std::string& address, const AttachmentKey& owner) const {
   const std::string path = layout_.ownerFile(address);
-  const std::string text = markerText(owner);
-  auto created = createComplete(path, text, "claim:owner-temp");
+  auto created = createMarker(path, owner);
   if (!created) { // most likely the first owner of all: no directory yet
     if (auto s = ensureDirectory(layout_.ownersDir()); !s) return s;
-    created = createComplete(path, text, "claim:owner-temp");
+    created = createMarker(path, owner);
   }
   if (!created) return created.error();
   if (*created || ownerOf(address) == owner) return Status::success();
   // Another owner's marker, retired by the caller (or unreadable): replaced whole.
-  return writeFileAtomic(path, text, "claim address");
+  return replaceMarker(path, owner);
 }
 
 void AddressOwners::release(const std::string& address, const AttachmentKey& owner) const {

@@ -6,17 +6,19 @@
 
 #include "cni/error.h"
 #include "state/node_layout.h"
+#include "util/unique_fd.h"
 
 namespace podsteer::state {
 
-// A temporary file holding some text, removed when this goes out of scope: link()ing it
-// into place creates a file that appears complete (never empty or half written; a command
-// killed before the link leaves only a temporary, which GC collects).
+// A temporary file holding some text: link()ing it into place creates a file that
+// appears complete (never empty or half written). Unnamed where the filesystem allows
+// (O_TMPFILE: a command killed before the link leaves nothing); otherwise
+// `<pathBase><kTempInfix><pid>`, removed when this goes out of scope (a killed command
+// leaves that temporary, which GC collects).
 class TempText {
 public:
-  // Writes `text` to `<pathBase><kTempInfix><pid>`.
   static Result<TempText> write(const std::string& pathBase, const std::string& text);
-  TempText(TempText&& o) noexcept : path_(std::move(o.path_)) { o.path_.clear(); }
+  TempText(TempText&& o) noexcept : fd_(std::move(o.fd_)), path_(std::move(o.path_)) { o.path_.clear(); }
   TempText& operator=(TempText&&) = delete;
   ~TempText();
   // Links the temporary to `path`: true when created, false when `path` existed (link()
@@ -24,14 +26,15 @@ public:
   Result<bool> linkTo(const std::string& path) const;
 
 private:
-  explicit TempText(std::string path) : path_(std::move(path)) {}
-  std::string path_;
+  TempText(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  UniqueFd fd_;      // the unnamed file (O_TMPFILE), or none
+  std::string path_; // the named temporary, or empty
 };
 
-// Creates `path` holding `text` complete: the text goes to a temporary first, which is
-// then link()ed into place, so the file never exists empty or half written (a command
-// killed in between leaves only a temporary, which GC collects). false: `path` existed.
-// `faultName`: the crash-test point between the temporary and the link.
+// Creates `path` holding `text` complete: the text goes to a temporary first (TempText),
+// which is then link()ed into place, so the file never exists empty or half written.
+// false: `path` existed. `faultName`: the crash-test point between the temporary and the
+// link.
 Result<bool> createComplete(const std::string& path, const std::string& text, const char* faultName);
 
 // Removes every temporary (kTempInfix) under `dir`, at any depth. Callers hold the node
@@ -50,8 +53,9 @@ struct AttachmentKey {
 // One owner per pod address on the node: NodeLayout::ownerFile(address) names the
 // attachment whose node objects (domain set elements, hairpin and port-pool elements,
 // source-mode rules) are keyed by that address, whatever its network or stateDir.
-// Finding the owner is one file read, whatever the number of attachments. The marker
-// names its owner by stateDir, network, container and interface.
+// Finding the owner is one readlink, whatever the number of attachments. The marker is a
+// symlink to its owner's record, <stateDir>/<network>/<containerId>/<ifname>.json; a
+// marker of the previous release (a file holding that key as JSON) is read as well.
 class AddressOwners {
 public:
   explicit AddressOwners(const NodeLayout& layout) : layout_(layout) {}

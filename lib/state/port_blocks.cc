@@ -23,7 +23,8 @@ Result<uint32_t> PortBlocks::claim(const std::string& owner, uint32_t blockCount
   if (auto s = ensureDirectory(layout_.portBlocksDir()); !s) return s.error();
   // The claim appears complete, owner inside: the owner goes to a temporary once, which
   // is then link()ed to the first free index (link refuses an existing name, as O_EXCL
-  // did). Killed before the link, only the temporary is left, and GC collects it.
+  // did). Killed before the link, nothing is left (an unnamed temporary), or a named one
+  // that GC collects.
   auto temp = TempText::write(layout_.portBlockClaimBase(), owner);
   if (!temp) return makeError(ErrorCode::kState, "claim port block: " + temp.error().msg);
   faultPoint("claim:port-block-temp");

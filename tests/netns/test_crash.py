@@ -13,7 +13,7 @@ from harness import expect_same, fail, sh
 import host_topology as ht
 
 ADD_POINTS = ["add:locked", "claim:port-block-temp", "add:block-claimed", "add:record-written",
-              "claim:owner-temp", "add:owners-claimed", "add:pod-programmed",
+              "claim:owner-marker", "add:owners-claimed", "add:pod-programmed",
               "add:host-users", "add:host-table", "add:host-base-routes"]
 DEL_POINTS = ["del:pod-cleaned", "del:host-cleaned"]
 

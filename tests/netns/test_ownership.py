@@ -163,3 +163,68 @@ def test_ownership_refused_add_leaves_no_pod_table(env):
     env.ok("DEL", c2, conf2)
     env.ok("DEL", c1, conf1)
     _expect_clean(env, "after both DELs")
+
+
+def _as_previous_main_marker(env, address):
+    """The marker of `address` as the previous main wrote it: a file holding the owner
+    as JSON (this build writes a symlink to the owner's record)."""
+    path = os.path.join(node_state_dir(env), "owners", address)
+    if not os.path.islink(path):
+        fail("owners/%s is not a symlink to its record: %s" % (address, os.lstat(path)))
+    target = os.readlink(path)
+    state_dir, rest = target.rsplit("/", 3)[0], target.rsplit("/", 3)[1:]
+    network, cid, ifname = rest[0], rest[1], rest[2][:-len(".json")]
+    if not os.path.samefile(target, os.path.join(state_dir, network, cid, ifname + ".json")):
+        fail("owners/%s points at %s, not at a record" % (address, target))
+    os.unlink(path)
+    with open(path, "w") as f:
+        f.write(json.dumps({"containerId": cid, "ifname": ifname, "network": network,
+                            "stateDir": state_dir}) + "\n")
+    return target
+
+
+def test_ownership_previous_main_markers(env):
+    """Owner markers written by the previous main (a file holding the owner as JSON) are
+    honoured by this build: CHECK passes, a second live pod with the address is refused
+    (7), and after a missed DEL the ADD that reuses the address takes it over (the marker
+    becomes a symlink to the new owner's record). With PODSTEER_PREV_MAIN_PLUGIN (a build
+    of the previous main) the first ADD runs on it."""
+    topo = HostTopo(env)
+    doms = _doms()
+    c1 = topo.bridge_pod(name="c1")
+    conf1 = topo.conf(c1, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "b"})
+    prev = os.environ.get("PODSTEER_PREV_MAIN_PLUGIN")
+    if prev:
+        r = env.exec_cni(prev, "ADD", c1, conf1, env={"CNI_ARGS": topo.cni_args(c1)})
+        if r.rc != 0:
+            fail("ADD by the previous main failed: %s %s" % (r.out, r.err[-400:]))
+        marker = os.path.join(node_state_dir(env), "owners", c1.ip4)
+        if os.path.islink(marker) or not os.path.isfile(marker):
+            fail("the previous main's marker is not a file: %s" % marker)
+    else:
+        topo.add(c1, conf1)
+        record = _as_previous_main_marker(env, c1.ip4)
+        if record != env.record_for(c1):
+            fail("c1's marker pointed at %s, want its record %s" % (record, env.record_for(c1)))
+    topo.ok("CHECK", c1, conf1)
+    c3 = env.bare_pod()
+    c3.ip4, c3.gw4 = c1.ip4, c1.gw4
+    conf3 = env.conf(c3, redirect=False, hairpin=True)
+    r = env.cni("ADD", c3, conf3)
+    env.error(r, "ADD of a second live pod with c1's address (marker of the previous main)",
+              code=7, msg_has=[c1.ip4, "%s:%s:%s" % (NETWORK, c1.cid, c1.ifname)])
+    env.ok("DEL", c3, conf3)
+    topo.ok("CHECK", c1, conf1)
+    _missed_del(env, topo, c1)
+    c2 = topo.bridge_pod(name="c2", ip=c1.ip4)
+    conf2 = topo.conf(c2, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "a"})
+    topo.add(c2, conf2)
+    topo.reach(c2, "A", c2.ip4)
+    if os.path.exists(env.record_for(c1)):
+        fail("c1's record was not retired when c2 took its address over")
+    marker = os.path.join(node_state_dir(env), "owners", c2.ip4)
+    if not os.path.islink(marker) or os.readlink(marker) != env.record_for(c2):
+        fail("after the takeover owners/%s should point at c2's record %s" % (c2.ip4, env.record_for(c2)))
+    topo.ok("CHECK", c2, conf2)
+    topo.ok("DEL", c2, conf2)
+    _expect_clean(env, "after c2's DEL")

@@ -45,12 +45,13 @@ const json kConf = json::parse(R"({
 
 using test::TempDir;
 
-// Every file under `dir`, relative, sorted ("host/hairpin/podnet:c1:eth0", ...).
+// Every file under `dir` (owner markers are symlinks), relative, sorted
+// ("host/hairpin/podnet:c1:eth0", ...).
 std::set<std::string> filesUnder(const fs::path& dir) {
   std::set<std::string> out;
   if (!fs::exists(dir)) return out;
   for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (!e.is_directory()) out.insert(fs::relative(e.path(), dir).string());
+    if (e.is_symlink() || !e.is_directory()) out.insert(e.path().lexically_relative(dir).string());
   return out;
 }
 
@@ -58,7 +59,7 @@ std::set<std::string> dirsUnder(const fs::path& dir) {
   std::set<std::string> out;
   if (!fs::exists(dir)) return out;
   for (const auto& e : fs::recursive_directory_iterator(dir))
-    if (e.is_directory()) out.insert(fs::relative(e.path(), dir).string());
+    if (!e.is_symlink() && e.is_directory()) out.insert(e.path().lexically_relative(dir).string());
   return out;
 }
 
@@ -445,6 +446,45 @@ TEST_CASE("node files written by the previous binary (main's layout) are read an
   CHECK(diffs->empty());
   REQUIRE(node.objects().remove(node.stateDir.string(), kA.key(), a).ok());
   CHECK(node.kernel.clean());
+  CHECK(filesUnder(node.nodeDir).empty());
+  CHECK(dirsUnder(node.nodeDir).empty());
+}
+
+TEST_CASE("owner markers: a symlink to the owner's record; main's JSON files are read, replaced and released") {
+  Node node;
+  const state::AddressOwners owners = node.state.owners();
+  const state::AttachmentKey a{"podnet", "c1", "eth0", node.stateDir.string()};
+  const state::AttachmentKey b{"podnet", "c2", "eth0", node.stateDir.string()};
+  REQUIRE(owners.claim("10.0.0.5", a).ok());
+  const fs::path marker = node.nodeDir / "owners/10.0.0.5";
+  REQUIRE(fs::is_symlink(marker));
+  CHECK(fs::read_symlink(marker) == node.stateDir / "podnet/c1/eth0.json");
+  CHECK(owners.ownerOf("10.0.0.5") == a);
+  REQUIRE(owners.claim("10.0.0.5", a).ok()); // repeated: still one marker, still a's
+  CHECK(owners.ownerOf("10.0.0.5") == a);
+
+  // What main wrote: a file holding the owner as JSON.
+  auto mainMarker = [&](const std::string& address, const state::AttachmentKey& k) {
+    std::ofstream(node.nodeDir / "owners" / address)
+        << json{{"stateDir", k.stateDir}, {"network", k.network}, {"containerId", k.containerId}, {"ifname", k.ifname}}
+               .dump()
+        << "\n";
+  };
+  mainMarker("10.0.0.6", b);
+  CHECK(owners.ownerOf("10.0.0.6") == b);
+  owners.release("10.0.0.6", a); // not a's: kept
+  CHECK(owners.ownerOf("10.0.0.6") == b);
+  REQUIRE(owners.claim("10.0.0.6", a).ok()); // the caller retired b: replaced whole
+  CHECK(fs::is_symlink(node.nodeDir / "owners/10.0.0.6"));
+  CHECK(owners.ownerOf("10.0.0.6") == a);
+  mainMarker("10.0.0.7", b);
+  owners.release("10.0.0.7", b);
+  CHECK_FALSE(fs::exists(fs::symlink_status(node.nodeDir / "owners/10.0.0.7")));
+
+  const auto all = owners.all();
+  CHECK(all.size() == 2);
+  owners.release("10.0.0.5", a);
+  owners.release("10.0.0.6", a);
   CHECK(filesUnder(node.nodeDir).empty());
   CHECK(dirsUnder(node.nodeDir).empty());
 }
