@@ -7,6 +7,7 @@
 #include "commands/host.h"
 #include "plan/render.h"
 #include "state/record.h"
+#include "util/build_id.h"
 #include "util/digest.h"
 #include "util/fault.h"
 #include "util/log.h"
@@ -26,11 +27,11 @@ std::set<NodeResource> resourcesOf(const plan::HostMembership& m) {
 }
 
 // The shared objects for the resources in use now.
-plan::HostBase currentBase(const state::HostUsers& users) {
+plan::HostBase baseOf(const state::HostUsers& users, const std::vector<NodeResource>& inUse) {
   std::vector<RoutingDomain> domains;
   bool hairpin = false;
   std::optional<EgressPortPool> pool;
-  for (const auto& r : users.activeResources()) {
+  for (const auto& r : inUse) {
     switch (r.kind) {
     case NodeResource::Kind::kHairpin: hairpin = true; break;
     case NodeResource::Kind::kPortPool:
@@ -45,6 +46,36 @@ plan::HostBase currentBase(const state::HostUsers& users) {
   }
   return plan::buildHostBase(domains, hairpin, pool);
 }
+
+plan::HostBase currentBase(const state::HostUsers& users) { return baseOf(users, users.activeResources()); }
+
+} // namespace
+
+// The base of the resources in use, built on first use: an ADD or DEL that finds the
+// recorded digest current and only changes its own elements never builds it.
+class BaseInUse {
+public:
+  // `added`: the resources the command has just added a user to (known to be in use).
+  explicit BaseInUse(const state::HostUsers& users, const std::set<NodeResource>& added = {})
+      : users_(users), inUse_(users.activeResources(added)) {}
+  bool empty() const { return inUse_.empty(); } // no resource in use: no table either
+  const plan::HostBase& get() {
+    if (!base_) base_ = baseOf(users_, inUse_);
+    return *base_;
+  }
+  const std::string& digest() {
+    if (digest_.empty()) digest_ = baseDigest(users_, inUse_);
+    return digest_;
+  }
+
+private:
+  const state::HostUsers& users_;
+  const std::vector<NodeResource> inUse_;
+  std::optional<plan::HostBase> base_;
+  std::string digest_;
+};
+
+namespace {
 
 template <typename T> std::vector<T> minus(const std::vector<T>& a, const std::vector<T>& b) {
   std::vector<T> out;
@@ -64,12 +95,23 @@ struct FirstError {
 
 } // namespace
 
-// Covers the shared table and the shared ip rules and routes: a changed route is a
-// changed base.
-std::string baseDigest(const plan::HostBase& base) {
-  std::string text = base.table ? plan::renderTable(*base.table) : "";
-  for (const auto& r : base.rules) text += r.text() + "\n";
-  for (const auto& r : base.routes) text += r.text() + "\n";
+// What the base is built from: this binary (another build may build another base from
+// the same definitions; its first command re-asserts the base), then each resource in use
+// with its recorded definition. Comparing it with the digest recorded for the committed
+// base tells whether the base is in place without building or rendering it.
+std::string baseDigest(const state::HostUsers& users, const std::vector<NodeResource>& inUse) {
+  std::vector<std::string> parts;
+  for (const auto& r : inUse) {
+    std::string part = r.fileName();
+    if (r.kind != NodeResource::Kind::kHairpin) {
+      auto definition = users.readConfig(r);
+      part += " " + (definition ? definition->dump() : std::string("unreadable"));
+    }
+    parts.push_back(std::move(part));
+  }
+  std::sort(parts.begin(), parts.end());
+  std::string text = buildIdentity();
+  for (const auto& p : parts) text += "\n" + p;
   return digestHex(text);
 }
 
@@ -78,19 +120,21 @@ std::string baseDigest(const plan::HostBase& base) {
 // the shared objects were already in place, so it can skip re-asserting the base's ip
 // rules and routes (which needs a dump of every rule or route on the node: the cost would
 // grow with the node's size).
-Status NodeObjects::commitTable(const plan::HostBase& base, const std::vector<plan::HostElement>& remove,
+Status NodeObjects::commitTable(BaseInUse& base, const std::vector<plan::HostElement>& remove,
                                 const std::vector<plan::HostElement>& add, bool* baseWasCurrent) {
-  if (!base.table) {
+  if (base.empty()) {
     node_.clearBaseDigest();
     return kernel_.deleteTable();
   }
-  std::set<std::string> wanted;
-  for (const auto& s : base.table->sets) wanted.insert(s.name);
   std::vector<plan::HostElement> removable;
-  for (const auto& e : remove)
-    if (wanted.count(e.set)) removable.push_back(e);
+  if (!remove.empty() && base.get().table) {
+    std::set<std::string> wanted;
+    for (const auto& s : base.get().table->sets) wanted.insert(s.name);
+    for (const auto& e : remove)
+      if (wanted.count(e.set)) removable.push_back(e);
+  }
 
-  bool current = node_.baseDigest() == baseDigest(base);
+  bool current = node_.baseDigest() == base.digest();
   if (current && !(removable.empty() && add.empty())) {
     // The base we recorded is in place unless someone removed it behind our back: send the
     // element change alone (no lookup first), and rebuild only if the kernel says the
@@ -112,7 +156,11 @@ Status NodeObjects::commitTable(const plan::HostBase& base, const std::vector<pl
     // Nothing to change (the digest says the base is there, and the table exists).
     return Status::success();
   }
-  if (auto s = kernel_.applyBase(*base.table, removable, add); !s) return s;
+  if (!base.get().table) { // every definition in use is unreadable: nothing to build
+    node_.clearBaseDigest();
+    return kernel_.deleteTable();
+  }
+  if (auto s = kernel_.applyBase(*base.get().table, removable, add); !s) return s;
   // The digest is recorded by the caller once the base's rules and routes are in place
   // too: a command killed before that leaves the next one to finish the job.
   node_.clearBaseDigest();
@@ -176,12 +224,12 @@ Status NodeObjects::recordMembership(const state::HostUsers& users, const std::s
 // The ip rules and routes of apply(): the base's (unless it was already current: the
 // same command installed both; CHECK and `reconcile --repair` catch one removed behind
 // our back), then the pod's own.
-Status NodeObjects::applyRules(const plan::HostBase& base, bool baseCurrent, const plan::HostMembership& now,
+Status NodeObjects::applyRules(BaseInUse& base, bool baseCurrent, const plan::HostMembership& now,
                                const plan::HostMembership& before) {
   if (!baseCurrent) {
-    for (const auto& r : base.rules)
+    for (const auto& r : base.get().rules)
       if (auto s = kernel_.addRule(r); !s) return s;
-    for (const auto& r : base.routes)
+    for (const auto& r : base.get().routes)
       if (auto s = kernel_.addRoute(r); !s) return s;
   }
   for (const auto& r : minus(before.rules, now.rules))
@@ -200,7 +248,7 @@ Status NodeObjects::apply(const std::string& userKey, const plan::HostMembership
   // Users first (like records): a command killed after this is undone by DEL.
   if (auto s = recordMembership(users, userKey, now, before, domains, pool); !s) return s;
   faultPoint("add:host-users");
-  const plan::HostBase base = currentBase(users);
+  BaseInUse base(users, resourcesOf(now));
   bool baseCurrent = false;
   if (auto s = commitTable(base, minus(before.elements, now.elements), now.elements, &baseCurrent); !s) return s;
   faultPoint("add:host-table");
@@ -209,7 +257,7 @@ Status NodeObjects::apply(const std::string& userKey, const plan::HostMembership
   for (const auto& r : resourcesOf(before))
     if (!has.count(r))
       if (auto s = retire(users, r); !s) return s;
-  if (!baseCurrent) node_.recordBaseDigest(baseDigest(base));
+  if (!baseCurrent && !base.empty()) node_.recordBaseDigest(base.digest());
   return Status::success();
 }
 
@@ -270,13 +318,13 @@ Status NodeObjects::remove(const std::string& stateDir, const std::string& userK
   // first error is reported (and a repeated DEL finishes the kernel part).
   FirstError errors;
   for (const auto& r : resources) errors.note(users.remove(r, userKey));
-  plan::HostBase base = currentBase(users);
+  BaseInUse base(users);
   // Most DELs leave the base as it was (other pods still use it): its digest stays.
   bool baseCurrent = false;
   errors.note(commitTable(base, had.elements, {}, &baseCurrent));
   for (const auto& r : had.rules) errors.note(kernel_.deleteRule(r));
   for (const auto& r : resources) errors.note(retire(users, r));
-  if (!errors.first && base.table && !baseCurrent) node_.recordBaseDigest(baseDigest(base));
+  if (!errors.first && !base.empty() && !baseCurrent) node_.recordBaseDigest(base.digest());
   if (had.portBlock) node_.portBlocks().release(userKey, *had.portBlock);
   return errors.status();
 }

@@ -21,6 +21,8 @@
 
 namespace podsteer {
 
+class BaseInUse; // node_objects.cc
+
 class NodeObjects {
 public:
   NodeObjects(const state::NodeState& node, nl::NodeKernel& kernel) : node_(node), kernel_(kernel) {}
@@ -53,12 +55,12 @@ public:
                                   std::optional<uint32_t> preferred);
 
 private:
-  Status commitTable(const plan::HostBase& base, const std::vector<plan::HostElement>& remove,
+  Status commitTable(BaseInUse& base, const std::vector<plan::HostElement>& remove,
                      const std::vector<plan::HostElement>& add, bool* baseWasCurrent);
   Status recordMembership(const state::HostUsers& users, const std::string& userKey, const plan::HostMembership& now,
                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains,
                           const std::optional<EgressPortPool>& pool);
-  Status applyRules(const plan::HostBase& base, bool baseCurrent, const plan::HostMembership& now,
+  Status applyRules(BaseInUse& base, bool baseCurrent, const plan::HostMembership& now,
                     const plan::HostMembership& before);
   Status retire(const state::HostUsers& users, const state::NodeResource& resource);
   Status replaceDomainDefinition(const state::HostUsers& users, const RoutingDomain& d);
@@ -69,8 +71,9 @@ private:
   nl::NodeKernel& kernel_;
 };
 
-// The digest of a base (its table, rules and routes): the committed one is recorded so an
-// ADD that changes only its own elements does not rebuild the base chains.
-std::string baseDigest(const plan::HostBase& base);
+// The digest of what the base of the resources `inUse` is built from (this binary and
+// their recorded definitions): the committed base's is recorded, so an ADD that changes
+// only its own elements neither builds nor re-asserts the base.
+std::string baseDigest(const state::HostUsers& users, const std::vector<state::NodeResource>& inUse);
 
 } // namespace podsteer

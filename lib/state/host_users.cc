@@ -79,12 +79,12 @@ Status HostUsers::remove(const NodeResource& resource, const std::string& user) 
 
 bool HostUsers::inUse(const NodeResource& resource) const { return dirHasEntries(layout_.usersDir(resource)); }
 
-std::vector<NodeResource> HostUsers::activeResources() const {
+std::vector<NodeResource> HostUsers::activeResources(const std::set<NodeResource>& knownInUse) const {
   std::vector<NodeResource> out;
   for (const auto& n : directoryEntries(layout_.hostDir())) {
     if (NodeLayout::isDefinitionName(n) || n.find(kTempInfix) != std::string::npos) continue;
     auto r = NodeResource::fromFileName(n);
-    if (r && inUse(*r)) out.push_back(std::move(*r));
+    if (r && (knownInUse.count(*r) != 0 || inUse(*r))) out.push_back(std::move(*r));
   }
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,9 @@ public:
   Status remove(const NodeResource& resource, const std::string& user) const;
   bool inUse(const NodeResource& resource) const;
   // Resources with at least one user (names that are no resource are skipped).
-  std::vector<NodeResource> activeResources() const;
+  // `knownInUse`: resources the caller has just added a user to (under the node lock), so
+  // their users are not listed again.
+  std::vector<NodeResource> activeResources(const std::set<NodeResource>& knownInUse = {}) const;
 
   Status writeConfig(const NodeResource& resource, const nlohmann::json& config) const;
   std::optional<nlohmann::json> readConfig(const NodeResource& resource) const;

@@ -196,6 +196,29 @@ TEST_CASE("apply: a second pod in an existing domain sends only its elements (th
   CHECK(node.state.baseDigest() == digest);
 }
 
+TEST_CASE(
+    "apply: the base digest is of this build and the definitions in use: another build's digest "
+    "(main's, of the rendered base) re-asserts the base once; the next ADD sends only its elements") {
+  Node node;
+  REQUIRE(applyPod(node, kA, planFor(node, kA)).ok());
+  const std::string digest = node.state.baseDigest();
+  CHECK(digest == baseDigest(node.state.users(), node.state.users().activeResources()));
+  node.state.recordBaseDigest("6192ec8768b0610b"); // what main recorded for such a base
+  node.kernel.log.clear();
+  REQUIRE(applyPod(node, kB, planFor(node, kB)).ok());
+  CHECK(node.kernel.baseApplies == 2);
+  CHECK(node.state.baseDigest() == digest);
+  node.kernel.log.clear();
+  Pod c = kB;
+  c.containerId = "c5";
+  c.name = "upf-2";
+  c.ip = "10.244.1.9";
+  REQUIRE(applyPod(node, c, planFor(node, c)).ok());
+  CHECK(node.kernel.baseApplies == 2);
+  REQUIRE(node.kernel.log.size() == 1);
+  CHECK(node.kernel.log[0].rfind("elements ", 0) == 0);
+}
+
 TEST_CASE("apply: a base removed behind podsteer's back is rebuilt, with its rules and routes, on the next ADD") {
   Node node;
   REQUIRE(applyPod(node, kA, planFor(node, kA)).ok());
