@@ -239,7 +239,7 @@ void batchElements(NftBatch& batch, uint16_t type, uint16_t flags, const plan::T
 
 } // namespace
 
-void batchEnsureBase(NftBatch& batch, const plan::Table& base) {
+void batchEnsureBase(NftBatch& batch, const plan::Table& base, bool tableAbsent) {
   const uint16_t fam = familyNumber(base.family);
   TablePtr table = encodeTable(base);
   batch.add(NFT_MSG_NEWTABLE, fam, NLM_F_CREATE, tablePayloadBound(table.get()),
@@ -255,6 +255,7 @@ void batchEnsureBase(NftBatch& batch, const plan::Table& base) {
     std::string label = base.family + " " + base.name + " " + c.name;
     batch.add(NFT_MSG_NEWCHAIN, fam, NLM_F_CREATE, chainPayloadBound(chain.get()),
               [&](nlmsghdr* n) { nftnl_chain_nlmsg_build_payload(n, chain.get()); }, "add chain " + label);
+    if (tableAbsent) continue;
     RulePtr flush(nftnl_rule_alloc());
     nftnl_rule_set_u32(flush.get(), NFTNL_RULE_FAMILY, fam);
     nftnl_rule_set_str(flush.get(), NFTNL_RULE_TABLE, base.name.c_str());

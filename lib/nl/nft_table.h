@@ -34,8 +34,10 @@ namespace podsteer::nl {
 
 // Host tables: the shared part is rebuilt whole (sets created if missing, base chains
 // flushed and refilled) in the same batch as the pod's own elements, so the per-ADD cost
-// depends on the number of domains, never on the number of pods.
-void batchEnsureBase(NftBatch& batch, const plan::Table& base);
+// depends on the number of domains, never on the number of pods. `tableAbsent`: the table
+// is not there (the node's first pod), so its chains are new and have nothing to flush,
+// and the batch deletes nothing (no grace period to wait for after it).
+void batchEnsureBase(NftBatch& batch, const plan::Table& base, bool tableAbsent = false);
 // Element changes. Deleting uses "add, then delete" so an element that is already gone
 // does not abort the transaction.
 void batchAddElements(NftBatch& batch, const plan::Table& table, const std::vector<plan::HostElement>& elems);

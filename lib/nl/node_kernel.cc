@@ -61,9 +61,14 @@ Status NetlinkNodeKernel::applyBase(const plan::Table& base, const std::vector<p
   auto sock = nft();
   if (!sock) return sock.error();
   const plan::Table& shell = hostTableShell();
+  // The node's first pod (or a table removed behind our back): nothing to flush or delete,
+  // so the batch leaves no destroy work to wait for. Asked under the node lock.
+  auto exists = nl::tableExists(**sock, shell.family, shell.name);
+  if (!exists) return exists.error();
   NftBatch batch;
-  batchEnsureBase(batch, base);
-  batchElementChange(batch, remove, add);
+  batchEnsureBase(batch, base, !*exists);
+  batchElementChange(batch, *exists ? remove : std::vector<plan::HostElement>{}, add);
+  if (!*exists) return (*sock)->commit(batch);
   auto existing = listSets(**sock, shell.family, shell.name);
   if (!existing) return existing.error();
   std::set<std::string> wanted;

@@ -397,7 +397,17 @@ TEST_CASE("encode golden: node side of a mark-mode domain with hairpin and a por
   nl::batchEnsureBase(batch, *base.table);
   nl::batchAddElements(batch, *base.table, p->host.elements);
   REQUIRE_FALSE(batch.error());
+  CHECK(batch.deletes()); // the flushes
   checkAgainstNft("host_mark_domain", input, test::renderBatch(batch));
+  // The node's first pod (no table yet): the same messages without the flushes, so the
+  // batch deletes nothing and no grace period is waited for after it.
+  nl::NftBatch first;
+  nl::batchEnsureBase(first, *base.table, /*tableAbsent=*/true);
+  nl::batchAddElements(first, *base.table, p->host.elements);
+  REQUIRE_FALSE(first.error());
+  CHECK_FALSE(first.deletes());
+  CHECK(first.size() == batch.size() - base.table->chains.size());
+  checkAgainstNft("host_mark_domain", input, test::renderBatch(first));
 }
 
 // ---- every expression kind the encoder has ---------------------------------------------
