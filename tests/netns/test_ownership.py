@@ -5,8 +5,8 @@ address. Real packets where routing decides (host_topology's VRF uplinks)."""
 import json
 import os
 
-from harness import NETWORK, fail, sh
-from host_topology import HostTopo, domain, podsteer_rules, set_elements, state_files
+from harness import NETWORK, expect_same, fail, sh
+from host_topology import HostTopo, domain, node_snapshot, podsteer_rules, set_elements, state_files
 from node_state import expect_node_state_gone, node_state_dir
 
 
@@ -228,3 +228,40 @@ def test_ownership_previous_main_markers(env):
     topo.ok("CHECK", c2, conf2)
     topo.ok("DEL", c2, conf2)
     _expect_clean(env, "after c2's DEL")
+
+
+def test_ownership_upgrade_from_previous_main(env):
+    """A node upgraded with pods running: c1 was added by the previous main (its owner
+    marker a JSON file, its base digest of the rendered base); this build adds c2 to the
+    same domain (re-asserting the base once), both CHECK, both reach their uplink, DEL of
+    each leaves the other intact and the last one leaves the node as before. With
+    PODSTEER_PREV_MAIN_PLUGIN (a build of the previous main) c1's ADD runs on it; else
+    its state is rewritten into the previous main's formats."""
+    topo = HostTopo(env)
+    doms = _doms()
+    c1, c2 = topo.bridge_pod(name="c1"), topo.bridge_pod(name="c2")
+    before = node_snapshot(env, stable=True)
+    conf1 = topo.conf(c1, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "a"})
+    conf2 = topo.conf(c2, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "a"})
+    prev = os.environ.get("PODSTEER_PREV_MAIN_PLUGIN")
+    if prev:
+        r = env.exec_cni(prev, "ADD", c1, conf1, env={"CNI_ARGS": topo.cni_args(c1)})
+        if r.rc != 0:
+            fail("ADD by the previous main failed: %s %s" % (r.out, r.err[-400:]))
+    else:
+        topo.add(c1, conf1)
+        _as_previous_main_marker(env, c1.ip4)
+        with open(os.path.join(node_state_dir(env), "host", "base.json"), "w") as f:
+            f.write("6192ec8768b0610b\n")  # a digest of the rendered base, as main records
+    topo.add(c2, conf2)
+    for pod, conf in ((c1, conf1), (c2, conf2)):
+        topo.ok("CHECK", pod, conf)
+        topo.reach(pod, "A", pod.ip4)
+    topo.ok("DEL", c1, conf1)
+    topo.ok("CHECK", c2, conf2)
+    topo.reach(c2, "A", c2.ip4)
+    if c1.ip4 in (set_elements(env, "dom_a_v4") or []):
+        fail("c1's DEL left its address in dom_a_v4")
+    topo.ok("DEL", c2, conf2)
+    _expect_clean(env, "after both DELs")
+    expect_same(before, node_snapshot(env, stable=True), "after the last DEL")
