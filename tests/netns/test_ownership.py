@@ -183,6 +183,27 @@ def _as_previous_main_marker(env, address):
     return target
 
 
+def _add_by_previous_main(env, topo, pod, conf):
+    """`pod` added as the previous main left it: by its build when PODSTEER_PREV_MAIN_PLUGIN
+    names one, else by this build with the owner marker and the base digest rewritten into
+    the previous main's formats (a JSON file; a digest of the rendered base)."""
+    prev = os.environ.get("PODSTEER_PREV_MAIN_PLUGIN")
+    marker = os.path.join(node_state_dir(env), "owners", pod.ip4)
+    if prev:
+        r = env.exec_cni(prev, "ADD", pod, conf, env={"CNI_ARGS": topo.cni_args(pod)})
+        if r.rc != 0:
+            fail("ADD by the previous main failed: %s %s" % (r.out, r.err[-400:]))
+        if os.path.islink(marker) or not os.path.isfile(marker):
+            fail("the previous main's marker is not a file: %s" % marker)
+        return
+    topo.add(pod, conf)
+    record = _as_previous_main_marker(env, pod.ip4)
+    if record != env.record_for(pod):
+        fail("the marker pointed at %s, want the record %s" % (record, env.record_for(pod)))
+    with open(os.path.join(node_state_dir(env), "host", "base.json"), "w") as f:
+        f.write("6192ec8768b0610b\n")  # what the previous main records for such a base
+
+
 def test_ownership_previous_main_markers(env):
     """Owner markers written by the previous main (a file holding the owner as JSON) are
     honoured by this build: CHECK passes, a second live pod with the address is refused
@@ -193,19 +214,7 @@ def test_ownership_previous_main_markers(env):
     doms = _doms()
     c1 = topo.bridge_pod(name="c1")
     conf1 = topo.conf(c1, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "b"})
-    prev = os.environ.get("PODSTEER_PREV_MAIN_PLUGIN")
-    if prev:
-        r = env.exec_cni(prev, "ADD", c1, conf1, env={"CNI_ARGS": topo.cni_args(c1)})
-        if r.rc != 0:
-            fail("ADD by the previous main failed: %s %s" % (r.out, r.err[-400:]))
-        marker = os.path.join(node_state_dir(env), "owners", c1.ip4)
-        if os.path.islink(marker) or not os.path.isfile(marker):
-            fail("the previous main's marker is not a file: %s" % marker)
-    else:
-        topo.add(c1, conf1)
-        record = _as_previous_main_marker(env, c1.ip4)
-        if record != env.record_for(c1):
-            fail("c1's marker pointed at %s, want its record %s" % (record, env.record_for(c1)))
+    _add_by_previous_main(env, topo, c1, conf1)
     topo.ok("CHECK", c1, conf1)
     c3 = env.bare_pod()
     c3.ip4, c3.gw4 = c1.ip4, c1.gw4
@@ -243,16 +252,7 @@ def test_ownership_upgrade_from_previous_main(env):
     before = node_snapshot(env, stable=True)
     conf1 = topo.conf(c1, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "a"})
     conf2 = topo.conf(c2, doms, hairpin=True, annotations={"podsteer.io/routing-domain": "a"})
-    prev = os.environ.get("PODSTEER_PREV_MAIN_PLUGIN")
-    if prev:
-        r = env.exec_cni(prev, "ADD", c1, conf1, env={"CNI_ARGS": topo.cni_args(c1)})
-        if r.rc != 0:
-            fail("ADD by the previous main failed: %s %s" % (r.out, r.err[-400:]))
-    else:
-        topo.add(c1, conf1)
-        _as_previous_main_marker(env, c1.ip4)
-        with open(os.path.join(node_state_dir(env), "host", "base.json"), "w") as f:
-            f.write("6192ec8768b0610b\n")  # a digest of the rendered base, as main records
+    _add_by_previous_main(env, topo, c1, conf1)
     topo.add(c2, conf2)
     for pod, conf in ((c1, conf1), (c2, conf2)):
         topo.ok("CHECK", pod, conf)
