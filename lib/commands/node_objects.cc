@@ -186,8 +186,9 @@ Status NodeObjects::retire(const state::HostUsers& users, const NodeResource& re
 // A changed definition of a domain in use: what the old one installed and the new one
 // does not goes; then the new one is recorded.
 Status NodeObjects::replaceDomainDefinition(const state::HostUsers& users, const RoutingDomain& d) {
-  if (users.recorded(d)) return Status::success(); // the common case: nothing to parse
-  if (auto old = users.domainDefinition(d.name); old && !(old->source == d.source && old->markMask == d.markMask)) {
+  // The common case (the node holds this very definition) parses nothing.
+  if (!users.holdsOtherDefinition(d)) return users.recordDefinition(d);
+  if (auto old = users.domainDefinition(d.name)) {
     plan::HostBase was = plan::buildHostBase({*old}, false), will = plan::buildHostBase({d}, false);
     for (const auto& r : minus(was.rules, will.rules))
       if (auto s = kernel_.deleteRule(r); !s) return s;

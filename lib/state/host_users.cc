@@ -126,10 +126,6 @@ std::optional<RoutingDomain> HostUsers::domainDefinition(const std::string& name
   return *d;
 }
 
-bool HostUsers::recorded(const RoutingDomain& domain) const {
-  return readConfig(NodeResource::routingDomain(domain.name)) == domainDefinitionJson(domain);
-}
-
 Status HostUsers::recordDefinition(const RoutingDomain& domain) const {
   return writeConfig(NodeResource::routingDomain(domain.name), domainDefinitionJson(domain));
 }

@@ -43,8 +43,6 @@ public:
   // nullopt: none recorded, or unreadable.
   std::optional<RoutingDomain> domainDefinition(const std::string& name) const;
   Status recordDefinition(const RoutingDomain& domain) const;
-  // Whether `domain`'s definition is the recorded one (a compare, nothing parsed).
-  bool recorded(const RoutingDomain& domain) const;
   std::optional<EgressPortPool> portPoolDefinition() const;
   Status recordDefinition(const EgressPortPool& pool) const;
   // Whether the node holds another definition than `domain` / `pool` (none held: false).
