@@ -74,13 +74,9 @@ void adoptOwners(const NodeLayout& legacy, const std::string& stateDir, const Ad
   for (const auto& address : entries(legacy.ownersDir())) {
     const std::string path = legacy.ownerFile(address);
     auto text = readFile(path);
-    auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
-    if (j.is_object() && !owners.ownerOf(address)) {
-      AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", ""),
-                      j.value("stateDir", stateDir)};
-      if (!k.network.empty() && !k.containerId.empty() && !k.ifname.empty())
-        if (auto s = owners.claim(address, k); !s) logWarn("adopting address owner: " + s.error().msg);
-    }
+    auto k = text ? parseOwnerFile(*text, stateDir) : std::nullopt;
+    if (k && !owners.ownerOf(address))
+      if (auto s = owners.claim(address, *k); !s) logWarn("adopting address owner: " + s.error().msg);
     ::unlink(path.c_str());
   }
 }

@@ -108,15 +108,6 @@ std::optional<AttachmentKey> keyOfRecordPath(std::string_view path) {
   return AttachmentKey{parts[2], parts[1], parts[0], std::string(path)};
 }
 
-// The previous release's marker: a file holding the key as JSON.
-std::optional<AttachmentKey> parseMarkerFile(const std::string& text) {
-  auto j = nlohmann::json::parse(text, nullptr, false);
-  if (!j.is_object()) return std::nullopt;
-  AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", ""), j.value("stateDir", "")};
-  if (k.network.empty() || k.containerId.empty() || k.ifname.empty()) return std::nullopt;
-  return k;
-}
-
 Result<bool> createMarker(const std::string& path, const AttachmentKey& owner) {
   faultPoint("claim:owner-marker");
   if (::symlink(recordPath(owner).c_str(), path.c_str()) == 0) return true;
@@ -139,6 +130,15 @@ Status replaceMarker(const std::string& path, const AttachmentKey& owner) {
 
 } // namespace
 
+std::optional<AttachmentKey> parseOwnerFile(const std::string& text, const std::string& stateDir) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return std::nullopt;
+  AttachmentKey k{j.value("network", ""), j.value("containerId", ""), j.value("ifname", ""),
+                  j.value("stateDir", stateDir)};
+  if (k.network.empty() || k.containerId.empty() || k.ifname.empty()) return std::nullopt;
+  return k;
+}
+
 std::optional<AttachmentKey> AddressOwners::ownerOf(const std::string& address) const {
   const std::string path = layout_.ownerFile(address);
   char target[PATH_MAX];
@@ -150,7 +150,7 @@ std::optional<AttachmentKey> AddressOwners::ownerOf(const std::string& address) 
   if (errno != EINVAL) return std::nullopt; // none (or unreadable: no owner to honour)
   auto text = readFile(path);               // not a symlink: the previous release's file
   if (!text) return std::nullopt;
-  return parseMarkerFile(*text);
+  return parseOwnerFile(*text);
 }
 
 Status AddressOwners::claim(const std::string& address, const AttachmentKey& owner) const {

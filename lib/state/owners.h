@@ -50,6 +50,11 @@ struct AttachmentKey {
   bool operator==(const AttachmentKey&) const = default;
 };
 
+// An owner marker as the releases before this one wrote it: a file holding the key as
+// JSON. `stateDir`: the owner's when the file names none (the release before the
+// node-wide state kept markers under their stateDir and named none).
+std::optional<AttachmentKey> parseOwnerFile(const std::string& text, const std::string& stateDir = "");
+
 // One owner per pod address on the node: NodeLayout::ownerFile(address) names the
 // attachment whose node objects (domain set elements, hairpin and port-pool elements,
 // source-mode rules) are keyed by that address, whatever its network or stateDir.
