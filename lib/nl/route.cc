@@ -146,18 +146,16 @@ Error podRtnlError(const std::string& what, int err) {
   return makeError(ErrorCode::kNetlink, "rtnetlink: " + what + " in the pod netns: " + std::strerror(err));
 }
 
-// Sends `msg` and hands each answer of its sequence number to `onAnswer`: for a dump until
-// its end, otherwise the one answer (the object asked for, or the error). 0, or -errno
-// (the kernel's answer or the socket's). A dump the kernel marked interrupted
-// (NLM_F_DUMP_INTR: the objects changed between its parts, so it may miss some) is read to
-// its end, so the socket is clean for the next request, and is -EAGAIN; `onAnswer` may have
-// seen part of it.
+// Sends the dump request `msg` and hands each answer of its sequence number to `onAnswer`
+// until the dump's end. 0, or -errno (the kernel's answer or the socket's). A dump the
+// kernel marked interrupted (NLM_F_DUMP_INTR: the objects changed between its parts, so it
+// may miss some) is read to its end, so the socket is clean for the next request, and is
+// -EAGAIN; `onAnswer` may have seen part of it.
 template <typename OnAnswer>
-int exchange(nl_sock* sock, nl_msg* msg, char* buf, OnAnswer onAnswer) {
+int dumpExchange(nl_sock* sock, nl_msg* msg, char* buf, OnAnswer onAnswer) {
   nlmsghdr* request = nlmsg_hdr(msg);
   request->nlmsg_seq = nl_socket_use_seq(sock);
   const uint32_t seq = request->nlmsg_seq;
-  const bool dump = (request->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP;
   if (nl_send(sock, msg) < 0) return errno != 0 ? -errno : -EIO;
   const int fd = nl_socket_get_fd(sock);
   bool interrupted = false;
@@ -178,7 +176,6 @@ int exchange(nl_sock* sock, nl_msg* msg, char* buf, OnAnswer onAnswer) {
         return interrupted ? -EAGAIN : 0;
       }
       if (!interrupted) onAnswer(m);
-      if (!dump) return 0;
     }
   }
 }
@@ -423,7 +420,7 @@ Result<std::optional<std::vector<Cidr>>> RouteSocket::interfaceAddresses(const s
     if (!dump || nlmsg_append(dump.get(), &ifa, sizeof(ifa), NLMSG_ALIGNTO) < 0)
       return podRtnlError("list addresses of " + ifname, ENOMEM);
     out.clear();
-    const int e = exchange(sock_, dump.get(), buf.get(), [&](nlmsghdr* m) {
+    const int e = dumpExchange(sock_, dump.get(), buf.get(), [&](nlmsghdr* m) {
       if (auto c = addressOf(m, index)) out.push_back(*c);
     });
     if (e >= 0) break;
