@@ -7,37 +7,22 @@
 
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <set>
 
 #include "commands/commands.h"
-#include "commands/kernels.h"
-#include "fake_node_kernel.h"
-#include "fake_pod_kernel.h"
-#include "state/node_state.h"
+#include "fake_node.h"
 #include "state/record.h"
-#include "test_util.h"
 #include "util/file_io.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace podsteer;
-using test::FakeLocker;
-using test::FakeNodeKernel;
 using test::FakePodKernel;
 
 namespace {
 
-const char* kNet = "podnet";
-
-// One pod: its netns path and identity, container ID and address.
-struct PodSpec {
-  std::string netns = "/run/netns/pod-1";
-  std::string identity = "4:1001";
-  std::string containerId = "c1";
-  std::string ip = "10.244.1.5";
-  std::string name = "web-0";
-};
+using test::kNet;
+using test::PodSpec;
 
 // A second pod on the same node: its own netns, container and name (and address, unless
 // `sameAddress`: an address another pod holds).
@@ -52,17 +37,8 @@ PodSpec secondPod(bool sameAddress = false) {
 }
 
 // One node: fakes for both kernels and the lock, node state and stateDir in a temp dir.
-struct World {
-  test::TempDir tmp{"podsteer-flows"};
-  fs::path nodeDir = tmp.root / "node";
-  fs::path stateDir = tmp.root / "state";
-  state::NodeState node{nodeDir.string()};
-  FakePodKernel pod;
-  FakeNodeKernel nodeKernel;
-  FakeLocker locker{pod.log};
-  Kernels k{pod, nodeKernel, node, locker};
-
-  World() { fs::create_directories(nodeDir); }
+struct World : test::FakeNode {
+  World() : FakeNode("podsteer-flows") {}
 
   // A pod whose namespace exists, with its address on eth0.
   FakePodKernel::Netns& addPod(const PodSpec& p) {
@@ -88,18 +64,7 @@ struct World {
 
   CommandOutput run(const std::string& command, const PodSpec& p, const json& conf,
                     std::optional<std::string> netns = std::nullopt) {
-    std::map<std::string, std::string> env = {{"CNI_COMMAND", command},
-                                              {"CNI_CONTAINERID", p.containerId},
-                                              {"CNI_NETNS", netns.value_or(p.netns)},
-                                              {"CNI_IFNAME", "eth0"},
-                                              {"CNI_PATH", "/opt/cni/bin"},
-                                              {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}};
-    if (command == "GC") env.erase("CNI_CONTAINERID");
-    EnvLookup lookup = [env](const char* key) -> std::optional<std::string> {
-      auto it = env.find(key);
-      return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
-    };
-    return runCniCommand(lookup, conf.dump(), k);
+    return test::runCni(k, command, p.containerId, netns.value_or(p.netns), p.name, conf.dump());
   }
   CommandOutput add(const PodSpec& p, json extra = json::object()) { return run("ADD", p, conf(p, std::move(extra))); }
 

@@ -5,32 +5,23 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
-#include <map>
 
 #include "commands/commands.h"
-#include "commands/kernels.h"
 #include "commands/reconcile.h"
-#include "fake_node_kernel.h"
-#include "fake_pod_kernel.h"
-#include "state/node_state.h"
+#include "fake_node.h"
 #include "state/record.h"
-#include "test_util.h"
 #include "util/file_io.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace podsteer;
-using test::FakeLocker;
-using test::FakeNodeKernel;
 using test::FakePodKernel;
 
 namespace {
 
-const char* kNet = "podnet";
+using test::kNet;
+using test::PodSpec;
 
-struct PodSpec {
-  std::string netns, identity, containerId, ip, name;
-};
 const PodSpec kPodA{"/run/netns/pod-1", "4:1001", "c1", "10.244.1.5", "web-0"};
 const PodSpec kPodB{"/run/netns/pod-2", "4:1002", "c2", "10.244.1.6", "web-1"};
 
@@ -38,17 +29,8 @@ const PodSpec kPodB{"/run/netns/pod-2", "4:1002", "c2", "10.244.1.6", "web-1"};
 std::string labelOf(const PodSpec& p) { return "default/" + p.name + " (" + p.containerId + "/eth0)"; }
 
 // One node: fakes for both kernels and the lock, node state and stateDir in a temp dir.
-struct World {
-  test::TempDir tmp{"podsteer-reconcile"};
-  fs::path nodeDir = tmp.root / "node";
-  fs::path stateDir = tmp.root / "state";
-  state::NodeState node{nodeDir.string()};
-  FakePodKernel pod;
-  FakeNodeKernel nodeKernel;
-  FakeLocker locker{pod.log};
-  Kernels k{pod, nodeKernel, node, locker};
-
-  World() { fs::create_directories(nodeDir); }
+struct World : test::FakeNode {
+  World() : FakeNode("podsteer-reconcile") {}
 
   // The entry: REDIRECT capture to `inboundPort` (0: the default) with hairpin.
   json entry(int inboundPort = 0) const {
@@ -65,17 +47,7 @@ struct World {
     c["prevResult"] = {{"cniVersion", "1.0.0"},
                        {"interfaces", {{{"name", "eth0"}, {"sandbox", p.netns}}}},
                        {"ips", {{{"address", p.ip + "/24"}, {"interface", 0}}}}};
-    std::map<std::string, std::string> env = {{"CNI_COMMAND", "ADD"},
-                                              {"CNI_CONTAINERID", p.containerId},
-                                              {"CNI_NETNS", p.netns},
-                                              {"CNI_IFNAME", "eth0"},
-                                              {"CNI_PATH", "/opt/cni/bin"},
-                                              {"CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + p.name}};
-    EnvLookup lookup = [env](const char* key) -> std::optional<std::string> {
-      auto it = env.find(key);
-      return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
-    };
-    auto out = runCniCommand(lookup, c.dump(), k);
+    auto out = test::runCni(k, "ADD", p.containerId, p.netns, p.name, c.dump());
     CAPTURE(out.out);
     REQUIRE(out.exitCode == 0);
   }
