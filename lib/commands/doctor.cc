@@ -318,7 +318,7 @@ void checkAttachments(const std::string& stateDir, std::vector<Finding>& out) {
                      "run podsteer doctor on the node as root"});
       continue;
     }
-    auto v = verifyRecord(rec, stateDir);
+    auto v = verifyRecord(rec);
     if (!v) {
       out.push_back({Severity::kWarning, "attachment-unverified", who, v.error().msg,
                      "doctor cannot tell whether it is intact", "run podsteer list on the node as root"});

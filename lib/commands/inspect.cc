@@ -75,7 +75,7 @@ Result<RecordCheck> verifyRecordOn(const Kernels& k, const state::AttachmentReco
   return check;
 }
 
-Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& /*stateDir*/) {
+Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec) {
   PluginKernels kernels;
   return verifyRecordOn(kernels.view(), rec);
 }
@@ -137,7 +137,7 @@ CommandOutput runList(const std::string& stateDir, bool json) {
     const auto why = cannotVerify(rec);
     // Stale: the pod's netns (by the identity recorded at ADD) is gone, a DEL was missed.
     const bool stale = !why && !podAlive(rec);
-    auto v = why ? Result<RecordCheck>(makeError(ErrorCode::kState, *why)) : verifyRecord(rec, stateDir);
+    auto v = why ? Result<RecordCheck>(makeError(ErrorCode::kState, *why)) : verifyRecord(rec);
     if (v)
       for (const auto& d : v->differences) diffs.push_back(d);
     if (stale) {

@@ -36,7 +36,7 @@ struct RecordCheck {
 // membership. verifyRecordOn reads through `k` (reconcile --repair, unit tests);
 // verifyRecord through the node's netlink (doctor, list).
 Result<RecordCheck> verifyRecordOn(const Kernels& k, const state::AttachmentRecord& rec);
-Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec, const std::string& stateDir);
+Result<RecordCheck> verifyRecord(const state::AttachmentRecord& rec);
 
 // `podsteer list [--json] [--state-dir DIR]`.
 // Whether this process has `cap` in its effective set (true when it cannot tell: the
