@@ -1,9 +1,5 @@
 #include "commands/host.h"
 
-#include "commands/node_objects.h"
-#include "nl/node_kernel.h"
-#include "state/node_state.h"
-
 namespace podsteer {
 
 nlohmann::json membershipToJson(const plan::HostMembership& m) {
@@ -30,26 +26,6 @@ plan::HostMembership membershipFromJson(const nlohmann::json& j) {
     for (const auto& r : j["rules"])
       if (auto rule = plan::IpRule::fromJson(r)) m.rules.push_back(*rule);
   return m;
-}
-
-// The plugin's entry points: the node's own state and its kernel over netlink.
-
-Status applyHostMembership(const std::string& /*stateDir*/, const std::string& userKey, const plan::HostMembership& now,
-                           const plan::HostMembership& before, const std::vector<RoutingDomain>& domains,
-                           const std::optional<EgressPortPool>& pool) {
-  nl::NetlinkNodeKernel kernel;
-  return NodeObjects(state::NodeState::node(), kernel).apply(userKey, now, before, domains, pool);
-}
-
-Status removeHostMembership(const std::string& stateDir, const std::string& userKey, const plan::HostMembership& had) {
-  nl::NetlinkNodeKernel kernel;
-  return NodeObjects(state::NodeState::node(), kernel).remove(stateDir, userKey, had);
-}
-
-Result<uint32_t> claimPortBlock(const std::string& /*stateDir*/, const std::string& userKey, const EgressPortPool& pool,
-                                std::optional<uint32_t> preferred) {
-  nl::NetlinkNodeKernel kernel;
-  return NodeObjects(state::NodeState::node(), kernel).claimPortBlock(userKey, pool, preferred);
 }
 
 } // namespace podsteer
